@@ -1,0 +1,1 @@
+//! Media leg (skeleton; see issue 4).

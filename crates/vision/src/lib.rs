@@ -1,0 +1,1 @@
+//! Object detection (skeleton; see issue 3).
