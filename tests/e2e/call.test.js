@@ -1,0 +1,190 @@
+// Phase 1: a real call between two headless Chromium pages through the UI, against
+// the real server binary.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib/server.js';
+import { launchBrowser, newPerson, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
+
+const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
+
+async function status(page) {
+  return page.locator('#status').getAttribute('data-state');
+}
+
+async function waitStatus(page, state, timeoutMs = 20_000) {
+  await page.locator(`#status[data-state="${state}"]`).waitFor({ state: 'attached', timeout: timeoutMs });
+}
+
+test('two pages call each other; third is refused; leaving is noticed', async (t) => {
+  const server = await startServer();
+  const { browser, close } = await launchBrowser();
+  const pages = [];
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  try {
+    const a = await newPerson(browser, server.url, 'A');
+    const b = await newPerson(browser, server.url, 'B');
+    const c = await newPerson(browser, server.url, 'C');
+    pages.push(a, b, c);
+
+    // A starts a call from the landing page, with a display name.
+    await a.goto('/');
+    await a.getByTestId('name-input').fill('Alice');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    const roomUrl = a.url();
+    const roomId = ROOM_URL.exec(roomUrl)[1];
+    assert.match(roomId, /^[A-Za-z0-9_-]{22}$/);
+    await waitStatus(a, 'waiting');
+
+    // B opens A's link.
+    await b.goto(roomUrl);
+    await waitStatus(a, 'connected');
+    await waitStatus(b, 'connected');
+    assert.equal(await a.locator('[data-role=remote]').count(), 1);
+    assert.equal(await b.locator('[data-role=remote]').count(), 1);
+    // B sees A's name on A's tile.
+    await b.locator('[data-role=remote] .who', { hasText: 'Alice' }).waitFor();
+
+    // Each decodes the other's video.
+    for (const [name, page] of [['A', a], ['B', b]]) {
+      const n = await waitFor(async () => {
+        const f = await framesDecoded(page);
+        return f > 30 ? f : 0;
+      }, { timeoutMs: 30_000, message: `${name} to decode > 30 remote video frames` });
+      assert.ok(n > 30);
+    }
+
+    // Chat over the data channel, both ways.
+    await a.getByTestId('chat-input').fill('hello from A');
+    await a.getByTestId('chat-send').click();
+    await b.locator('#chat-log li.theirs', { hasText: 'hello from A' }).waitFor({ timeout: 10_000 });
+    await b.getByTestId('chat-input').fill('hi A, B here');
+    await b.getByTestId('chat-input').press('Enter');
+    await a.locator('#chat-log li.theirs', { hasText: 'hi A, B here' }).waitFor({ timeout: 10_000 });
+
+    // Controls change what the peer receives: muting disables the track we send.
+    await a.getByTestId('mic').click();
+    assert.equal(await a.getByTestId('mic').getAttribute('aria-pressed'), 'true');
+    const micEnabled = await a.evaluate(() => {
+      for (const pc of window.callsight.peerConnections().values()) {
+        for (const s of pc.getSenders()) if (s.track?.kind === 'audio') return s.track.enabled;
+      }
+      return null;
+    });
+    assert.equal(micEnabled, false);
+    await a.getByTestId('mic').click();
+
+    // A third person gets "room is full" (capacity 2 by default).
+    await c.goto(roomUrl);
+    await c.getByTestId('room-full').waitFor({ state: 'visible', timeout: 10_000 });
+    assert.equal(await status(c), 'full');
+
+    await screenshot(a, 'call-a');
+    await screenshot(b, 'call-b');
+    await screenshot(c, 'call-c-room-full');
+
+    // B's tab goes away: A shows "peer left" within 10 s.
+    const closedAt = Date.now();
+    await b.close();
+    await waitStatus(a, 'peer-left', 10_000);
+    const took = Date.now() - closedAt;
+    assert.ok(took <= 10_000, `peer-left took ${took} ms`);
+    assert.equal(await a.locator('[data-role=remote]').count(), 0);
+    await screenshot(a, 'call-a-peer-left');
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
+    throw err;
+  }
+});
+
+test('server restart: pages rejoin with their ids and keep the call', async (t) => {
+  let server = await startServer();
+  const { browser, close } = await launchBrowser();
+  const pages = [];
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  try {
+    const a = await newPerson(browser, server.url, 'A');
+    const b = await newPerson(browser, server.url, 'B');
+    pages.push(a, b);
+    await a.goto('/');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    await b.goto(a.url());
+    await waitStatus(a, 'connected');
+    await waitStatus(b, 'connected');
+    const idA = await a.evaluate(() => window.callsight.id);
+    const idB = await b.evaluate(() => window.callsight.id);
+    // Mark the live RTCPeerConnection objects to tell later whether they were kept.
+    for (const p of [a, b]) {
+      await p.evaluate(() => {
+        for (const pc of window.callsight.peerConnections().values()) pc.__e2eMark = true;
+      });
+    }
+
+    const port = server.port;
+    await server.stop();
+    await a.locator('#status[data-signaling=down]').waitFor({ state: 'attached', timeout: 10_000 });
+    server = await startServer({ port });
+
+    // Both rejoin by themselves (backoff) and resume their ids.
+    for (const [p, id] of [[a, idA], [b, idB]]) {
+      await p.locator('#status[data-signaling=joined]').waitFor({ state: 'attached', timeout: 20_000 });
+      assert.equal(await p.evaluate(() => window.callsight.id), id);
+    }
+    // The peer connections that survived are the same objects, still connected.
+    for (const p of [a, b]) {
+      const kept = await p.evaluate(() => [...window.callsight.peerConnections().values()].map((pc) => [pc.__e2eMark === true, pc.connectionState]));
+      assert.deepEqual(kept, [[true, 'connected']]);
+      await waitStatus(p, 'connected');
+    }
+    // Signaling works again: a chat is not enough (data channel), so leave and see it.
+    await b.getByTestId('chat-input').fill('still here');
+    await b.getByTestId('chat-send').click();
+    await a.locator('#chat-log li.theirs', { hasText: 'still here' }).waitFor({ timeout: 10_000 });
+    await screenshot(a, 'restart-a');
+    await b.getByTestId('hangup').click();
+    await waitStatus(a, 'peer-left', 10_000);
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
+    throw err;
+  }
+});
+
+test('mesh room of three with --room-capacity 3', async (t) => {
+  const server = await startServer({ args: ['--room-capacity', '3'] });
+  const { browser, close } = await launchBrowser();
+  const pages = [];
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  try {
+    for (const n of ['A', 'B', 'C']) pages.push(await newPerson(browser, server.url, n));
+    const [a, b, c] = pages;
+    await a.goto('/');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    await b.goto(a.url());
+    await c.goto(a.url());
+    for (const p of pages) {
+      await waitStatus(p, 'connected', 30_000);
+      await waitFor(async () => (await p.locator('[data-role=remote][data-state=connected]').count()) === 2, {
+        message: 'two connected remote tiles',
+      });
+    }
+    for (const p of pages) await waitFor(async () => (await framesDecoded(p)) > 30, { timeoutMs: 30_000, message: 'remote frames' });
+    await screenshot(c, 'mesh-c');
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
+    throw err;
+  }
+});

@@ -1,0 +1,98 @@
+// Headless Chromium (the Debian package) through playwright-core, with a fake camera
+// and microphone, plus small helpers the tests share.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { REPO_ROOT } from './server.js';
+
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+export const ARTIFACTS = path.join(REPO_ROOT, 'artifacts', 'e2e');
+
+/**
+ * @param {object} [o]
+ * @param {string} [o.fakeVideo] a .y4m file for --use-file-for-fake-video-capture
+ */
+export async function launchBrowser({ fakeVideo } = {}) {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_BIN)`);
+  }
+  const args = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    // Pages of one test sit in background tabs of one browser: keep their timers and
+    // video pipelines running at full speed.
+    '--disable-background-timer-throttling',
+    '--disable-renderer-backgrounding',
+    '--disable-backgrounding-occluded-windows',
+    '--autoplay-policy=no-user-gesture-required',
+  ];
+  if (fakeVideo) args.push(`--use-file-for-fake-video-capture=${fakeVideo}`);
+  // playwright-core gives every launch a fresh temporary profile (its own --user-data-dir).
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  const close = async () => {
+    await browser.close().catch(() => {});
+  };
+  return { browser, close };
+}
+
+/** A page in its own context (own storage, like a different person), logging its console on failure. */
+export async function newPerson(browser, baseURL, label) {
+  const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: baseURL });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`[${label}] ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`[${label}] pageerror: ${e.message}`));
+  page.consoleLines = consoleLines;
+  return page;
+}
+
+/** Polls `fn` until it returns a truthy value or the deadline passes. */
+export async function waitFor(fn, { timeoutMs = 20_000, intervalMs = 250, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** Highest framesDecoded over the page's inbound video streams from peers. */
+export function framesDecoded(page) {
+  return page.evaluate(async () => {
+    let max = 0;
+    for (const pc of window.callsight.peerConnections().values()) {
+      const stats = await pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') max = Math.max(max, r.framesDecoded ?? 0);
+      });
+    }
+    return max;
+  });
+}
+
+export async function screenshot(page, name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+export function dumpConsole(pages) {
+  for (const p of pages) for (const l of p.consoleLines ?? []) process.stderr.write(`${l}\n`);
+}

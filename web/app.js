@@ -1,0 +1,131 @@
+// Callsight web client, entry point. Plain ES modules, no build step.
+//
+// Module map:
+//   app.js        routing: landing page (/) or a room (/r/<room>); test hooks
+//   call.js       the session in a room: media, signaling, peers, server leg
+//   signaling.js  WebSocket client with reconnect + backoff
+//   peer.js       one RTCPeerConnection per remote peer (perfect negotiation, chat, ICE restart)
+//   publish.js    send-only connection to the server for detection (H.264, abs-capture-time)
+//   overlay.js    detection buffer + frame-synced canvas overlay (docs/sync.md)
+//   ui.js         DOM rendering and controls
+//   coco.js       COCO class names
+
+import { Call } from './call.js';
+import { RoomView, showView } from './ui.js';
+
+const NAME_KEY = 'callsight.name';
+const ROOM_RE = /^[A-Za-z0-9_-]{8,64}$/;
+
+/** 22 characters of base64url from 16 crypto-random bytes (128 bits). */
+export function newRoomId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function savedName() {
+  try {
+    return (localStorage.getItem(NAME_KEY) ?? '').slice(0, 64);
+  } catch {
+    return '';
+  }
+}
+
+function saveName(name) {
+  try {
+    if (name) localStorage.setItem(NAME_KEY, name);
+    else localStorage.removeItem(NAME_KEY);
+  } catch {
+    // storage may be disabled; the name is optional
+  }
+}
+
+function fatal(title, text) {
+  document.querySelector('#fatal-title').textContent = title;
+  document.querySelector('#fatal-text').textContent = text;
+  showView('fatal');
+}
+
+function landing() {
+  showView('landing');
+  const input = document.querySelector('#name');
+  input.value = savedName();
+  document.querySelector('#start-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    saveName(input.value.trim().slice(0, 64));
+    window.location.assign(`/r/${newRoomId()}`);
+  });
+}
+
+async function room(roomId) {
+  if (!ROOM_RE.test(roomId)) {
+    fatal('This link is not valid', 'A room link ends in 8 to 64 letters, digits, "-" or "_".');
+    return;
+  }
+  if (!window.RTCPeerConnection || !navigator.mediaDevices) {
+    fatal('Browser not supported', 'This browser cannot make WebRTC calls (or the page is not served over https).');
+    return;
+  }
+  let config;
+  try {
+    const res = await fetch('/api/config', { cache: 'no-store' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    config = await res.json();
+  } catch (err) {
+    fatal('Cannot reach the server', String(err?.message ?? err));
+    return;
+  }
+  const call = new Call({ room: roomId, name: savedName(), config });
+  const view = new RoomView(call);
+  view.mount();
+  exposeTestHooks(call, view);
+  await call.start();
+}
+
+// Read-only handle for tests and debugging: ids, states and the live
+// RTCPeerConnection objects (for getStats()). Nothing here changes the call.
+function exposeTestHooks(call, view) {
+  const hooks = {
+    get id() {
+      return call.myId;
+    },
+    get room() {
+      return call.room;
+    },
+    get status() {
+      return call.status;
+    },
+    get publishState() {
+      return call.publishState;
+    },
+    /** @returns {Map<string, RTCPeerConnection>} remote peer id → its connection */
+    peerConnections() {
+      return new Map([...call.links].map(([id, link]) => [id, link.pc]));
+    },
+    /** The server-leg connection, when publishing. */
+    publisherConnection() {
+      return call.publisher.pc;
+    },
+    /** Pairs {frame, result} of capture times drawn on a tile ('self' or a peer id). */
+    syncSamples(tile) {
+      return view.syncSamples(tile);
+    },
+    clockOffsets() {
+      return Object.fromEntries([...call.links].map(([id, l]) => [id, l.clockOffsetMs]));
+    },
+  };
+  Object.defineProperty(window, 'callsight', { value: Object.freeze(hooks), writable: false, configurable: false });
+}
+
+const path = window.location.pathname;
+const m = /^\/r\/([^/]+)\/?$/.exec(path);
+if (m) {
+  room(decodeURIComponent(m[1])).catch((err) => {
+    console.error(err);
+    fatal('Something went wrong', String(err?.message ?? err));
+  });
+} else {
+  landing();
+}

@@ -1,0 +1,388 @@
+// The session in one room: local media, the signaling socket, one PeerLink per
+// remote participant, the server leg (Publisher) and the detections that arrive.
+// No DOM here; ui.js renders what this reports.
+//
+// Events:
+//   status            .status changed ('connecting' | 'waiting' | 'connected' |
+//                     'reconnecting' | 'peer-left' | 'full' | 'ended' | 'error')
+//   local             the local stream or its state (mic/cam/screen) changed
+//   peer-added {id}   a participant appeared (tile needed)
+//   peer-changed {id} its name, state or stream changed
+//   peer-removed {id}
+//   chat {detail}     {from, name, text, mine, system}
+//   detections {detail}  one `detections` message from the server
+//   publish           .publishState changed
+//   self              own id known (after `joined`)
+//   error {detail}    {code, message} from the server that the user should see
+
+import { Signaling } from './signaling.js';
+import { PeerLink } from './peer.js';
+import { Publisher } from './publish.js';
+
+// A peer that is not in the room after our rejoin is kept while its media still flows;
+// once it is not connected for this long it counts as gone.
+const ABSENT_GRACE_MS = 8000;
+
+export class Call extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {string} o.room
+   * @param {string} o.name
+   * @param {object} o.config GET /api/config
+   */
+  constructor({ room, name, config }) {
+    super();
+    this.room = room;
+    this.name = name;
+    this.config = config;
+    this.iceServers = Array.isArray(config.ice_servers) ? config.ice_servers : [];
+    this.mediaEnabled = Boolean(config.media?.enabled);
+    this.myId = null;
+    this.joined = false;
+    this.everJoined = false;
+    this.someoneLeft = false;
+    this.status = 'connecting';
+    this.ended = false;
+    /** @type {Map<string, PeerLink>} */
+    this.links = new Map();
+    this.absentSince = new Map();
+    this.localStream = null;
+    this.cameraTrack = null;
+    this.screenTrack = null;
+    this.micMuted = false;
+    this.camOff = false;
+    this.mediaError = null;
+    this.publishState = 'stopped';
+    this.signaling = new Signaling(Signaling.urlFor(window.location));
+    this.publisher = new Publisher({
+      send: (m) => this.signaling.send(m),
+      videoTrack: () => this.currentVideoTrack(),
+    });
+    this.publisher.addEventListener('state', (e) => {
+      this.publishState = e.detail;
+      this.dispatchEvent(new Event('publish'));
+    });
+    this.sweepTimer = null;
+  }
+
+  async start() {
+    await this.#openMedia();
+    this.signaling.addEventListener('open', () => this.#join());
+    this.signaling.addEventListener('message', (e) => this.#onMessage(e.detail));
+    this.signaling.addEventListener('close', () => {
+      this.joined = false;
+      this.#updateStatus();
+    });
+    this.signaling.connect();
+    this.sweepTimer = setInterval(() => this.#sweepAbsent(), 1000);
+    window.addEventListener('pagehide', () => this.hangUp());
+  }
+
+  currentVideoTrack() {
+    return this.screenTrack ?? this.cameraTrack;
+  }
+
+  localTracks() {
+    const tracks = [];
+    const audio = this.localStream?.getAudioTracks()[0];
+    if (audio) tracks.push(audio);
+    const video = this.currentVideoTrack();
+    if (video) tracks.push(video);
+    return tracks;
+  }
+
+  get sharing() {
+    return this.screenTrack !== null;
+  }
+
+  setMicMuted(muted) {
+    this.micMuted = muted;
+    for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !muted;
+    this.dispatchEvent(new Event('local'));
+  }
+
+  setCameraOff(off) {
+    this.camOff = off;
+    // A disabled track sends black frames: the connection and its layout stay as they are.
+    if (this.cameraTrack) this.cameraTrack.enabled = !off;
+    this.dispatchEvent(new Event('local'));
+  }
+
+  async startScreenShare() {
+    if (this.screenTrack) return;
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    this.screenTrack = track;
+    track.addEventListener('ended', () => this.stopScreenShare());
+    await this.#sendVideo(track);
+  }
+
+  async stopScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    track.stop();
+    await this.#sendVideo(this.cameraTrack);
+  }
+
+  sendChat(text) {
+    const clean = text.trim().slice(0, 2000);
+    if (!clean) return false;
+    let sent = false;
+    for (const link of this.links.values()) sent = link.sendChat(clean) || sent;
+    if (sent) this.dispatchEvent(new CustomEvent('chat', { detail: { from: this.myId, name: this.name, text: clean, mine: true } }));
+    return sent;
+  }
+
+  get canChat() {
+    return [...this.links.values()].some((l) => l.canChat);
+  }
+
+  hangUp() {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.sweepTimer);
+    this.signaling.send({ type: 'leave' });
+    this.signaling.close();
+    this.publisher.stop();
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    for (const t of this.localStream?.getTracks() ?? []) t.stop();
+    this.screenTrack?.stop();
+    this.#setStatus('ended');
+  }
+
+  async #openMedia() {
+    try {
+      this.localStream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true },
+        video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
+      });
+    } catch (err) {
+      // Join anyway, receive-only: a call without a camera is still a call.
+      console.warn('getUserMedia failed', err);
+      this.mediaError = err?.name === 'NotAllowedError' ? 'Camera and microphone were blocked.' : 'No camera or microphone found.';
+      try {
+        this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      } catch {
+        this.localStream = new MediaStream();
+      }
+    }
+    this.cameraTrack = this.localStream.getVideoTracks()[0] ?? null;
+    this.dispatchEvent(new Event('local'));
+  }
+
+  async #sendVideo(track) {
+    await Promise.allSettled([...this.links.values()].map((l) => l.replaceVideo(track)));
+    if (this.mediaEnabled) await this.publisher.replaceTrack(track);
+    this.dispatchEvent(new Event('local'));
+  }
+
+  #join() {
+    const msg = { type: 'join', room: this.room, version: 1 };
+    if (this.name) msg.name = this.name;
+    if (this.myId) msg.resume = this.myId;
+    this.signaling.send(msg);
+  }
+
+  #onMessage(msg) {
+    switch (msg.type) {
+      case 'joined':
+        this.#onJoined(msg);
+        break;
+      case 'peer-joined':
+        if (msg.peer && typeof msg.peer.id === 'string') this.#onPeerJoined(msg.peer);
+        break;
+      case 'peer-left':
+        if (typeof msg.id === 'string') this.#removePeer(msg.id, true);
+        break;
+      case 'signal':
+        if (typeof msg.from === 'string') this.#onSignal(msg.from, msg.data);
+        break;
+      case 'publish-answer':
+        this.publisher.handleAnswer(msg.sdp);
+        break;
+      case 'detections':
+        this.dispatchEvent(new CustomEvent('detections', { detail: msg }));
+        break;
+      case 'error':
+        this.#onError(msg);
+        break;
+      default:
+        break; // newer server, older client: ignore
+    }
+  }
+
+  #onJoined(msg) {
+    if (typeof msg.id !== 'string') return;
+    const first = this.myId === null;
+    this.myId = msg.id;
+    this.joined = true;
+    this.everJoined = true;
+    const present = new Set();
+    for (const p of Array.isArray(msg.peers) ? msg.peers : []) {
+      if (!p || typeof p.id !== 'string' || p.id === this.myId) continue;
+      present.add(p.id);
+      this.absentSince.delete(p.id);
+      // They were here first: we are polite towards them and we make the offer.
+      const link = this.links.get(p.id);
+      if (link && this.#alive(link)) {
+        link.polite = true;
+        link.name = p.name || link.name;
+        if (link.state !== 'connected') link.restartIce();
+        this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id: p.id } }));
+      } else {
+        this.#addLink(p.id, p.name, { polite: true, initiator: true });
+      }
+    }
+    // Peers we still have links to but the room does not list: not back yet (server
+    // restart) or gone. Keep them while their media flows.
+    for (const id of this.links.keys()) {
+      if (!present.has(id) && !this.absentSince.has(id)) this.absentSince.set(id, Date.now());
+    }
+    if (first) this.dispatchEvent(new Event('self'));
+    // A new socket means a new server-side session: publish again.
+    if (this.mediaEnabled) this.publisher.start();
+    this.#updateStatus();
+  }
+
+  #onPeerJoined(peer) {
+    if (peer.id === this.myId) return;
+    this.absentSince.delete(peer.id);
+    const link = this.links.get(peer.id);
+    // Announced after us: we are impolite towards them and wait for their offer.
+    if (link && this.#alive(link)) {
+      link.polite = false;
+      link.name = peer.name || link.name;
+      this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id: peer.id } }));
+    } else {
+      this.#addLink(peer.id, peer.name, { polite: false, initiator: false });
+    }
+    this.#updateStatus();
+  }
+
+  #onSignal(from, data) {
+    if (!data || typeof data !== 'object') return;
+    let link = this.links.get(from);
+    const isOffer = data.description?.type === 'offer';
+    if (link && link.remoteSid && data.sid && data.sid !== link.remoteSid) {
+      // The other side started a fresh connection (e.g. after a reload of its state):
+      // follow it on an offer, drop leftovers of the old one otherwise.
+      if (!isOffer) return;
+      const { polite, name } = link;
+      this.#removePeer(from, false);
+      link = this.#addLink(from, name, { polite, initiator: false });
+    } else if (!link) {
+      if (!isOffer) return;
+      link = this.#addLink(from, '', { polite: true, initiator: false });
+    }
+    if (data.sid && !link.remoteSid) link.remoteSid = data.sid;
+    this.absentSince.delete(from);
+    link.handleSignal(data);
+  }
+
+  #onError(msg) {
+    const code = typeof msg.code === 'string' ? msg.code : 'error';
+    console.warn(`server error ${code}: ${msg.message}`);
+    if (code === 'room-full') {
+      this.signaling.close();
+      this.publisher.stop();
+      for (const t of this.localStream?.getTracks() ?? []) t.stop();
+      this.#setStatus('full');
+    } else if (code === 'media-unavailable') {
+      this.publisher.unavailable();
+    } else if (code === 'bad-room' || code === 'unsupported-version' || code === 'bad-name') {
+      this.signaling.close();
+      this.#setStatus('error');
+      this.dispatchEvent(new CustomEvent('error', { detail: { code, message: String(msg.message ?? '') } }));
+    }
+  }
+
+  #alive(link) {
+    const s = link.pc.connectionState;
+    return !link.closed && s !== 'closed' && s !== 'failed';
+  }
+
+  #addLink(id, name, { polite, initiator }) {
+    this.links.get(id)?.close();
+    const link = new PeerLink({
+      id,
+      name,
+      polite,
+      initiator,
+      iceServers: this.iceServers,
+      localTracks: () => this.localTracks(),
+      localStream: this.localStream,
+    });
+    link.addEventListener('signal', (e) => {
+      this.signaling.send({ type: 'signal', to: id, data: e.detail });
+    });
+    const changed = () => {
+      this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id } }));
+      this.#updateStatus();
+    };
+    link.addEventListener('state', changed);
+    link.addEventListener('track', changed);
+    link.addEventListener('channel', changed);
+    link.addEventListener('chat', (e) => {
+      this.dispatchEvent(new CustomEvent('chat', { detail: { from: id, name: link.name, text: e.detail.text, mine: false } }));
+    });
+    this.links.set(id, link);
+    this.dispatchEvent(new CustomEvent('peer-added', { detail: { id } }));
+    this.#updateStatus();
+    return link;
+  }
+
+  #removePeer(id, left) {
+    const link = this.links.get(id);
+    this.absentSince.delete(id);
+    if (!link) return;
+    link.close();
+    this.links.delete(id);
+    if (left) {
+      this.someoneLeft = true;
+      this.dispatchEvent(new CustomEvent('chat', { detail: { system: true, text: `${link.name || 'Your peer'} left the call` } }));
+    }
+    this.dispatchEvent(new CustomEvent('peer-removed', { detail: { id, left } }));
+    this.#updateStatus();
+  }
+
+  #sweepAbsent() {
+    const now = Date.now();
+    for (const [id, since] of this.absentSince) {
+      const link = this.links.get(id);
+      if (!link) {
+        this.absentSince.delete(id);
+      } else if (link.state === 'connected') {
+        this.absentSince.set(id, now);
+      } else if (now - since > ABSENT_GRACE_MS) {
+        this.#removePeer(id, true);
+      }
+    }
+  }
+
+  #updateStatus() {
+    if (this.ended || this.status === 'full' || this.status === 'error') return;
+    const links = [...this.links.values()];
+    let s;
+    if (links.length === 0) {
+      if (!this.joined) s = this.everJoined ? 'reconnecting' : 'connecting';
+      else s = this.someoneLeft ? 'peer-left' : 'waiting';
+    } else if (links.some((l) => l.state === 'reconnecting')) {
+      s = 'reconnecting';
+    } else if (links.every((l) => l.state === 'connected')) {
+      s = 'connected';
+    } else {
+      s = 'connecting';
+    }
+    this.#setStatus(s);
+  }
+
+  #setStatus(s) {
+    const changed = this.status !== s;
+    this.status = s;
+    // Always notify: the signaling sub-state may have changed even if s did not.
+    this.dispatchEvent(new CustomEvent('status', { detail: { changed } }));
+  }
+}

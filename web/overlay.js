@@ -1,0 +1,319 @@
+// Detection overlay: keeps the recent results of every published track and draws,
+// on each displayed video frame, the result computed for that frame or the nearest
+// earlier one, matched by capture time (the mechanism is in docs/sync.md).
+//
+//   DetectionStore  per-participant ring buffer of `detections` messages
+//   TileOverlay     one per <video>: requestVideoFrameCallback loop, canvas drawing,
+//                   the aria-live list, the fps/latency readout, sync samples
+
+const KEEP_RESULTS = 120;
+const KEEP_MS = 6000;
+// Capture times go through ms rounding and RTP-tick interpolation on the server: a
+// result up to this much "later" than the frame still belongs to it. Far below the
+// 33 ms between frames at 30 fps.
+const MATCH_TOLERANCE_MS = 4;
+const LIST_EVERY_MS = 250;
+const KEEP_SAMPLES = 2000;
+
+export function wallClockSkewMs() {
+  // performance.timeOrigin + performance.now() drifts from Date.now() when the system
+  // clock is slewed; the server's capture times are wall clock.
+  return Date.now() - (performance.timeOrigin + performance.now());
+}
+
+function num(x) {
+  return typeof x === 'number' && Number.isFinite(x) ? x : null;
+}
+
+/** Validates one server `detections` message; returns null when it is unusable. */
+export function parseDetections(msg) {
+  if (!msg || typeof msg.participant !== 'string' || !Array.isArray(msg.detections)) return null;
+  const detections = [];
+  for (const d of msg.detections.slice(0, 200)) {
+    const box = Array.isArray(d?.box) ? d.box.map(num) : [];
+    const score = num(d?.score);
+    if (box.length !== 4 || box.some((v) => v === null) || score === null) continue;
+    const label = typeof d.label === 'string' && d.label ? d.label.slice(0, 40) : `class ${num(d.class_id) ?? '?'}`;
+    detections.push({ label, score, box, classId: num(d.class_id) });
+  }
+  return {
+    participant: msg.participant,
+    track: typeof msg.track === 'string' ? msg.track : String(msg.track ?? ''),
+    rtp: num(msg.rtp_timestamp),
+    capture: num(msg.capture_time),
+    width: num(msg.width),
+    height: num(msg.height),
+    inferenceMs: num(msg.inference_ms),
+    arrival: Date.now(),
+    detections,
+  };
+}
+
+export class DetectionStore extends EventTarget {
+  constructor() {
+    super();
+    /** @type {Map<string, object[]>} participant → results, oldest first */
+    this.results = new Map();
+  }
+
+  add(msg) {
+    const r = parseDetections(msg);
+    if (!r) return null;
+    let buf = this.results.get(r.participant);
+    if (!buf) {
+      buf = [];
+      this.results.set(r.participant, buf);
+    }
+    buf.push(r);
+    // Results of one track arrive in capture order; keep it sorted if one is late.
+    for (let i = buf.length - 1; i > 0 && r.capture !== null && buf[i - 1].capture !== null && buf[i - 1].capture > r.capture; i--) {
+      [buf[i - 1], buf[i]] = [buf[i], buf[i - 1]];
+    }
+    while (buf.length > KEEP_RESULTS || (buf.length > 1 && r.arrival - buf[0].arrival > KEEP_MS)) buf.shift();
+    this.dispatchEvent(new CustomEvent('result', { detail: r }));
+    return r;
+  }
+
+  forget(participant) {
+    this.results.delete(participant);
+  }
+
+  latest(participant) {
+    const buf = this.results.get(participant);
+    return buf && buf.length ? buf[buf.length - 1] : null;
+  }
+
+  /**
+   * The result for the frame captured at `capture` (sender wall clock, ms), or the
+   * nearest earlier one. Without a capture time: the newest (receive order).
+   */
+  forFrame(participant, capture) {
+    const buf = this.results.get(participant);
+    if (!buf || buf.length === 0) return null;
+    if (capture === null) return buf[buf.length - 1];
+    for (let i = buf.length - 1; i >= 0; i--) {
+      const c = buf[i].capture;
+      if (c === null) return buf[i]; // the server could not time it: receive order
+      if (c <= capture + MATCH_TOLERANCE_MS) return buf[i];
+    }
+    return null; // only results of later frames: draw nothing rather than the future
+  }
+
+  /** Detection rate (results/s over the last 2 s) and median latency (ms). */
+  stats(participant, clockOffsetMs) {
+    const buf = this.results.get(participant) ?? [];
+    const now = Date.now();
+    const recent = buf.filter((r) => now - r.arrival <= 2000);
+    const fps = recent.length / 2;
+    const lat = recent
+      .filter((r) => r.capture !== null)
+      .map((r) => r.arrival - (r.capture - (clockOffsetMs ?? 0)))
+      .sort((a, b) => a - b);
+    const inf = recent.map((r) => r.inferenceMs).filter((x) => x !== null).sort((a, b) => a - b);
+    return {
+      fps,
+      latencyMs: lat.length ? lat[Math.floor(lat.length / 2)] : null,
+      inferenceMs: inf.length ? inf[Math.floor(inf.length / 2)] : null,
+    };
+  }
+}
+
+/** Settings shared by all tiles (the side panel edits them). */
+export class OverlaySettings extends EventTarget {
+  constructor() {
+    super();
+    this.threshold = 0.5;
+    this.classes = null; // Set of lower-case labels, or null = all
+    this.hidden = new Set(); // participants whose boxes are switched off
+  }
+
+  setThreshold(v) {
+    this.threshold = v;
+    this.dispatchEvent(new Event('change'));
+  }
+
+  setClassFilter(text) {
+    const names = text
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean);
+    this.classes = names.length ? new Set(names) : null;
+    this.dispatchEvent(new Event('change'));
+  }
+
+  setShown(participant, shown) {
+    if (shown) this.hidden.delete(participant);
+    else this.hidden.add(participant);
+    this.dispatchEvent(new Event('change'));
+  }
+
+  visible(result) {
+    if (!result) return [];
+    return result.detections.filter(
+      (d) => d.score >= this.threshold && (this.classes === null || this.classes.has(d.label.toLowerCase())),
+    );
+  }
+}
+
+function colorFor(label) {
+  let h = 0;
+  for (const ch of label) h = (h * 31 + ch.charCodeAt(0)) % 360;
+  return `hsl(${h} 90% 55%)`;
+}
+
+export class TileOverlay {
+  /**
+   * @param {object} o
+   * @param {HTMLVideoElement} o.video
+   * @param {HTMLCanvasElement} o.canvas
+   * @param {HTMLElement} o.list   the aria-live list
+   * @param {HTMLElement} o.readout  fps / latency text
+   * @param {DetectionStore} o.store
+   * @param {OverlaySettings} o.settings
+   * @param {() => string|null} o.participant  whose detections belong to this video
+   * @param {boolean} o.isSelf  the local camera preview
+   * @param {() => number|null} o.clockOffset  remote wall clock − local wall clock (ms)
+   */
+  constructor({ video, canvas, list, readout, store, settings, participant, isSelf, clockOffset }) {
+    Object.assign(this, { video, canvas, list, readout, store, settings, participant, isSelf, clockOffset });
+    this.ctx = canvas.getContext('2d');
+    this.stopped = false;
+    this.lastListAt = 0;
+    this.lastListText = '';
+    this.lastResult = undefined;
+    this.samples = []; // {frame, result, shown} capture times (sender clock, ms)
+    this.cb = null;
+    this.onChange = () => this.#redrawLast();
+    settings.addEventListener('change', this.onChange);
+    if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
+      this.#request();
+    } else {
+      // Old browsers: boxes by receive order, redrawn on each result.
+      this.onResult = () => this.#draw(this.store.latest(this.participant()), null);
+      store.addEventListener('result', this.onResult);
+    }
+  }
+
+  stop() {
+    this.stopped = true;
+    this.settings.removeEventListener('change', this.onChange);
+    if (this.onResult) this.store.removeEventListener('result', this.onResult);
+    if (this.cb !== null) this.video.cancelVideoFrameCallback(this.cb);
+  }
+
+  /** Capture time of a displayed frame on the sender's wall clock, or null. */
+  frameCaptureTime(meta) {
+    if (typeof meta.captureTime !== 'number') return null;
+    const localWall = meta.captureTime + performance.timeOrigin + wallClockSkewMs();
+    if (this.isSelf) return localWall;
+    const offset = this.clockOffset();
+    return localWall + (offset ?? 0);
+  }
+
+  #request() {
+    if (this.stopped) return;
+    this.cb = this.video.requestVideoFrameCallback((now, meta) => {
+      this.cb = null;
+      try {
+        this.#onFrame(now, meta);
+      } finally {
+        this.#request();
+      }
+    });
+  }
+
+  #onFrame(now, meta) {
+    const pid = this.participant();
+    if (!pid) return;
+    const capture = this.frameCaptureTime(meta);
+    const result = this.store.forFrame(pid, capture);
+    this.#draw(result, meta);
+    if (capture !== null && result && result.capture !== null) {
+      this.samples.push({ frame: capture, result: result.capture, at: Date.now() });
+      if (this.samples.length > KEEP_SAMPLES) this.samples.splice(0, this.samples.length - KEEP_SAMPLES);
+    }
+  }
+
+  #redrawLast() {
+    if (this.lastResult !== undefined) this.#draw(this.lastResult, null);
+  }
+
+  #draw(result, meta) {
+    this.lastResult = result;
+    const { video, canvas, ctx } = this;
+    const pid = this.participant();
+    const cssW = canvas.clientWidth;
+    const cssH = canvas.clientHeight;
+    const dpr = window.devicePixelRatio || 1;
+    if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
+      canvas.width = Math.round(cssW * dpr);
+      canvas.height = Math.round(cssH * dpr);
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, cssW, cssH);
+    const shown = pid !== null && !this.settings.hidden.has(pid);
+    const dets = shown ? this.settings.visible(result) : [];
+
+    // The picture is letterboxed (object-fit: contain): boxes are normalised to it.
+    const vw = meta?.width || video.videoWidth;
+    const vh = meta?.height || video.videoHeight;
+    if (vw && vh && cssW && cssH && dets.length) {
+      const scale = Math.min(cssW / vw, cssH / vh);
+      const pw = vw * scale;
+      const ph = vh * scale;
+      const ox = (cssW - pw) / 2;
+      const oy = (cssH - ph) / 2;
+      ctx.lineWidth = 2;
+      ctx.font = '600 13px system-ui, sans-serif';
+      ctx.textBaseline = 'top';
+      for (const d of dets) {
+        const [x, y, w, h] = d.box;
+        const bx = ox + Math.max(0, x) * pw;
+        const by = oy + Math.max(0, y) * ph;
+        const bw = Math.min(w, 1 - Math.max(0, x)) * pw;
+        const bh = Math.min(h, 1 - Math.max(0, y)) * ph;
+        const color = colorFor(d.label);
+        ctx.strokeStyle = color;
+        ctx.strokeRect(bx, by, bw, bh);
+        const text = `${d.label} ${Math.round(d.score * 100)}%`;
+        const tw = ctx.measureText(text).width + 8;
+        const ty = by >= 18 ? by - 18 : by;
+        ctx.fillStyle = color;
+        ctx.fillRect(bx - 1, ty, tw, 18);
+        ctx.fillStyle = '#000';
+        ctx.fillText(text, bx + 3, ty + 2);
+      }
+    }
+    this.#updateList(dets, shown);
+  }
+
+  #updateList(dets, shown) {
+    const now = performance.now();
+    const text = shown ? dets.map((d) => `${d.label} ${Math.round(d.score * 100)}%`).join('|') : '';
+    // A screen reader should not hear 30 updates a second: only changes, at most 4/s.
+    if (text !== this.lastListText && now - this.lastListAt >= LIST_EVERY_MS) {
+      this.lastListAt = now;
+      this.lastListText = text;
+      const items = dets.map((d) => {
+        const li = document.createElement('li');
+        li.dataset.label = d.label;
+        li.dataset.score = d.score.toFixed(2);
+        li.textContent = `${d.label} ${Math.round(d.score * 100)}%`;
+        return li;
+      });
+      this.list.replaceChildren(...items);
+    }
+    if (now - (this.lastReadoutAt ?? 0) >= 500) {
+      this.lastReadoutAt = now;
+      const pid = this.participant();
+      const s = pid ? this.store.stats(pid, this.isSelf ? 0 : this.clockOffset()) : null;
+      if (s && s.fps > 0) {
+        const lat = s.latencyMs !== null ? ` · ${Math.round(s.latencyMs)} ms` : '';
+        this.readout.textContent = `${s.fps.toFixed(1)} det/s${lat}`;
+        this.readout.title = `detections per second; capture → result latency${s.inferenceMs !== null ? `; inference ${Math.round(s.inferenceMs)} ms` : ''}`;
+      } else {
+        this.readout.textContent = '';
+      }
+    }
+  }
+}

@@ -1,0 +1,318 @@
+// DOM for the room: video tiles, status line, controls, chat and the detection panel.
+// It renders what the Call reports and turns clicks into Call methods.
+
+import { DetectionStore, OverlaySettings, TileOverlay } from './overlay.js';
+import { COCO_LABELS } from './coco.js';
+
+const STATUS_TEXT = {
+  connecting: 'Connecting…',
+  waiting: 'Waiting for someone to join',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting…',
+  'peer-left': 'Peer left — waiting for someone to join',
+  ended: 'Call ended',
+  full: 'Room is full',
+  error: 'Error',
+};
+const PEER_STATE_TEXT = {
+  connecting: 'connecting…',
+  connected: 'connected',
+  reconnecting: 'reconnecting…',
+  failed: 'connection failed',
+  closed: 'left',
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+export function showView(id) {
+  for (const v of document.querySelectorAll('.view')) v.hidden = v.id !== id;
+}
+
+export function toast(text, ms = 2200) {
+  const el = $('#toast');
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => {
+    el.hidden = true;
+  }, ms);
+}
+
+function initials(name) {
+  const n = (name || '').trim();
+  return n ? n[0].toUpperCase() : '?';
+}
+
+export class RoomView {
+  /** @param {import('./call.js').Call} call */
+  constructor(call) {
+    this.call = call;
+    this.store = new DetectionStore();
+    this.settings = new OverlaySettings();
+    this.tiles = new Map(); // peer id or 'self' → {el, video, overlay}
+    this.tilesEl = $('#tiles');
+  }
+
+  mount() {
+    const call = this.call;
+    showView('room');
+    document.title = `Callsight · ${call.room.slice(0, 6)}…`;
+    this.#addTile('self', { self: true });
+    this.#renderLocal();
+
+    call.addEventListener('status', () => this.#renderStatus());
+    call.addEventListener('local', () => this.#renderLocal());
+    call.addEventListener('self', () => this.#renderLocal());
+    call.addEventListener('peer-added', (e) => this.#addTile(e.detail.id, {}));
+    call.addEventListener('peer-changed', (e) => this.#renderPeer(e.detail.id));
+    call.addEventListener('peer-removed', (e) => this.#removeTile(e.detail.id));
+    call.addEventListener('chat', (e) => this.#appendChat(e.detail));
+    call.addEventListener('detections', (e) => this.store.add(e.detail));
+    call.addEventListener('publish', () => this.#renderPublish());
+    call.addEventListener('error', (e) => toast(e.detail.message || e.detail.code, 5000));
+
+    $('#copy-link').addEventListener('click', () => this.#copyLink());
+    $('#mic').addEventListener('click', () => call.setMicMuted(!call.micMuted));
+    $('#cam').addEventListener('click', () => call.setCameraOff(!call.camOff));
+    $('#share').addEventListener('click', async () => {
+      try {
+        if (call.sharing) await call.stopScreenShare();
+        else await call.startScreenShare();
+      } catch (err) {
+        if (err?.name !== 'NotAllowedError') toast('Screen sharing is not available');
+      }
+      this.#renderLocal();
+    });
+    $('#toggle-side').addEventListener('click', (e) => {
+      const room = $('#room');
+      room.classList.toggle('side-hidden');
+      e.currentTarget.setAttribute('aria-pressed', String(!room.classList.contains('side-hidden')));
+    });
+    $('#hangup').addEventListener('click', () => {
+      call.hangUp();
+      $('#rejoin').href = window.location.pathname;
+      showView('ended');
+    });
+    if (!navigator.mediaDevices?.getDisplayMedia) $('#share').disabled = true;
+
+    $('#chat-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const input = $('#chat-input');
+      if (call.sendChat(input.value)) input.value = '';
+    });
+
+    this.#mountDetectionPanel();
+    this.#renderStatus();
+    this.#renderPublish();
+    if (call.mediaError) this.#appendChat({ system: true, text: call.mediaError });
+  }
+
+  #mountDetectionPanel() {
+    const panel = $('#detect-panel');
+    panel.hidden = !this.call.mediaEnabled;
+    const dl = $('#coco-classes');
+    dl.replaceChildren(...COCO_LABELS.map((l) => Object.assign(document.createElement('option'), { value: l })));
+    const th = $('#threshold');
+    const out = $('#threshold-out');
+    const applyThreshold = () => {
+      const v = Number(th.value);
+      out.textContent = `${Math.round(v * 100)}%`;
+      this.settings.setThreshold(v);
+    };
+    th.addEventListener('input', applyThreshold);
+    applyThreshold();
+    $('#class-filter').addEventListener('input', (e) => this.settings.setClassFilter(e.target.value));
+  }
+
+  #participantOf(key) {
+    return key === 'self' ? this.call.myId : key;
+  }
+
+  #addTile(key, { self = false }) {
+    if (this.tiles.has(key)) return;
+    const frag = $('#tile-template').content.cloneNode(true);
+    const el = frag.querySelector('.tile');
+    const video = el.querySelector('video');
+    el.dataset.role = self ? 'self' : 'remote';
+    el.dataset.peer = key;
+    el.id = self ? 'tile-self' : `tile-${key}`;
+    if (self) {
+      video.muted = true; // never play our own microphone back
+      el.dataset.testid = 'tile-self';
+    } else {
+      el.dataset.testid = 'tile-remote';
+    }
+    const list = el.querySelector('.det-list');
+    const toggle = el.querySelector('.det-toggle');
+    toggle.hidden = !this.call.mediaEnabled;
+    toggle.addEventListener('click', () => {
+      const pid = this.#participantOf(key);
+      if (!pid) return;
+      const shown = this.settings.hidden.has(pid);
+      this.settings.setShown(pid, shown);
+      toggle.setAttribute('aria-pressed', String(shown));
+      toggle.textContent = shown ? 'Boxes on' : 'Boxes off';
+    });
+    const overlay = this.call.mediaEnabled
+      ? new TileOverlay({
+          video,
+          canvas: el.querySelector('canvas'),
+          list,
+          readout: el.querySelector('.det-stats'),
+          store: this.store,
+          settings: this.settings,
+          participant: () => this.#participantOf(key),
+          isSelf: self,
+          clockOffset: () => this.call.links.get(key)?.clockOffsetMs ?? null,
+        })
+      : null;
+    list.setAttribute('aria-label', self ? 'Objects in your video' : 'Objects in their video');
+    this.tiles.set(key, { el, video, overlay });
+    if (self) this.tilesEl.prepend(el);
+    else this.tilesEl.append(el);
+    this.tilesEl.dataset.count = String(this.tiles.size);
+    if (!self) this.#renderPeer(key);
+  }
+
+  #removeTile(key) {
+    const t = this.tiles.get(key);
+    if (!t) return;
+    t.overlay?.stop();
+    t.video.srcObject = null;
+    t.el.remove();
+    this.tiles.delete(key);
+    this.store.forget(key);
+    this.tilesEl.dataset.count = String(this.tiles.size);
+  }
+
+  #renderPeer(id) {
+    const t = this.tiles.get(id);
+    const link = this.call.links.get(id);
+    if (!t || !link) return;
+    const stream = link.remoteStream;
+    if (t.video.srcObject !== stream && stream.getTracks().length) {
+      t.video.srcObject = stream;
+      t.video.play().catch(() => {
+        // Autoplay with sound may be refused until the user interacts; muted works.
+        t.video.muted = true;
+        t.video.play().catch(() => {});
+      });
+    }
+    t.el.dataset.state = link.state;
+    t.el.dataset.video = stream.getVideoTracks().length ? 'on' : 'off';
+    t.el.querySelector('.who').textContent = link.name || 'Guest';
+    t.el.querySelector('.avatar').textContent = initials(link.name);
+    t.el.querySelector('.peer-state').textContent = PEER_STATE_TEXT[link.state] ?? link.state;
+    this.#renderChatEnabled();
+  }
+
+  #renderLocal() {
+    const call = this.call;
+    const t = this.tiles.get('self');
+    if (!t) return;
+    const video = call.currentVideoTrack();
+    const stream = video ? new MediaStream([video]) : null;
+    const current = t.video.srcObject?.getVideoTracks()[0] ?? null;
+    if (current !== video) {
+      t.video.srcObject = stream;
+      if (stream) t.video.play().catch(() => {});
+    }
+    t.el.dataset.video = video && !(call.camOff && !call.sharing) ? 'on' : 'off';
+    t.el.dataset.state = 'self';
+    t.el.querySelector('.who').textContent = call.name ? `${call.name} (you)` : 'You';
+    t.el.querySelector('.avatar').textContent = initials(call.name);
+    const mic = $('#mic');
+    mic.setAttribute('aria-pressed', String(call.micMuted));
+    mic.querySelector('.lbl').textContent = call.micMuted ? 'Unmute' : 'Mute';
+    mic.title = call.micMuted ? 'Unmute microphone' : 'Mute microphone';
+    mic.disabled = !call.localStream?.getAudioTracks().length;
+    const cam = $('#cam');
+    cam.setAttribute('aria-pressed', String(call.camOff));
+    cam.querySelector('.lbl').textContent = call.camOff ? 'Camera on' : 'Camera off';
+    cam.title = call.camOff ? 'Turn camera on' : 'Turn camera off';
+    cam.disabled = !call.cameraTrack;
+    const share = $('#share');
+    share.setAttribute('aria-pressed', String(call.sharing));
+    share.querySelector('.lbl').textContent = call.sharing ? 'Stop sharing' : 'Share screen';
+  }
+
+  #renderStatus() {
+    const call = this.call;
+    const el = $('#status');
+    el.dataset.state = call.status;
+    el.dataset.signaling = call.joined ? 'joined' : call.signaling.isOpen ? 'open' : 'down';
+    let text = STATUS_TEXT[call.status] ?? call.status;
+    if (!call.joined && call.everJoined && call.status !== 'reconnecting' && call.status !== 'ended') {
+      text += ' · server connection lost, reconnecting…';
+    }
+    el.textContent = text;
+    if (call.status === 'full') showView('room-full');
+    this.#renderChatEnabled();
+  }
+
+  #renderPublish() {
+    const note = $('#detect-note');
+    const s = this.call.publishState;
+    note.dataset.state = s;
+    note.textContent =
+      s === 'publishing'
+        ? 'Your video is being analysed by the server.'
+        : s === 'connecting'
+          ? 'Connecting your video to the detector…'
+          : s === 'unavailable'
+            ? 'Detection is not available on this server.'
+            : s === 'failed'
+              ? 'Detector connection lost, retrying…'
+              : '';
+  }
+
+  #renderChatEnabled() {
+    const can = this.call.canChat;
+    $('#chat-input').disabled = !can;
+    $('#chat-send').disabled = !can;
+    $('#chat-input').placeholder = can ? 'Message' : 'Chat opens when someone joins';
+  }
+
+  #appendChat({ name, text, mine, system }) {
+    const li = document.createElement('li');
+    if (system) {
+      li.className = 'system';
+      li.textContent = text;
+    } else {
+      li.className = mine ? 'mine' : 'theirs';
+      li.dataset.from = mine ? 'me' : 'peer';
+      const from = document.createElement('span');
+      from.className = 'from';
+      from.textContent = mine ? 'You' : name || 'Guest';
+      const body = document.createElement('span');
+      body.className = 'text';
+      body.textContent = text;
+      li.append(from, body);
+    }
+    const log = $('#chat-log');
+    log.append(li);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  async #copyLink() {
+    const url = window.location.href;
+    try {
+      await navigator.clipboard.writeText(url);
+      toast('Link copied');
+    } catch {
+      // Clipboard needs a secure context and permission; fall back to a prompt-free select.
+      const input = Object.assign(document.createElement('input'), { value: url });
+      document.body.append(input);
+      input.select();
+      const ok = document.execCommand?.('copy');
+      input.remove();
+      toast(ok ? 'Link copied' : url, ok ? 2200 : 6000);
+    }
+  }
+
+  /** Capture-time pairs of what was drawn on a video (tests and the sync readout). */
+  syncSamples(key) {
+    const t = this.tiles.get(key);
+    return t?.overlay ? t.overlay.samples.map((s) => ({ ...s })) : [];
+  }
+}
