@@ -188,3 +188,70 @@ test('mesh room of three with --room-capacity 3', async (t) => {
     throw err;
   }
 });
+
+test('ICE restart from both sides at once (glare) recovers; screen share swaps the sent track and back', async (t) => {
+  const server = await startServer();
+  const { browser, close } = await launchBrowser();
+  const pages = [];
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  try {
+    const a = await newPerson(browser, server.url, 'A');
+    const b = await newPerson(browser, server.url, 'B');
+    pages.push(a, b);
+    await a.goto('/');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    await b.goto(a.url());
+    await waitStatus(a, 'connected');
+    await waitStatus(b, 'connected');
+
+    const ufrag = (p) =>
+      p.evaluate(() => {
+        const pc = [...window.callsight.peerConnections().values()][0];
+        return /a=ice-ufrag:(\S+)/.exec(pc.remoteDescription?.sdp ?? '')?.[1] ?? null;
+      });
+    const before = [await ufrag(a), await ufrag(b)];
+    // Both sides restart ICE in the same tick: offers cross, the polite side yields.
+    await Promise.all(
+      [a, b].map((p) => p.evaluate(() => [...window.callsight.peerConnections().values()][0].restartIce())),
+    );
+    for (const [i, p] of [a, b].entries()) {
+      await waitFor(async () => {
+        const u = await ufrag(p);
+        const st = await p.evaluate(() => {
+          const pc = [...window.callsight.peerConnections().values()][0];
+          return `${pc.signalingState}/${pc.iceConnectionState}`;
+        });
+        return u !== null && u !== before[i] && (st === 'stable/connected' || st === 'stable/completed');
+      }, { message: 'new ICE credentials, stable and connected' });
+    }
+    const f0 = await framesDecoded(b);
+    await waitFor(async () => (await framesDecoded(b)) > f0 + 15, { message: 'video still flowing after restart' });
+
+    // Screen share: the video sender switches to the screen track, then back to the camera.
+    const sentVideo = (p) =>
+      p.evaluate(() => {
+        const pc = [...window.callsight.peerConnections().values()][0];
+        const s = pc.getSenders().find((x) => x.track?.kind === 'video');
+        return s ? `${s.track.id}|${s.track.label}` : null;
+      });
+    const camera = await sentVideo(a);
+    await a.getByTestId('share').click();
+    await a.locator('#share[aria-pressed=true]').waitFor({ state: 'attached', timeout: 10_000 });
+    const screen = await sentVideo(a);
+    assert.notEqual(screen, camera, 'sharing must replace the sent video track');
+    const f1 = await framesDecoded(b);
+    await waitFor(async () => (await framesDecoded(b)) > f1 + 15, { message: 'B decodes the shared screen' });
+    await screenshot(b, 'share-b');
+    await a.getByTestId('share').click();
+    await a.locator('#share[aria-pressed=false]').waitFor({ state: 'attached', timeout: 10_000 });
+    assert.equal(await sentVideo(a), camera, 'stopping the share must return to the camera');
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
+    throw err;
+  }
+});

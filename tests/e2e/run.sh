@@ -4,6 +4,7 @@
 #
 #   tests/e2e/run.sh                 all tests
 #   tests/e2e/run.sh call.test.js    one file
+#   tests/e2e/run.sh --test-name-pattern=glare
 #
 # Env: CALLSIGHT_BIN (default $CARGO_TARGET_DIR/debug/callsight), CHROMIUM_BIN
 # (default /usr/bin/chromium), CALLSIGHT_TEST_DATA (default <repo>/test-data),
@@ -19,8 +20,11 @@ fi
 if [[ ! -d node_modules/playwright-core ]]; then
   npm ci --no-audit --no-fund
 fi
-if [[ $# -eq 0 ]]; then
-  set -- *.test.js
+# Options (e.g. --test-name-pattern=glare) pass through; without a file, all files.
+files=0
+for a in "$@"; do [[ "$a" == *.js ]] && files=1; done
+if [[ $files -eq 0 ]]; then
+  set -- "$@" *.test.js
 fi
 # One test at a time: each starts its own server and browser, and the machine is small.
 exec node --test --test-concurrency=1 "$@"
