@@ -99,6 +99,15 @@ export class DetectionStore extends EventTarget {
     return null; // only results of later frames: draw nothing rather than the future
   }
 
+  /** Capture → arrival latencies (ms, local clock) of the results of the last 3 s. */
+  latencies(participant, clockOffsetMs) {
+    const buf = this.results.get(participant) ?? [];
+    const now = Date.now();
+    return buf
+      .filter((r) => r.capture !== null && now - r.arrival <= 3000)
+      .map((r) => r.arrival - (r.capture - (clockOffsetMs ?? 0)));
+  }
+
   /** Detection rate (results/s over the last 2 s) and median latency (ms). */
   stats(participant, clockOffsetMs) {
     const buf = this.results.get(participant) ?? [];
@@ -125,6 +134,12 @@ export class OverlaySettings extends EventTarget {
     this.threshold = 0.5;
     this.classes = null; // Set of lower-case labels, or null = all
     this.hidden = new Set(); // participants whose boxes are switched off
+    this.hold = true; // hold video back until its detections are in (sync.js)
+  }
+
+  setHold(on) {
+    this.hold = on;
+    this.dispatchEvent(new Event('change'));
   }
 
   setThreshold(v) {
@@ -173,9 +188,10 @@ export class TileOverlay {
    * @param {() => string|null} o.participant  whose detections belong to this video
    * @param {boolean} o.isSelf  the local camera preview
    * @param {() => number|null} o.clockOffset  remote wall clock − local wall clock (ms)
+   * @param {import('./sync.js').SyncController|null} [o.sync]  told how late each frame is shown
    */
-  constructor({ video, canvas, list, readout, store, settings, participant, isSelf, clockOffset }) {
-    Object.assign(this, { video, canvas, list, readout, store, settings, participant, isSelf, clockOffset });
+  constructor({ video, canvas, list, readout, store, settings, participant, isSelf, clockOffset, sync = null }) {
+    Object.assign(this, { video, canvas, list, readout, store, settings, participant, isSelf, clockOffset, sync });
     this.ctx = canvas.getContext('2d');
     this.stopped = false;
     this.lastListAt = 0;
@@ -199,6 +215,7 @@ export class TileOverlay {
     this.settings.removeEventListener('change', this.onChange);
     if (this.onResult) this.store.removeEventListener('result', this.onResult);
     if (this.cb !== null) this.video.cancelVideoFrameCallback(this.cb);
+    this.sync?.stop();
   }
 
   /** Capture time of a displayed frame on the sender's wall clock, or null. */
@@ -228,8 +245,11 @@ export class TileOverlay {
     const capture = this.frameCaptureTime(meta);
     const result = this.store.forFrame(pid, capture);
     this.#draw(result, meta);
+    if (typeof meta.captureTime === 'number' && typeof meta.expectedDisplayTime === 'number') {
+      this.sync?.frameShown(meta.expectedDisplayTime - meta.captureTime);
+    }
     if (capture !== null && result && result.capture !== null) {
-      this.samples.push({ frame: capture, result: result.capture, at: Date.now() });
+      this.samples.push({ frame: capture, result: result.capture, at: Date.now(), hold: this.sync?.hold ?? 0 });
       if (this.samples.length > KEEP_SAMPLES) this.samples.splice(0, this.samples.length - KEEP_SAMPLES);
     }
   }
@@ -309,7 +329,8 @@ export class TileOverlay {
       const s = pid ? this.store.stats(pid, this.isSelf ? 0 : this.clockOffset()) : null;
       if (s && s.fps > 0) {
         const lat = s.latencyMs !== null ? ` · ${Math.round(s.latencyMs)} ms` : '';
-        this.readout.textContent = `${s.fps.toFixed(1)} det/s${lat}`;
+        const hold = this.sync && this.sync.hold > 0 ? ` · video held ${this.sync.hold} ms` : '';
+        this.readout.textContent = `${s.fps.toFixed(1)} det/s${lat}${hold}`;
         this.readout.title = `detections per second; capture → result latency${s.inferenceMs !== null ? `; inference ${Math.round(s.inferenceMs)} ms` : ''}`;
       } else {
         this.readout.textContent = '';

@@ -3,6 +3,8 @@
 
 import { DetectionStore, OverlaySettings, TileOverlay } from './overlay.js';
 import { COCO_LABELS } from './coco.js';
+import { SyncController } from './sync.js';
+import { DelayLine, delayLineSupported } from './delay.js';
 
 const STATUS_TEXT = {
   connecting: 'Connecting…',
@@ -122,6 +124,11 @@ export class RoomView {
     th.addEventListener('input', applyThreshold);
     applyThreshold();
     $('#class-filter').addEventListener('input', (e) => this.settings.setClassFilter(e.target.value));
+    const hold = $('#sync-hold');
+    hold.addEventListener('change', () => {
+      this.settings.setHold(hold.checked);
+      for (const t of this.tiles.values()) t.sync?.setEnabled(hold.checked);
+    });
   }
 
   #participantOf(key) {
@@ -153,8 +160,10 @@ export class RoomView {
       toggle.setAttribute('aria-pressed', String(shown));
       toggle.textContent = shown ? 'Boxes on' : 'Boxes off';
     });
+    const sync = this.call.mediaEnabled ? this.#syncFor(key, self) : null;
     const overlay = this.call.mediaEnabled
       ? new TileOverlay({
+          sync,
           video,
           canvas: el.querySelector('canvas'),
           list,
@@ -167,11 +176,36 @@ export class RoomView {
         })
       : null;
     list.setAttribute('aria-label', self ? 'Objects in your video' : 'Objects in their video');
-    this.tiles.set(key, { el, video, overlay });
+    this.tiles.set(key, { el, video, overlay, sync });
     if (self) this.tilesEl.prepend(el);
     else this.tilesEl.append(el);
     this.tilesEl.dataset.count = String(this.tiles.size);
     if (!self) this.#renderPeer(key);
+  }
+
+  // The actuator that holds this tile's video back: the self-view's delay line, or the
+  // jitter-buffer target of the receivers of that peer's connection.
+  #syncFor(key, self) {
+    let actuator;
+    let latencies;
+    if (self) {
+      if (!delayLineSupported()) return null;
+      actuator = { get: () => this.selfDelay?.delayMs ?? 0, set: (ms) => this.selfDelay?.setDelay(ms) };
+      latencies = () => (this.call.myId ? this.store.latencies(this.call.myId, 0) : []);
+    } else {
+      if (!('jitterBufferTarget' in RTCRtpReceiver.prototype)) return null;
+      actuator = {
+        get: () => 0,
+        set: (ms) => {
+          // Audio too: lip sync keeps following the video.
+          for (const r of this.call.links.get(key)?.pc.getReceivers() ?? []) r.jitterBufferTarget = ms;
+        },
+      };
+      latencies = () => this.store.latencies(key, this.call.links.get(key)?.clockOffsetMs ?? 0);
+    }
+    const sync = new SyncController({ detectionLatencies: latencies, actuator });
+    sync.setEnabled(this.settings.hold);
+    return sync;
   }
 
   #removeTile(key) {
@@ -211,11 +245,23 @@ export class RoomView {
     const t = this.tiles.get('self');
     if (!t) return;
     const video = call.currentVideoTrack();
-    const stream = video ? new MediaStream([video]) : null;
-    const current = t.video.srcObject?.getVideoTracks()[0] ?? null;
-    if (current !== video) {
-      t.video.srcObject = stream;
-      if (stream) t.video.play().catch(() => {});
+    if (this.selfSource !== video) {
+      this.selfSource = video;
+      this.selfDelay?.close();
+      this.selfDelay = null;
+      let shown = video;
+      // With detection, the self-view goes through a delay line (sync.js decides how long).
+      if (video && call.mediaEnabled && t.sync) {
+        try {
+          this.selfDelay = new DelayLine(video);
+          this.selfDelay.setDelay(t.sync.hold);
+          shown = this.selfDelay.track;
+        } catch (err) {
+          console.warn('self-view delay line unavailable', err);
+        }
+      }
+      t.video.srcObject = shown ? new MediaStream([shown]) : null;
+      if (shown) t.video.play().catch(() => {});
     }
     t.el.dataset.video = video && !(call.camOff && !call.sharing) ? 'on' : 'off';
     t.el.dataset.state = 'self';

@@ -1,0 +1,75 @@
+// Holds a video back just long enough for its detections to arrive (docs/sync.md).
+//
+// A result for a frame reaches the browser `detection latency` after the frame was
+// captured; the frame itself is shown `display latency` after capture (≈ 0 for the
+// self-view, the P2P path for a remote view). When the first is larger, boxes lag the
+// picture. The controller measures both once a second and moves an actuator — the
+// self-view's DelayLine or the remote receiver's jitterBufferTarget — so that
+//   display latency ≈ p90(detection latency) + margin.
+// Bounded (MAX_HOLD_MS) so a slow detector cannot make the call unusable.
+
+const MARGIN_MS = 15;
+const MAX_HOLD_MS = 800;
+const GAIN = 0.7; // damp the loop: the display latency reacts to the actuator with a lag
+const WINDOW_MS = 3000;
+
+function quantile(sorted, q) {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+export class SyncController {
+  /**
+   * @param {object} o
+   * @param {() => number[]} o.detectionLatencies  recent capture → result-arrival latencies (ms, local clock)
+   * @param {{get: () => number, set: (ms: number) => void}} o.actuator
+   */
+  constructor({ detectionLatencies, actuator }) {
+    this.detectionLatencies = detectionLatencies;
+    this.actuator = actuator;
+    this.display = []; // {at, ms}
+    this.enabled = true;
+    this.hold = 0;
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  /** One displayed frame: how long after its capture it is shown (ms). */
+  frameShown(displayLatencyMs) {
+    if (!Number.isFinite(displayLatencyMs)) return;
+    const now = performance.now();
+    this.display.push({ at: now, ms: displayLatencyMs });
+    while (this.display.length && now - this.display[0].at > WINDOW_MS) this.display.shift();
+  }
+
+  setEnabled(on) {
+    this.enabled = on;
+    if (!on) this.#apply(0);
+  }
+
+  tick() {
+    if (!this.enabled) return;
+    const det = this.detectionLatencies().sort((a, b) => a - b);
+    if (det.length < 3) {
+      // No detections (off, or the server has no detector): no reason to hold video.
+      if (this.hold > 0) this.#apply(this.hold * 0.5 < 5 ? 0 : this.hold * 0.5);
+      return;
+    }
+    const shown = quantile(this.display.map((d) => d.ms).sort((a, b) => a - b), 0.5);
+    if (shown === null) return;
+    const error = quantile(det, 0.9) + MARGIN_MS - shown;
+    this.#apply(Math.min(MAX_HOLD_MS, Math.max(0, this.hold + GAIN * error)));
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+
+  #apply(ms) {
+    this.hold = Math.round(ms);
+    try {
+      this.actuator.set(this.hold);
+    } catch (err) {
+      console.warn('sync: cannot apply hold', err);
+    }
+  }
+}
