@@ -1,0 +1,165 @@
+// Phase 2: live detection in a call. Two pages whose fake camera shows a real photo of
+// people (test-data/person.y4m, made by scripts/fetch-test-data.sh) publish to the real
+// server; each page must list "person" for both videos, and we measure how far the
+// drawn boxes are from the frame they are drawn on (docs/sync.md).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServer, REPO_ROOT } from './lib/server.js';
+import { launchBrowser, newPerson, waitFor, screenshot, dumpConsole } from './lib/browser.js';
+
+const TEST_DATA = process.env.CALLSIGHT_TEST_DATA || path.join(REPO_ROOT, 'test-data');
+const PERSON_Y4M = path.join(TEST_DATA, 'person.y4m');
+const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
+// Extra server flags for the detector, if the defaults are not enough (space-separated).
+const DETECT_ARGS = (process.env.E2E_DETECT_ARGS ?? '').split(/\s+/).filter(Boolean);
+
+function quantile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** Offsets (in frames) between each drawn frame and the result drawn on it. */
+function offsets(samples) {
+  const frames = [...new Set(samples.map((s) => s.frame))].sort((a, b) => a - b);
+  const gaps = frames.slice(1).map((f, i) => f - frames[i]).filter((g) => g > 0).sort((a, b) => a - b);
+  const interval = gaps.length ? quantile(gaps, 0.5) : 1000 / 30;
+  const ms = samples.map((s) => s.frame - s.result).sort((a, b) => a - b);
+  return {
+    n: samples.length,
+    intervalMs: interval,
+    medianMs: quantile(ms, 0.5),
+    p95Ms: quantile(ms, 0.95),
+    medianFrames: quantile(ms, 0.5) / interval,
+    p95Frames: quantile(ms, 0.95) / interval,
+    minMs: ms[0],
+    hold: samples.length ? samples[samples.length - 1].hold : 0,
+  };
+}
+
+/** The next `count` samples of a tile recorded at or after page time `since` (ms). */
+async function collect(page, tile, count, since, timeoutMs) {
+  const fresh = () => page.evaluate(([t, from]) => window.callsight.syncSamples(t).filter((s) => s.at >= from), [tile, since]);
+  return waitFor(async () => {
+    const got = await fresh();
+    return got.length >= count ? got.slice(0, count) : null;
+  }, { timeoutMs, message: `${count} frames with a drawn result on tile ${tile}` });
+}
+
+/** Polls the hold the sync controller applies on a tile until it stops moving. */
+async function holdSettled(page, tile) {
+  const seen = [];
+  await waitFor(async () => {
+    const last = await page.evaluate((t) => window.callsight.syncSamples(t).at(-1)?.hold ?? null, tile);
+    if (last === null) return false;
+    seen.push(last);
+    const recent = seen.slice(-4);
+    return recent.length === 4 && Math.max(...recent) - Math.min(...recent) <= 15;
+  }, { timeoutMs: 20_000, intervalMs: 700, message: `hold on tile ${tile} to settle (seen ${seen.join(',')})` });
+}
+
+function row(label, o) {
+  const f = (x) => x.toFixed(2).padStart(6);
+  const m = (x) => Math.round(x).toString().padStart(5);
+  return `| ${label.padEnd(22)} | ${String(o.n).padStart(5)} | ${f(o.medianFrames)} | ${f(o.p95Frames)} | ${m(o.medianMs)} | ${m(o.p95Ms)} | ${m(o.hold)} |`;
+}
+
+test('detections of both videos appear on both pages, synced to the frames', async (t) => {
+  assert.ok(
+    fs.existsSync(PERSON_Y4M),
+    `missing ${PERSON_Y4M}: run scripts/fetch-test-data.sh (or set CALLSIGHT_TEST_DATA)`,
+  );
+  const server = await startServer({ args: DETECT_ARGS });
+  const { browser, close } = await launchBrowser({ fakeVideo: PERSON_Y4M });
+  const pages = [];
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  try {
+    const config = await (await fetch(`${server.url}/api/config`)).json();
+    assert.equal(config.media?.enabled, true, `server media leg is off (/api/config: ${JSON.stringify(config)})`);
+
+    const a = await newPerson(browser, server.url, 'A');
+    const b = await newPerson(browser, server.url, 'B');
+    pages.push(a, b);
+    await a.goto('/');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    await b.goto(a.url());
+    for (const p of [a, b]) {
+      await p.locator('#status[data-state=connected]').waitFor({ state: 'attached', timeout: 30_000 });
+    }
+    const connectedAt = Date.now();
+
+    // Each page lists a person on its own video and on the other's.
+    const listed = async (p) => {
+      const self = await p.locator('[data-role=self] [data-testid=det-list] li[data-label=person]').count();
+      const remote = await p.locator('[data-role=remote] [data-testid=det-list] li[data-label=person]').count();
+      return self > 0 && remote > 0;
+    };
+    for (const [name, p] of [['A', a], ['B', b]]) {
+      await waitFor(() => listed(p), { timeoutMs: 45_000, message: `page ${name} to list "person" on both videos` });
+    }
+    const firstMs = Date.now() - connectedAt;
+    // The list is the accessible mirror of the overlay: check its shape once.
+    const item = a.locator('[data-role=remote] [data-testid=det-list] li[data-label=person]').first();
+    assert.match(await item.textContent(), /^person \d{1,3}%$/);
+    assert.equal(await a.locator('[data-role=remote] [data-testid=det-list]').getAttribute('aria-live'), 'polite');
+
+    // Let the 1 Hz hold controllers settle, then measure ≥ 100 drawn frames per view.
+    const peerOfA = await b.evaluate(() => window.callsight.id);
+    await holdSettled(a, 'self');
+    await holdSettled(a, peerOfA);
+    let since = await a.evaluate(() => Date.now());
+    const held = {
+      'A self-view': offsets(await collect(a, 'self', 120, since, 30_000)),
+      'A remote view (B)': offsets(await collect(a, peerOfA, 120, since, 30_000)),
+    };
+    await screenshot(a, 'detect-a');
+    await screenshot(b, 'detect-b');
+
+    // Same with the hold off: what matching alone achieves. Frames already held (≤ 800 ms)
+    // are not counted.
+    await a.getByTestId('sync-hold').uncheck();
+    since = (await a.evaluate(() => Date.now())) + 1000;
+    const free = {
+      'A self-view': offsets(await collect(a, 'self', 120, since, 30_000)),
+      'A remote view (B)': offsets(await collect(a, peerOfA, 120, since, 30_000)),
+    };
+
+    const lines = [
+      `first "person" on both videos of both pages: ${(firstMs / 1000).toFixed(1)} s after connected`,
+      'offset = capture time of the frame shown − capture time of the result drawn on it',
+      '| view                   |     n | med fr | p95 fr | med ms | p95 ms | hold ms |',
+      '|---|---|---|---|---|---|---|',
+      ...Object.entries(held).map(([k, o]) => row(`${k}, hold on`, o)),
+      ...Object.entries(free).map(([k, o]) => row(`${k}, hold off`, o)),
+    ];
+    process.stdout.write(`\n${lines.join('\n')}\n`);
+    t.diagnostic(lines.join(' ; '));
+
+    for (const o of [...Object.values(held), ...Object.values(free)]) {
+      assert.ok(o.n >= 100);
+      // Never a result of a later frame than the one shown (4 ms matching tolerance).
+      assert.ok(o.minMs >= -4, `a result from the future was drawn (${o.minMs} ms)`);
+    }
+
+    // Controls: boxes off for a participant empties its list; the class filter applies.
+    await a.locator('[data-role=remote] [data-testid=det-toggle]').click();
+    await waitFor(async () => (await a.locator('[data-role=remote] [data-testid=det-list] li').count()) === 0, {
+      message: 'remote list empty with boxes off',
+    });
+    await a.locator('[data-role=remote] [data-testid=det-toggle]').click();
+    await a.getByTestId('class-filter').fill('dog');
+    await waitFor(async () => (await a.locator('[data-role=self] [data-testid=det-list] li[data-label=person]').count()) === 0, {
+      message: 'person filtered out',
+    });
+    await a.getByTestId('class-filter').fill('person');
+    await waitFor(() => listed(a), { message: 'person back with filter "person"' });
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    throw err;
+  }
+});
