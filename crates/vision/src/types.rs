@@ -1,0 +1,68 @@
+//! Public data types: frames in, detections out.
+
+use serde::Serialize;
+
+/// One decoded video frame in I420 (planar YUV 4:2:0), as a decoder hands it over:
+/// planes may be padded, so rows are read with the strides.
+#[derive(Clone, Copy, Debug)]
+pub struct I420Frame<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub y: &'a [u8],
+    pub u: &'a [u8],
+    pub v: &'a [u8],
+    pub y_stride: usize,
+    pub uv_stride: usize,
+}
+
+/// One detected object.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Detection {
+    pub class_id: u32,
+    pub label: String,
+    pub score: f32,
+    /// `[x, y, w, h]`, normalised to the frame (0..1).
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+/// Per-call filtering options.
+#[derive(Clone, Debug)]
+pub struct DetectOptions {
+    pub score_threshold: f32,
+    /// Keep only these class ids (None = all).
+    pub classes: Option<Vec<u32>>,
+    pub max_detections: usize,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            score_threshold: 0.3,
+            classes: None,
+            max_detections: 100,
+        }
+    }
+}
+
+/// Detections of one frame plus timing.
+#[derive(Clone, Debug, Serialize)]
+pub struct DetectionResult {
+    pub detections: Vec<Detection>,
+    /// Time spent in the network itself.
+    pub inference_ms: f32,
+    /// Pre-processing + inference + decoding.
+    pub total_ms: f32,
+}
+
+/// What the detector runs on; shown in logs and `/healthz`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendInfo {
+    /// "tract" or "onnxruntime".
+    pub backend: String,
+    pub version: String,
+    pub threads: usize,
+    pub model: String,
+    /// Input size of the network as `[width, height]` for the default (square) case.
+    pub input_size: [usize; 2],
+}
