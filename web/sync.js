@@ -11,7 +11,6 @@
 const MARGIN_MS = 15;
 const MAX_HOLD_MS = 800;
 const GAIN = 0.7; // damp the loop: the display latency reacts to the actuator with a lag
-const WINDOW_MS = 3000;
 
 function quantile(sorted, q) {
   if (!sorted.length) return null;
@@ -38,7 +37,7 @@ export class SyncController {
     if (!Number.isFinite(displayLatencyMs)) return;
     const now = performance.now();
     this.display.push({ at: now, ms: displayLatencyMs });
-    while (this.display.length && now - this.display[0].at > WINDOW_MS) this.display.shift();
+    if (this.display.length > 600) this.display.shift(); // bounded if tick() stops being called
   }
 
   setEnabled(on) {
@@ -54,7 +53,9 @@ export class SyncController {
       if (this.hold > 0) this.#apply(this.hold * 0.5 < 5 ? 0 : this.hold * 0.5);
       return;
     }
+    // Display latency since the last step only: earlier frames were shown under the old hold.
     const shown = quantile(this.display.map((d) => d.ms).sort((a, b) => a - b), 0.5);
+    this.display = [];
     if (shown === null) return;
     const error = quantile(det, 0.9) + MARGIN_MS - shown;
     this.#apply(Math.min(MAX_HOLD_MS, Math.max(0, this.hold + GAIN * error)));

@@ -1,0 +1,151 @@
+// Unit tests of the client's pure logic (no browser): result matching, parsing of
+// untrusted `detections` messages, the H.264 codec filter, the hold controller.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DetectionStore, parseDetections, OverlaySettings } from '../../web/overlay.js';
+import { h264Codecs } from '../../web/publish.js';
+import { SyncController } from '../../web/sync.js';
+
+function msg(capture, extra = {}) {
+  return {
+    type: 'detections',
+    participant: 'p1',
+    track: '0',
+    rtp_timestamp: 0,
+    capture_time: capture,
+    width: 640,
+    height: 480,
+    inference_ms: 10,
+    detections: [{ class_id: 0, label: 'person', score: 0.9, box: [0.1, 0.1, 0.2, 0.2] }],
+    ...extra,
+  };
+}
+
+test('forFrame picks the result of that frame or the nearest earlier one, never a later one', () => {
+  const store = new DetectionStore();
+  const caps = [1000, 1033.3, 1066.7, 1100];
+  for (const c of caps) store.add(msg(c));
+  for (const frame of [1000, 1010, 1033.3, 1050, 1099, 1100, 5000]) {
+    const got = store.forFrame('p1', frame).capture;
+    const want = Math.max(...caps.filter((c) => c <= frame + 4));
+    assert.equal(got, want, `frame ${frame}`);
+  }
+  // Only results of later frames: nothing rather than the future.
+  assert.equal(store.forFrame('p1', 900), null);
+  // A frame 3 ms before a result still takes it (ms rounding on the server).
+  assert.equal(store.forFrame('p1', 1097).capture, 1100);
+  // Unknown participant.
+  assert.equal(store.forFrame('nobody', 1000), null);
+});
+
+test('forFrame without a frame capture time falls back to receive order', () => {
+  const store = new DetectionStore();
+  store.add(msg(2000));
+  store.add(msg(1000)); // late arrival is sorted in by capture time
+  assert.equal(store.forFrame('p1', null).capture, 2000);
+  assert.equal(store.forFrame('p1', 1500).capture, 1000);
+});
+
+test('results are kept in a bounded buffer', () => {
+  const store = new DetectionStore();
+  for (let i = 0; i < 1000; i++) store.add(msg(i * 33));
+  const buf = store.results.get('p1');
+  assert.ok(buf.length <= 120, `kept ${buf.length}`);
+  assert.equal(buf[buf.length - 1].capture, 999 * 33);
+});
+
+test('parseDetections refuses or cleans untrusted input', () => {
+  assert.equal(parseDetections(null), null);
+  assert.equal(parseDetections({ participant: 7, detections: [] }), null);
+  assert.equal(parseDetections({ participant: 'p', detections: 'x' }), null);
+  const r = parseDetections({
+    participant: 'p',
+    capture_time: 'soon',
+    detections: [
+      { label: 'ok', score: 0.5, box: [0, 0, 1, 1] },
+      { label: 'short box', score: 0.5, box: [0, 0, 1] },
+      { label: 'nan', score: 0.5, box: [0, 0, NaN, 1] },
+      { label: 'no score', box: [0, 0, 1, 1] },
+      null,
+      { label: 'x'.repeat(500), score: 0.1, box: [0, 0, 1, 1] },
+    ],
+  });
+  assert.equal(r.capture, null);
+  assert.deepEqual(r.detections.map((d) => d.label.length), [2, 40]);
+  const many = parseDetections({ participant: 'p', detections: Array(10_000).fill({ label: 'a', score: 1, box: [0, 0, 1, 1] }) });
+  assert.ok(many.detections.length <= 200);
+});
+
+test('threshold and class filter decide what is shown', () => {
+  const s = new OverlaySettings();
+  const r = parseDetections({
+    participant: 'p',
+    detections: [
+      { label: 'person', score: 0.9, box: [0, 0, 1, 1] },
+      { label: 'Dog', score: 0.6, box: [0, 0, 1, 1] },
+      { label: 'cup', score: 0.3, box: [0, 0, 1, 1] },
+    ],
+  });
+  s.setThreshold(0.5);
+  assert.deepEqual(s.visible(r).map((d) => d.label), ['person', 'Dog']);
+  s.setClassFilter(' dog , cup ');
+  assert.deepEqual(s.visible(r).map((d) => d.label), ['Dog']);
+  s.setThreshold(0.2);
+  assert.deepEqual(s.visible(r).map((d) => d.label), ['Dog', 'cup']);
+  s.setClassFilter('');
+  assert.equal(s.visible(r).length, 3);
+});
+
+test('h264Codecs keeps only constrained-baseline H.264 with packetization-mode=1', () => {
+  // The shape RTCRtpReceiver.getCapabilities('video') has in Chromium.
+  const caps = {
+    codecs: [
+      { mimeType: 'video/VP8', clockRate: 90000 },
+      { mimeType: 'video/rtx', clockRate: 90000, sdpFmtpLine: 'apt=96' },
+      { mimeType: 'video/H264', clockRate: 90000, sdpFmtpLine: 'level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f' },
+      { mimeType: 'video/H264', clockRate: 90000, sdpFmtpLine: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f' },
+      { mimeType: 'video/H264', clockRate: 90000, sdpFmtpLine: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f' },
+      { mimeType: 'video/H264', clockRate: 90000, sdpFmtpLine: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f' },
+      { mimeType: 'video/H264', clockRate: 90000, sdpFmtpLine: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032' },
+      { mimeType: 'video/AV1', clockRate: 90000 },
+    ],
+  };
+  const got = h264Codecs(caps).map((c) => /profile-level-id=(\w+)/.exec(c.sdpFmtpLine)[1]);
+  assert.deepEqual(got, ['42e01f', '42001f']);
+  assert.deepEqual(h264Codecs({ codecs: [{ mimeType: 'video/VP8' }] }), []);
+  assert.deepEqual(h264Codecs(null), []);
+});
+
+test('the hold controller converges to detection latency minus what the display already waits', () => {
+  const BASE_DISPLAY_MS = 40; // e.g. the P2P path of a remote view
+  const DETECTION_MS = 180;
+  let hold = 0;
+  const c = new SyncController({
+    detectionLatencies: () => Array.from({ length: 20 }, (_, i) => DETECTION_MS - 10 + i), // p90 = DETECTION_MS + 8
+    actuator: { get: () => hold, set: (ms) => (hold = ms) },
+  });
+  c.stop(); // drive it by hand
+  for (let step = 0; step < 15; step++) {
+    for (let i = 0; i < 30; i++) c.frameShown(BASE_DISPLAY_MS + hold);
+    c.tick();
+  }
+  const p90 = DETECTION_MS + 8;
+  const want = p90 + 15 - BASE_DISPLAY_MS; // 15 ms margin
+  assert.ok(Math.abs(hold - want) <= 3, `hold ${hold} ms, want ≈ ${want} ms`);
+
+  // No detections any more: the hold goes back to zero.
+  const idle = new SyncController({ detectionLatencies: () => [], actuator: { get: () => hold, set: (ms) => (hold = ms) } });
+  idle.stop();
+  idle.hold = hold;
+  for (let step = 0; step < 10; step++) idle.tick();
+  assert.equal(hold, 0);
+
+  // Bounded whatever the detector does.
+  const slow = new SyncController({ detectionLatencies: () => [5000, 5000, 5000], actuator: { get: () => hold, set: (ms) => (hold = ms) } });
+  slow.stop();
+  for (let step = 0; step < 20; step++) {
+    slow.frameShown(hold);
+    slow.tick();
+  }
+  assert.ok(hold <= 800, `hold ${hold}`);
+});
