@@ -227,9 +227,17 @@ export class RoomView {
     if (t.video.srcObject !== stream && stream.getTracks().length) {
       t.video.srcObject = stream;
       t.video.play().catch(() => {
-        // Autoplay with sound may be refused until the user interacts; muted works.
+        // Autoplay with sound may be refused until the user interacts: play muted now,
+        // unmute on the first click or key press.
         t.video.muted = true;
         t.video.play().catch(() => {});
+        toast('Click anywhere to turn on the sound', 6000);
+        const unmute = () => {
+          t.video.muted = false;
+          t.video.play().catch(() => {});
+        };
+        window.addEventListener('pointerdown', unmute, { once: true });
+        window.addEventListener('keydown', unmute, { once: true });
       });
     }
     t.el.dataset.state = link.state;

@@ -92,6 +92,25 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     }
     const connectedAt = Date.now();
 
+    // The server leg: an H.264-only offer (constrained baseline, packetization-mode=1)
+    // with abs-capture-time, answered by the server.
+    for (const p of [a, b]) {
+      await p.waitForFunction(() => window.callsight.publishState === 'publishing', null, { timeout: 20_000 });
+      const { offer, answer } = await p.evaluate(() => {
+        const pc = window.callsight.publisherConnection();
+        return { offer: pc.localDescription.sdp, answer: pc.remoteDescription.sdp };
+      });
+      const rtpmaps = [...offer.matchAll(/^a=rtpmap:(\d+) ([^/\r\n]+)/gm)].map((m) => m[2]);
+      assert.ok(rtpmaps.length > 0 && rtpmaps.every((c) => c === 'H264'), `offer codecs: ${rtpmaps}`);
+      for (const m of offer.matchAll(/^a=fmtp:\d+ (.*)$/gm)) {
+        assert.match(m[1], /packetization-mode=1/);
+        assert.match(m[1], /profile-level-id=42(e0|00)1f/);
+      }
+      assert.match(offer, /^a=extmap:\d+ http:\/\/www\.webrtc\.org\/experiments\/rtp-hdrext\/abs-capture-time/m);
+      assert.match(answer, /^a=rtpmap:\d+ H264\/90000/m);
+      if (!/abs-capture-time/.test(answer)) process.stderr.write('note: the server did not accept abs-capture-time\n');
+    }
+
     // Each page lists a person on its own video and on the other's.
     const listed = async (p) => {
       const self = await p.locator('[data-role=self] [data-testid=det-list] li[data-label=person]').count();
