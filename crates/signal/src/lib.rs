@@ -1,1 +1,20 @@
-//! placeholder
+//! Callsight signaling, sans-IO: the wire protocol and the rules of rooms, with no
+//! sockets inside, so every rule is tested deterministically.
+//!
+//! - [`protocol`]: the versioned JSON messages (`docs/protocol.md`) as serde enums.
+//! - [`ids`]: room and peer identifiers — validation and generation.
+//! - [`limits`]: named limits with defaults, and the per-connection rate limiter.
+//! - [`rooms`]: the [`rooms::RoomStore`] trait (who is in which room) and its in-memory backend.
+//! - [`hub`]: the state machine the server drives: connection events in, messages out.
+
+pub mod hub;
+pub mod ids;
+pub mod limits;
+pub mod protocol;
+pub mod rooms;
+
+pub use hub::{ConnId, Hub, Output};
+pub use ids::{PeerId, RoomId};
+pub use limits::Limits;
+pub use protocol::{ClientMessage, ErrorCode, PeerInfo, ServerMessage, PROTOCOL_VERSION};
+pub use rooms::{MemoryRoomStore, RoomStore};

@@ -1,0 +1,177 @@
+//! The signaling wire protocol, version 1 (`docs/protocol.md`).
+//!
+//! Messages are JSON objects tagged by `type`. Client messages are parsed here with a
+//! precise error code, so a malformed message gets an `error` reply instead of a
+//! dropped connection.
+
+use crate::ids::PeerId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a browser sends.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        version: Option<u32>,
+        /// A peer id this tab held before its WebSocket was re-established.
+        #[serde(default)]
+        resume: Option<String>,
+    },
+    /// Relayed verbatim to peer `to` in the sender's room.
+    Signal {
+        to: String,
+        data: Value,
+    },
+    Leave,
+    /// An SDP offer for the server's media leg (publish camera/screen for detection).
+    Publish {
+        sdp: String,
+    },
+}
+
+/// A participant as others see it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// What the server sends.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    Joined {
+        room: String,
+        id: PeerId,
+        peers: Vec<PeerInfo>,
+        capacity: usize,
+        protocol: u32,
+    },
+    PeerJoined {
+        peer: PeerInfo,
+    },
+    PeerLeft {
+        id: PeerId,
+    },
+    Signal {
+        from: PeerId,
+        data: Value,
+    },
+    PublishAnswer {
+        sdp: String,
+    },
+    /// Objects found in a published track; the payload's fields are documented in
+    /// `docs/sync.md` and produced by the media leg.
+    Detections {
+        #[serde(flatten)]
+        payload: serde_json::Map<String, Value>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error { code, message: message.into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: no maps with non-string keys, no custom impls.
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"type":"error","code":"internal","message":"{e}"}}"#))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    BadMessage,
+    UnsupportedVersion,
+    BadRoom,
+    BadName,
+    RoomFull,
+    AlreadyJoined,
+    NotJoined,
+    UnknownPeer,
+    TooLarge,
+    RateLimited,
+    MediaUnavailable,
+    Internal,
+}
+
+/// Parses one client frame. The error is ready to send back.
+pub fn parse_client(text: &str) -> Result<ClientMessage, ServerMessage> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ServerMessage::error(ErrorCode::BadMessage, format!("not JSON: {e}")))?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ServerMessage::error(ErrorCode::BadMessage, "a message needs a string field `type`"))?
+        .to_owned();
+    serde_json::from_value(value)
+        .map_err(|e| ServerMessage::error(ErrorCode::BadMessage, format!("bad `{kind}` message: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_every_client_message() {
+        let join = parse_client(r#"{"type":"join","room":"abcdefgh","name":"Ann"}"#).unwrap();
+        assert_eq!(
+            join,
+            ClientMessage::Join { room: "abcdefgh".into(), name: Some("Ann".into()), version: None, resume: None }
+        );
+        let sig = parse_client(r#"{"type":"signal","to":"x","data":{"candidate":{"candidate":"c"}}}"#).unwrap();
+        assert_eq!(sig, ClientMessage::Signal { to: "x".into(), data: json!({"candidate":{"candidate":"c"}}) });
+        assert_eq!(parse_client(r#"{"type":"leave","extra":1}"#).unwrap(), ClientMessage::Leave);
+        assert!(matches!(parse_client(r#"{"type":"publish","sdp":"v=0"}"#), Ok(ClientMessage::Publish { .. })));
+    }
+
+    #[test]
+    fn malformed_messages_get_bad_message() {
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            "{}",
+            r#"{"type":5}"#,
+            r#"{"type":"fly"}"#,
+            r#"{"type":"join"}"#,
+            r#"{"type":"signal","to":1,"data":{}}"#,
+        ] {
+            match parse_client(bad) {
+                Err(ServerMessage::Error { code: ErrorCode::BadMessage, message }) => assert!(!message.is_empty()),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn server_messages_serialise_to_the_documented_shape() {
+        let id = PeerId::parse("AAAAAAAAAAAAAAAA").unwrap();
+        let v: Value = serde_json::from_str(&ServerMessage::PeerLeft { id: id.clone() }.to_json()).unwrap();
+        assert_eq!(v, json!({"type":"peer-left","id":"AAAAAAAAAAAAAAAA"}));
+        let v: Value = serde_json::from_str(&ServerMessage::error(ErrorCode::RoomFull, "full").to_json()).unwrap();
+        assert_eq!(v, json!({"type":"error","code":"room-full","message":"full"}));
+        let mut payload = serde_json::Map::new();
+        payload.insert("rtp_timestamp".into(), json!(90000));
+        let v: Value = serde_json::from_str(&ServerMessage::Detections { payload }.to_json()).unwrap();
+        assert_eq!(v, json!({"type":"detections","rtp_timestamp":90000}));
+        let back: ServerMessage =
+            serde_json::from_value(json!({"type":"peer-joined","peer":{"id":"AAAAAAAAAAAAAAAA"}})).unwrap();
+        assert_eq!(back, ServerMessage::PeerJoined { peer: PeerInfo { id, name: None } });
+    }
+}
