@@ -230,7 +230,7 @@ export class Call extends EventTarget {
       if (link && this.#alive(link)) {
         link.polite = true;
         link.name = p.name || link.name;
-        if (link.state !== 'connected') link.restartIce();
+        link.resume();
         this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id: p.id } }));
       } else {
         this.#addLink(p.id, p.name, { polite: true, initiator: true });
@@ -255,6 +255,7 @@ export class Call extends EventTarget {
     if (link && this.#alive(link)) {
       link.polite = false;
       link.name = peer.name || link.name;
+      link.resume();
       this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id: peer.id } }));
     } else {
       this.#addLink(peer.id, peer.name, { polite: false, initiator: false });

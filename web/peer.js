@@ -85,6 +85,20 @@ export class PeerLink extends EventTarget {
     }
   }
 
+  /**
+   * After the signaling socket came back: an offer sent while it was down was lost, so
+   * send it again (its SDP now holds every gathered candidate); a connection that is
+   * not up gets an ICE restart.
+   */
+  resume() {
+    if (this.closed) return;
+    if (this.pc.signalingState === 'have-local-offer' && this.pc.localDescription) {
+      this.#send({ description: this.pc.localDescription.toJSON() });
+    } else if (this.state !== 'connected') {
+      this.restartIce();
+    }
+  }
+
   restartIce() {
     if (this.closed) return;
     console.info(`peer ${this.id}: ICE restart`);

@@ -20,6 +20,8 @@ fi
 if [[ ! -d node_modules/playwright-core ]]; then
   npm ci --no-audit --no-fund
 fi
+# The client has no build step: at least every module must parse.
+for f in ../../web/*.js; do node --check "$f"; done
 # Options (e.g. --test-name-pattern=glare) pass through; without a file, all files.
 files=0
 for a in "$@"; do [[ "$a" == *.js ]] && files=1; done
