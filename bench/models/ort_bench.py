@@ -7,7 +7,8 @@ Input: bus.jpg letterboxed to the model's square input (512 CenterNet, 416 NanoD
 same tensor tfjs_bench.mjs feeds TF.js. Per (model, threads): `--warmup` untimed runs, then
 `--runs` timed session.run() calls (output copy to numpy included); median and p95
 (nearest rank) in ms. --json prints one JSON object per line instead of the table.
-`--models` may also name centernet-heads (the trimmed graph, 512x512 NCHW).
+`--models` may also name centernet-heads (the trimmed graph, NCHW, shaped like bus.jpg:
+384x512 for the default 512).
 """
 
 from __future__ import annotations

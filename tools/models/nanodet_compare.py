@@ -5,7 +5,9 @@ Usage: nanodet_compare.py [--test-data DIR] [--threshold 0.3]
 Variants: normalisation 'human' (RGB / 255, what the Human library feeds) or 'standard'
 (BGR, mean/std of NanoDet's training config); decode 'human' (argmax bin, Human's x2.5*13/32
 scale) or 'standard' (softmax expected value x stride). Letterbox 416x416 for all, class-wise
-NMS IoU 0.5. Also prints CenterNet (512x512 letterbox) on the same photos for comparison.
+NMS IoU 0.5. Then NanoDet ('standard' both) and CenterNet heads at frame-shaped inputs
+(long side 512/416/320, short side rounded up to 32); models/nanodet.onnx takes any size
+(relax_shapes.py).
 """
 
 from __future__ import annotations
@@ -43,10 +45,19 @@ def main() -> None:
                 )
                 found = ", ".join(f"{labels[k['class_id']]} {k['score']:.2f}" for k in d)
                 print(f"{name} nanodet norm={norm:8} decode={dec:8}: {found}")
-        x512 = prep.Letterbox(w, h, 512, 512).apply(rgb)
-        lo, wh = heads.run(None, {"images": np.ascontiguousarray(x512.transpose(2, 0, 1)[None])})
-        d = prep.nms_classwise(prep.centernet_decode_heads(lo[0], wh[0], args.threshold))
-        print(f"{name} centernet 512x512: " + ", ".join(f"{labels[k['class_id']]} {k['score']:.2f}" for k in d))
+        for size in (512, 416, 320):
+            for iw, ih in ((size, size), prep.frame_shape(w, h, size)):
+                x = prep.Letterbox(w, h, iw, ih).apply(rgb)
+                lo, wh = heads.run(None, {"images": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})
+                d = prep.nms_classwise(prep.centernet_decode_heads(lo[0], wh[0], args.threshold))
+                found = ", ".join(f"{labels[k['class_id']]} {k['score']:.2f}" for k in d)
+                print(f"{name} centernet {iw}x{ih}: {found}")
+                outs = nano.run(None, {"input_1": prep.nanodet_input(x, "standard")})
+                d = prep.nms_classwise(
+                    prep.nanodet_decode([o[0] for o in outs[:3]], [o[0] for o in outs[3:]], iw, ih, args.threshold, "standard")
+                )
+                found = ", ".join(f"{labels[k['class_id']]} {k['score']:.2f}" for k in d)
+                print(f"{name} nanodet   {iw}x{ih}: {found}")
 
 
 if __name__ == "__main__":
