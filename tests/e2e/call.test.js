@@ -255,3 +255,30 @@ test('ICE restart from both sides at once (glare) recovers; screen share swaps t
     throw err;
   }
 });
+
+test('over https with --tls-self-signed (wss signaling)', async (t) => {
+  const server = await startServer({ args: ['--tls-self-signed'] });
+  const { browser, close } = await launchBrowser();
+  const pages = [];
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  try {
+    assert.match(server.url, /^https:\/\//);
+    const a = await newPerson(browser, server.url, 'A');
+    const b = await newPerson(browser, server.url, 'B');
+    pages.push(a, b);
+    await a.goto('/');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    await b.goto(a.url());
+    await waitStatus(a, 'connected');
+    await waitStatus(b, 'connected');
+    await waitFor(async () => (await framesDecoded(a)) > 30, { timeoutMs: 30_000, message: 'A decodes B over the https page' });
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
+    throw err;
+  }
+});

@@ -44,7 +44,12 @@ export async function launchBrowser({ fakeVideo } = {}) {
 
 /** A page in its own context (own storage, like a different person), logging its console on failure. */
 export async function newPerson(browser, baseURL, label) {
-  const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({
+    baseURL,
+    viewport: { width: 1280, height: 800 },
+    // Only for --tls-self-signed servers on 127.0.0.1.
+    ignoreHTTPSErrors: baseURL.startsWith('https:'),
+  });
   await context.grantPermissions(['camera', 'microphone'], { origin: baseURL });
   const page = await context.newPage();
   const consoleLines = [];
