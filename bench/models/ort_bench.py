@@ -7,8 +7,8 @@ Input: bus.jpg letterboxed to the model's square input (512 CenterNet, 416 NanoD
 same tensor tfjs_bench.mjs feeds TF.js. Per (model, threads): `--warmup` untimed runs, then
 `--runs` timed session.run() calls (output copy to numpy included); median and p95
 (nearest rank) in ms. --json prints one JSON object per line instead of the table.
-`--models` may also name centernet-heads (the trimmed graph, NCHW, shaped like bus.jpg:
-384x512 for the default 512).
+A model entry is NAME[:SIZE[:frame]], e.g. `centernet-heads:512:frame` (the trimmed graph at
+an input shaped like bus.jpg, 384x512) or `nanodet:320`; see tools/models/make_input.py.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ sys.path.insert(0, str(ROOT / "tools/models"))
 from make_input import make  # noqa: E402
 
 
+def parse_spec(spec: str) -> tuple[str, int | None, bool]:
+    """NAME[:SIZE[:frame]] -> (name, size or None, frame)."""
+    parts = spec.split(":")
+    if len(parts) > 3 or (len(parts) == 3 and parts[2] != "frame"):
+        sys.exit(f"bad model spec {spec!r}: NAME[:SIZE[:frame]]")
+    return parts[0], int(parts[1]) if len(parts) > 1 else None, len(parts) == 3
+
+
 def p95(xs: list[float]) -> float:
     s = sorted(xs)
     return s[max(0, math.ceil(0.95 * len(s)) - 1)]
@@ -49,8 +57,9 @@ def main() -> None:
     if not photo.is_file():
         sys.exit(f"missing {photo}: run scripts/fetch-test-data.sh")
     rows = []
-    for model in args.models.split(","):
-        x = make(model, str(photo))
+    for spec in args.models.split(","):
+        model, size, frame = parse_spec(spec)
+        x = make(model, str(photo), size, frame)
         for threads in (int(t) for t in args.threads.split(",")):
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads

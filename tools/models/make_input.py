@@ -1,9 +1,10 @@
 """Write a model's input tensor for a photo (float32 LE, C order) and print its shape as JSON.
 
-Usage: make_input.py MODEL PHOTO OUT.bin [SIZE]   (MODEL: centernet | centernet-heads | nanodet)
-Square letterbox at the model's own size (512 / 416), pre-processing as models/README.md;
-centernet-heads gets an NCHW tensor shaped like the photo (long side SIZE, default 512,
-short side rounded up to a multiple of 32). Used by bench/models/tfjs_bench.mjs so the
+Usage: make_input.py MODEL PHOTO OUT.bin [SIZE] [--frame]
+MODEL: centernet | centernet-heads | nanodet. Letterbox to SIZE x SIZE (default: the model's
+own 512 / 416), or with --frame to an input shaped like the photo (long side SIZE, short
+side rounded up to a multiple of 32; not for the fixed-size full centernet).
+Pre-processing as models/README.md; centernet-heads gets NCHW. Used by bench/models/tfjs_bench.mjs so the
 TF.js anchor sees exactly the tensor the onnxruntime anchor sees.
 """
 
@@ -21,13 +22,15 @@ import prep  # noqa: E402
 SIZES = {"centernet": 512, "centernet-heads": 512, "nanodet": 416}
 
 
-def make(model: str, photo: str, size: int | None = None) -> np.ndarray:
+def make(model: str, photo: str, size: int | None = None, frame: bool = False) -> np.ndarray:
     if model not in SIZES:
         raise SystemExit(f"unknown model {model}; one of {', '.join(SIZES)}")
     rgb = prep.load_rgb(photo)
     h, w = rgb.shape[:2]
     s = size or SIZES[model]
-    iw, ih = prep.frame_shape(w, h, s) if model == "centernet-heads" else (s, s)
+    if frame and model == "centernet":
+        raise SystemExit("the full centernet runs at 512x512 only")
+    iw, ih = prep.frame_shape(w, h, s) if frame else (s, s)
     x = prep.Letterbox(w, h, iw, ih).apply(rgb)
     if model == "centernet":
         return np.ascontiguousarray(x[None], np.float32)
@@ -37,8 +40,10 @@ def make(model: str, photo: str, size: int | None = None) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (4, 5):
+    frame = "--frame" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--frame"]
+    if len(args) not in (3, 4):
         raise SystemExit(__doc__)
-    t = make(sys.argv[1], sys.argv[2], int(sys.argv[4]) if len(sys.argv) == 5 else None)
+    t = make(args[0], args[1], int(args[3]) if len(args) == 4 else None, frame)
     t.tofile(sys.argv[3])
     print(json.dumps(list(t.shape)))
