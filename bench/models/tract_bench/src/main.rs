@@ -16,30 +16,20 @@ fn main() -> Result<()> {
     }
     let flag = |name: &str, default: usize| -> Result<usize> {
         match args.iter().position(|a| a == name) {
-            Some(i) => args
-                .get(i + 1)
-                .context("flag needs a value")?
-                .parse()
-                .context("bad number"),
+            Some(i) => args.get(i + 1).context("flag needs a value")?.parse().context("bad number"),
             None => Ok(default),
         }
     };
     let runs = flag("--runs", 20)?.max(1);
     let warmup = flag("--warmup", 3)?;
     let json = args.iter().any(|a| a == "--json");
-    let shape: Vec<usize> = args[2]
-        .split(',')
-        .map(|s| s.parse().context("bad shape"))
-        .collect::<Result<_>>()?;
+    let shape: Vec<usize> = args[2].split(',').map(|s| s.parse().context("bad shape")).collect::<Result<_>>()?;
     let bytes = std::fs::read(&args[3]).with_context(|| format!("reading {}", args[3]))?;
     let n: usize = shape.iter().product();
     if bytes.len() != n * 4 {
         bail!("{} has {} bytes, shape needs {}", args[3], bytes.len(), n * 4);
     }
-    let data: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let data: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let input: Tensor = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), data)?.into();
 
     let t0 = Instant::now();
@@ -60,16 +50,9 @@ fn main() -> Result<()> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    let median = if runs % 2 == 1 {
-        times[runs / 2]
-    } else {
-        (times[runs / 2 - 1] + times[runs / 2]) / 2.0
-    };
+    let median = if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
     let p95 = times[((0.95 * runs as f64).ceil() as usize).clamp(1, runs) - 1];
-    let model_name = std::path::Path::new(&args[1])
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("?");
+    let model_name = std::path::Path::new(&args[1]).file_stem().and_then(|s| s.to_str()).unwrap_or("?");
     if json {
         println!(
             "{{\"bench\": \"tract\", \"runtime\": \"tract-onnx 0.23\", \"model\": \"{model_name}\", \"input\": {shape:?}, \"threads\": 1, \"warmup\": {warmup}, \"runs\": {runs}, \"median_ms\": {median:.3}, \"p95_ms\": {p95:.3}, \"min_ms\": {:.3}, \"load_ms\": {load_ms:.1}}}",
