@@ -1,6 +1,6 @@
 """Reference detections from the ORIGINAL runtime, and ONNX-vs-TF.js parity.
 
-Usage: .venv/bin/python tools/models/reference.py [--test-data DIR]
+Usage: .venv/bin/python tools/models/reference.py [--test-data DIR] [--check]
 Needs: scripts/fetch-test-data.sh (project venv + photos), `tools/models/convert.sh
 --extract-only` (original TF.js models), `npm ci` in tools/models (TF.js + wasm backend).
 
@@ -19,6 +19,8 @@ For each model (centernet, nanodet) x photo (bus.jpg, zidane.jpg):
    tensor with onnxruntime and print the max abs difference of every output against TF.js,
    also relative to the output's largest magnitude (box outputs are in pixels, up to ~500).
    Exit status 1 if any relative difference exceeds 1e-4.
+With --check nothing is written: the committed JSON files must match what the original
+runtime gives now (same detections, scores and box values within 1e-4), else exit 1.
 """
 
 from __future__ import annotations
@@ -100,8 +102,10 @@ def read_outputs(prefix: str) -> tuple[list[np.ndarray], dict]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--test-data")
+    ap.add_argument("--check", action="store_true", help="compare with models/reference/ instead of writing")
     args = ap.parse_args()
     data = test_data_dir(args.test_data)
+    stale = []
     labels = (ROOT / "models/coco80.txt").read_text().split("\n")
     work = Path(tempfile.mkdtemp(prefix="callsight-ref-"))
     cases, jobs = [], []
@@ -192,10 +196,33 @@ def main() -> int:
                 for d in dets
             ],
         }
-        (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        path = out_dir / f"{stem}.json"
+        if args.check:
+            if not same_detections(path, doc):
+                stale.append(path.name)
+        else:
+            path.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"{stem:22} -> " + ", ".join(f"{d['label']} {d['score']:.2f}" for d in doc["detections"]))
     print(f"worst relative difference {worst:.3e} (tolerance {TOLERANCE})")
-    return 0 if worst <= TOLERANCE else 1
+    if stale:
+        print(f"out of date or missing: {', '.join(stale)} (re-run without --check)")
+    return 0 if worst <= TOLERANCE and not stale else 1
+
+
+def same_detections(path: Path, doc: dict) -> bool:
+    """The stored reference has the same detections as `doc` (values within 1e-4)."""
+    try:
+        old = json.loads(path.read_text())["detections"]
+    except (OSError, ValueError, KeyError):
+        return False
+    new = doc["detections"]
+    return len(old) == len(new) and all(
+        a["label"] == b["label"]
+        and a["class_id"] == b["class_id"]
+        and abs(a["score"] - b["score"]) <= 1e-4
+        and all(abs(x - y) <= 1e-4 for x, y in zip(a["box"], b["box"]))
+        for a, b in zip(old, new)
+    )
 
 
 if __name__ == "__main__":
