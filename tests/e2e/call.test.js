@@ -40,9 +40,11 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     await waitStatus(a, 'waiting');
 
     // B opens A's link.
+    const openedAt = Date.now();
     await b.goto(roomUrl);
     await waitStatus(a, 'connected');
     await waitStatus(b, 'connected');
+    const connectedMs = Date.now() - openedAt;
     assert.equal(await a.locator('[data-role=remote]').count(), 1);
     assert.equal(await b.locator('[data-role=remote]').count(), 1);
     // B sees A's name on A's tile.
@@ -56,6 +58,7 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
       }, { timeoutMs: 30_000, message: `${name} to decode > 30 remote video frames` });
       assert.ok(n > 30);
     }
+    const decodedMs = Date.now() - openedAt;
 
     // Chat over the data channel, both ways.
     await a.getByTestId('chat-input').fill('hello from A');
@@ -92,6 +95,10 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     await waitStatus(a, 'peer-left', 10_000);
     const took = Date.now() - closedAt;
     assert.ok(took <= 10_000, `peer-left took ${took} ms`);
+    process.stdout.write(
+      `B opens the link → both connected: ${connectedMs} ms; → both decoded > 30 frames: ${decodedMs} ms; ` +
+        `B's tab closed → A shows peer left: ${took} ms\n`,
+    );
     assert.equal(await a.locator('[data-role=remote]').count(), 0);
     await screenshot(a, 'call-a-peer-left');
   } catch (err) {
