@@ -79,6 +79,7 @@ async function room(roomId) {
   }
   const call = new Call({ room: roomId, name: savedName(), config });
   const view = new RoomView(call);
+  view.onNameChange = saveName;
   view.mount();
   exposeTestHooks(call, view);
   await call.start();

@@ -52,6 +52,7 @@ export class Call extends EventTarget {
     this.micMuted = false;
     this.camOff = false;
     this.mediaError = null;
+    this.nameChanged = false;
     this.publishState = 'stopped';
     this.signaling = new Signaling(Signaling.urlFor(window.location));
     this.publisher = new Publisher({
@@ -93,6 +94,16 @@ export class Call extends EventTarget {
 
   get sharing() {
     return this.screenTrack !== null;
+  }
+
+  /** A new display name: used on the next join, and sent to the peers now. */
+  setName(name) {
+    const clean = name.trim().slice(0, 64);
+    if (clean === this.name) return;
+    this.name = clean;
+    this.nameChanged = true;
+    for (const link of this.links.values()) link.sendName(clean);
+    this.dispatchEvent(new Event('local'));
   }
 
   setMicMuted(muted) {
@@ -325,7 +336,12 @@ export class Call extends EventTarget {
     };
     link.addEventListener('state', changed);
     link.addEventListener('track', changed);
-    link.addEventListener('channel', changed);
+    link.addEventListener('channel', () => {
+      // A fresh channel: tell the peer a name set after the join.
+      if (link.canChat && this.nameChanged) link.sendName(this.name);
+      changed();
+    });
+    link.addEventListener('name', changed);
     link.addEventListener('chat', (e) => {
       this.dispatchEvent(new CustomEvent('chat', { detail: { from: id, name: link.name, text: e.detail.text, mine: false } }));
     });

@@ -7,6 +7,7 @@
 //   track  {detail}   the remote MediaStream changed
 //   state  {detail}   'connecting' | 'connected' | 'reconnecting' | 'failed' | 'closed'
 //   chat   {detail}   a chat text arrived: {text, at}
+//   name              the peer changed its display name (see .name)
 //   channel           the data channel opened or closed (see .canChat)
 //   clock             a better clock-offset estimate is available (see .clockOffsetMs)
 
@@ -74,6 +75,10 @@ export class PeerLink extends EventTarget {
     if (!this.canChat) return false;
     this.chat.send(JSON.stringify({ kind: 'chat', text }));
     return true;
+  }
+
+  sendName(name) {
+    if (this.canChat) this.chat.send(JSON.stringify({ kind: 'name', name }));
   }
 
   /** Swaps the outgoing video (camera ↔ screen) without renegotiation. */
@@ -181,6 +186,9 @@ export class PeerLink extends EventTarget {
         this.clockOffsetMs = msg.b - (msg.a + rtt / 2);
         this.dispatchEvent(new Event('clock'));
       }
+    } else if (msg.kind === 'name' && typeof msg.name === 'string') {
+      this.name = msg.name.slice(0, 64);
+      this.dispatchEvent(new Event('name'));
     } else if (msg.kind === 'bye') {
       this.#setState('closed');
     }

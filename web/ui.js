@@ -97,6 +97,13 @@ export class RoomView {
     });
     if (!navigator.mediaDevices?.getDisplayMedia) $('#share').disabled = true;
 
+    const nameInput = $('#chat-name');
+    nameInput.value = call.name;
+    nameInput.addEventListener('change', () => {
+      call.setName(nameInput.value);
+      this.onNameChange?.(call.name);
+    });
+
     $('#chat-form').addEventListener('submit', (e) => {
       e.preventDefault();
       const input = $('#chat-input');

@@ -68,6 +68,12 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     await b.getByTestId('chat-input').press('Enter');
     await a.locator('#chat-log li.theirs', { hasText: 'hi A, B here' }).waitFor({ timeout: 10_000 });
 
+    // B names itself in the call; A's tile for B follows (over the data channel).
+    await b.getByTestId('chat-name').fill('Bob');
+    await b.getByTestId('chat-name').press('Enter');
+    await a.locator('[data-role=remote] .who', { hasText: 'Bob' }).waitFor({ timeout: 10_000 });
+    await b.locator('#chat-log li.mine .from', { hasText: 'You' }).first().waitFor();
+
     // Controls change what the peer receives: muting disables the track we send.
     await a.getByTestId('mic').click();
     assert.equal(await a.getByTestId('mic').getAttribute('aria-pressed'), 'true');
