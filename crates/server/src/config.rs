@@ -1,0 +1,69 @@
+//! Command-line flags (each also an environment variable) with their defaults.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address and port of the web server (HTTP, WebSocket).
+    #[arg(long, env = "CALLSIGHT_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// UDP port of the built-in STUN server, on the `--bind` address (0 = any free port).
+    #[arg(long, env = "CALLSIGHT_STUN_PORT", default_value_t = 3478)]
+    pub stun_port: u16,
+    /// Don't run the STUN server (e.g. when an external one is configured).
+    #[arg(long, env = "CALLSIGHT_NO_STUN")]
+    pub no_stun: bool,
+    /// External TURN server URL advertised to clients (repeatable), e.g. turn:turn.example.org:3478.
+    #[arg(long = "turn", env = "CALLSIGHT_TURN", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    #[arg(long, env = "CALLSIGHT_TURN_USERNAME", requires = "turn_urls")]
+    pub turn_username: Option<String>,
+    #[arg(long, env = "CALLSIGHT_TURN_CREDENTIAL", requires = "turn_urls")]
+    pub turn_credential: Option<String>,
+
+    /// Participants per room; above 2 the UI tiles a small mesh.
+    #[arg(long, env = "CALLSIGHT_ROOM_CAPACITY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub room_capacity: u16,
+    /// Largest signaling message accepted, in bytes.
+    #[arg(long, env = "CALLSIGHT_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+    /// Sustained signaling messages per second per connection.
+    #[arg(long, env = "CALLSIGHT_RATE_PER_SEC", default_value_t = 50.0)]
+    pub rate_per_sec: f64,
+    /// Signaling messages a connection may send in a burst.
+    #[arg(long, env = "CALLSIGHT_RATE_BURST", default_value_t = 200.0)]
+    pub rate_burst: f64,
+    /// Seconds between WebSocket pings.
+    #[arg(long, env = "CALLSIGHT_HEARTBEAT_SECS", default_value_t = 3.0)]
+    pub heartbeat_secs: f64,
+    /// Seconds of silence (no pong, no message) after which a connection is dropped.
+    #[arg(long, env = "CALLSIGHT_HEARTBEAT_TIMEOUT_SECS", default_value_t = 8.0)]
+    pub heartbeat_timeout_secs: f64,
+
+    /// TLS certificate chain (PEM). Browsers allow cameras only on https or localhost.
+    #[arg(long, env = "CALLSIGHT_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CALLSIGHT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve https with a certificate generated at start (browsers will ask to trust it).
+    #[arg(long, env = "CALLSIGHT_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// Extra names for the self-signed certificate (besides localhost and the bind address).
+    #[arg(long = "tls-name", env = "CALLSIGHT_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> callsight_signal::Limits {
+        callsight_signal::Limits {
+            room_capacity: usize::from(self.room_capacity),
+            max_message_bytes: self.max_message_bytes,
+            rate_per_sec: self.rate_per_sec,
+            rate_burst: self.rate_burst,
+            ..callsight_signal::Limits::default()
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! One task per WebSocket: frames in → hub → frames out, with a heartbeat that drops
+//! connections whose peer went silent (a dead tab on a dead network never sends a FIN).
+
+use crate::state::{AppState, Outbound};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::time::{interval, timeout, MissedTickBehavior};
+
+/// Close code 1008: policy violation (too large, rate limit).
+const CLOSE_POLICY: u16 = 1008;
+
+pub async fn serve_socket(socket: WebSocket, state: Arc<AppState>) {
+    let (tx, mut outbox) = mpsc::channel(crate::state::OUTBOX_CAPACITY);
+    let conn = state.connect(tx);
+    tracing::debug!(conn = conn.0, "websocket open");
+    let (mut sink, mut stream) = socket.split();
+    let mut heartbeat = interval(state.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
+    let reason = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                None => break "closed by peer".to_owned(),
+                Some(Err(e)) => break format!("read error: {e}"),
+                Some(Ok(frame)) => {
+                    last_heard = Instant::now();
+                    match frame {
+                        Message::Text(text) => state.on_message(conn, text.as_str()),
+                        Message::Binary(_) => state.on_message(conn, "<binary frame>"),
+                        Message::Close(_) => break "closed by peer".to_owned(),
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+            },
+            out = outbox.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    if let Err(e) = send(&mut sink, Message::Text(text.into()), &state).await {
+                        break e;
+                    }
+                }
+                Some(Outbound::Close(reason)) => {
+                    let frame = CloseFrame { code: CLOSE_POLICY, reason: reason.clone().into() };
+                    let _ = send(&mut sink, Message::Close(Some(frame)), &state).await;
+                    break reason;
+                }
+                None => break "outbox overflow".to_owned(),
+            },
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > state.heartbeat_timeout {
+                    break "heartbeat timeout".to_owned();
+                }
+                if let Err(e) = send(&mut sink, Message::Ping(Vec::new().into()), &state).await {
+                    break e;
+                }
+            }
+        }
+    };
+    tracing::debug!(conn = conn.0, %reason, "websocket closed");
+    state.disconnect(conn);
+}
+
+/// A write that gives up after the heartbeat timeout: a peer that stops reading must not
+/// pin this task forever.
+async fn send<S>(sink: &mut S, msg: Message, state: &AppState) -> Result<(), String>
+where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
+    match timeout(state.heartbeat_timeout, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write error: {e}")),
+        Err(_) => Err("write stalled".to_owned()),
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks, then runs every test: formatting, lints,
+# Rust unit and integration tests (real WebSocket clients, real STUN, real models,
+# real WebRTC peers) and the browser end-to-end tests (headless Chromium).
+# One build profile (dev, with optimised dependencies) serves all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/callsight-target}
+export CALLSIGHT_TEST_DATA=${CALLSIGHT_TEST_DATA:-$PWD/test-data}
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
+command -v cc >/dev/null || missing+=(build-essential)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+step "test data and models' Python environment"
+bash scripts/fetch-test-data.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust tests"
+cargo test --workspace --locked
+
+step "browser end-to-end tests"
+export CALLSIGHT_BIN="$CARGO_TARGET_DIR/debug/callsight"
+bash tests/e2e/run.sh
