@@ -1,0 +1,313 @@
+//! Load bench of the media leg: an in-process `MediaHub` with the real detector, K str0m
+//! clients each publishing a synthetic 640×480@30 H.264 stream (real photos, slight pan)
+//! over UDP on 127.0.0.1. For each K it reports decoded and detected fps per stream,
+//! frame-sent → result-received latency (p50/p95), process CPU and RSS.
+//!
+//! cargo run --release -p callsight-media --bin media-load -- --ks 1,2,4,8 --seconds 10
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use callsight_media::client::{PendingPublisher, Publisher};
+use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
+use callsight_media::{MediaConfig, MediaHub, PublisherKey};
+use callsight_vision::{Detector, DetectorConfig};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Publish K synthetic H.264 streams into a MediaHub and measure detection")]
+struct Args {
+    /// Stream counts to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    ks: Vec<usize>,
+    /// Measured seconds per K (after a warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Warm-up seconds per K (connect, first keyframes, caches).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Sender frame rate.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 480)]
+    height: u32,
+    /// Detections per second per stream at most (MediaConfig::max_detect_fps; 0 = no cap).
+    #[arg(long, default_value_t = 15.0)]
+    max_detect_fps: f32,
+    /// Detection workers (0 = auto: cores / detector threads).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Detector backend: auto | ort | tract.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Intra-op threads per inference (0 = backend default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Long side of the network input (default: the model's native size).
+    #[arg(long)]
+    detect_size: Option<usize>,
+    /// Explicit libonnxruntime path.
+    #[arg(long, env = "CALLSIGHT_ONNXRUNTIME")]
+    onnxruntime: Option<std::path::PathBuf>,
+    /// Photos (in the test data folder) the streams cycle through.
+    #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
+    photos: Vec<String>,
+}
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// (current RSS, peak RSS) in MiB, from /proc/self/status.
+fn rss_mib() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Per stream: RTP timestamp → when it was handed to the client.
+type SendLog = Arc<Mutex<HashMap<u32, Instant>>>;
+
+struct Row {
+    k: usize,
+    decoded_fps: f64,
+    detected_fps_min: f64,
+    detected_fps_mean: f64,
+    p50: f64,
+    p95: f64,
+    cpu_pct: f64,
+    rss: f64,
+    dropped: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,callsight_media=info,callsight_vision=info".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let dcfg = DetectorConfig {
+        backend: args.backend.parse().map_err(anyhow::Error::msg)?,
+        threads: args.threads,
+        detect_size: args.detect_size,
+        onnxruntime_path: args.onnxruntime.clone(),
+        ..DetectorConfig::default()
+    };
+    let detector = Arc::new(Detector::load(&dcfg).context("loading the detector")?);
+    let info = detector.info();
+
+    let mut sources: Vec<Vec<EncodedFrame>> = Vec::new();
+    for name in &args.photos {
+        let photo = load_test_photo(name)?;
+        // A 2-second loop starting with an IDR: replayed, it stays a valid stream.
+        let frames = encode_loop(&photo, args.width, args.height, (args.fps * 2.0) as usize, 8.0, 1_500_000)?;
+        sources.push(frames);
+    }
+    if sources.is_empty() {
+        bail!("no photos given");
+    }
+
+    let config = MediaConfig {
+        udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        max_detect_fps: args.max_detect_fps,
+        workers: args.workers,
+        max_sessions: 64,
+        ..MediaConfig::default()
+    };
+    let hub = MediaHub::start(config, detector.clone()).await?;
+    let workers = hub.stats().workers;
+    eprintln!(
+        "detector: {} {} threads={} model={} input={:?}; workers={workers}; {}x{}@{} per stream; max_detect_fps={}",
+        info.backend,
+        info.version,
+        info.threads,
+        info.model,
+        info.input_size,
+        args.width,
+        args.height,
+        args.fps,
+        args.max_detect_fps
+    );
+
+    let mut rows = Vec::new();
+    for (round, &k) in args.ks.iter().enumerate() {
+        rows.push(run_k(&hub, &args, &sources, k, round).await?);
+    }
+
+    println!();
+    println!(
+        "| K | decoded fps/stream | detected fps/stream (min / mean) | latency p50 ms | latency p95 ms | CPU % (of 1 core) | RSS MiB | dropped |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+            r.k, r.decoded_fps, r.detected_fps_min, r.detected_fps_mean, r.p50, r.p95, r.cpu_pct, r.rss, r.dropped
+        );
+    }
+    let (_, peak) = rss_mib();
+    println!(
+        "\nbackend {} {} (threads {}), model {}, input {:?}, workers {workers}, peak RSS {peak:.0} MiB",
+        info.backend, info.version, info.threads, info.model, info.input_size
+    );
+    Ok(())
+}
+
+async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: usize, round: usize) -> Result<Row> {
+    let mut events = hub.events();
+    let mut publishers: Vec<Arc<Publisher>> = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..k {
+        let key = PublisherKey { room: format!("load-{round}"), participant: format!("p{i}") };
+        let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await?;
+        let answer = hub.publish(key.clone(), pending.offer()).await?;
+        publishers.push(Arc::new(pending.connect(&answer, Duration::from_secs(10)).await?));
+        keys.push(key);
+    }
+
+    // Senders: one task per stream, paced by a tokio interval.
+    let logs: Vec<SendLog> = (0..k).map(|_| SendLog::default()).collect();
+    let period = Duration::from_secs_f64(1.0 / args.fps);
+    let mut tasks = Vec::new();
+    for (i, p) in publishers.iter().enumerate() {
+        let frames = sources[i % sources.len()].clone();
+        let log = logs[i].clone();
+        let p = p.clone();
+        let ticks = (90_000.0 / args.fps) as u32;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let ts0 = 1_000_000u32.wrapping_mul(i as u32 + 1);
+            for n in 0u32.. {
+                tick.tick().await;
+                let ts = ts0.wrapping_add(n.wrapping_mul(ticks));
+                let stamp = (n % 30 == 0).then(SystemTime::now);
+                {
+                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                    l.insert(ts, Instant::now());
+                    // Keep the log small: a few seconds of frames.
+                    if l.len() > 600 {
+                        let min = ts.wrapping_sub(300 * ticks);
+                        l.retain(|t, _| t.wrapping_sub(min) < 600 * ticks);
+                    }
+                }
+                p.send_frame(frames[n as usize % frames.len()].data.clone(), ts, stamp);
+            }
+        }));
+    }
+
+    // Warm-up, then measure.
+    let warm_end = Instant::now() + Duration::from_secs_f64(args.warmup);
+    while let Ok(r) = tokio::time::timeout_at(warm_end.into(), events.recv()).await {
+        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+            bail!("event channel closed");
+        }
+    }
+    let s0 = hub.stats();
+    let c0 = cpu_seconds().unwrap_or(f64::NAN);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs_f64(args.seconds);
+    let mut per_stream = vec![0u64; k];
+    let mut lat = Vec::new();
+    let room = format!("load-{round}");
+    loop {
+        let ev = match tokio::time::timeout_at(end.into(), events.recv()).await {
+            Err(_) => break,
+            Ok(Ok(ev)) => ev,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                eprintln!("warning: bench lagged {n} events");
+                continue;
+            }
+            Ok(Err(_)) => bail!("event channel closed"),
+        };
+        let now = Instant::now();
+        if ev.room != room {
+            continue;
+        }
+        let Some(i) = ev.participant.strip_prefix('p').and_then(|s| s.parse::<usize>().ok()) else {
+            continue;
+        };
+        if i >= k {
+            continue;
+        }
+        per_stream[i] += 1;
+        let sent = logs[i].lock().unwrap_or_else(|e| e.into_inner()).get(&ev.rtp_timestamp).copied();
+        if let Some(sent) = sent {
+            lat.push(now.duration_since(sent).as_secs_f64() * 1000.0);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let c1 = cpu_seconds().unwrap_or(f64::NAN);
+    let s1 = hub.stats();
+    let (rss, _) = rss_mib();
+
+    for t in tasks {
+        t.abort();
+    }
+    for key in &keys {
+        hub.unpublish(key);
+    }
+    drop(publishers);
+    let mut life = hub.lifecycle();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while hub.stats().sessions > 0 || hub.stats().decoders > 0 {
+        if tokio::time::timeout_at(deadline, life.changed()).await.is_err() {
+            eprintln!("warning: sessions not freed after K={k}: {:?}", hub.stats());
+            break;
+        }
+    }
+
+    let fps: Vec<f64> = per_stream.iter().map(|&n| n as f64 / secs).collect();
+    let row = Row {
+        k,
+        decoded_fps: (s1.frames_decoded - s0.frames_decoded) as f64 / secs / k as f64,
+        detected_fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
+        detected_fps_mean: fps.iter().sum::<f64>() / k as f64,
+        p50: percentile(&mut lat, 50.0),
+        p95: percentile(&mut lat, 95.0),
+        cpu_pct: (c1 - c0) / secs * 100.0,
+        rss,
+        dropped: s1.frames_dropped - s0.frames_dropped,
+    };
+    eprintln!(
+        "K={k}: decoded {:.1} fps/stream, detected {:.1}..{:.1} fps/stream, latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0}%, RSS {:.0} MiB",
+        row.decoded_fps,
+        row.detected_fps_min,
+        fps.iter().copied().fold(0.0, f64::max),
+        row.p50,
+        row.p95,
+        row.cpu_pct,
+        row.rss
+    );
+    Ok(row)
+}

@@ -1,0 +1,27 @@
+//! Errors of the media leg.
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("cannot bind UDP socket {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("invalid SDP offer: {0}")]
+    BadOffer(String),
+    #[error("offer rejected: {0}")]
+    Rejected(String),
+    #[error("too many media sessions (limit {0})")]
+    TooManySessions(usize),
+    #[error("media hub has stopped")]
+    Stopped,
+    #[error("WebRTC error: {0}")]
+    Rtc(String),
+    #[error("H.264 codec error: {0}")]
+    Codec(String),
+    #[error("test data missing: {0} (run scripts/fetch-test-data.sh)")]
+    TestData(String),
+    #[error("image error: {0}")]
+    Image(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
