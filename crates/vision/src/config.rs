@@ -20,9 +20,7 @@ impl std::str::FromStr for ModelKind {
             "nanodet" => Ok(ModelKind::NanoDet),
             "yolov8" | "yolo8" => Ok(ModelKind::YoloV8),
             "yolov5" | "yolo5" => Ok(ModelKind::YoloV5),
-            other => Err(format!(
-                "unknown model kind {other:?} (expected yolov8, yolov5, nanodet or centernet)"
-            )),
+            other => Err(format!("unknown model kind {other:?} (expected yolov8, yolov5, nanodet or centernet)")),
         }
     }
 }
@@ -78,7 +76,11 @@ pub struct DetectorConfig {
     /// Intra-op threads per inference (0 = backend default / number of cores).
     pub threads: usize,
     /// Long side of the network input in pixels (None = the model's native size).
+    /// Models with a fixed input shape ignore it (with a warning).
     pub detect_size: Option<usize>,
+    /// Concurrent inferences the backend is prepared for (onnxruntime: one session each;
+    /// 0 = 1). See [`crate::Detector::recommended_workers`].
+    pub workers: usize,
 }
 
 impl Default for DetectorConfig {
@@ -89,6 +91,7 @@ impl Default for DetectorConfig {
             onnxruntime_path: None,
             threads: 0,
             detect_size: None,
+            workers: 0,
         }
     }
 }

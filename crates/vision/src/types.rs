@@ -37,11 +37,7 @@ pub struct DetectOptions {
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        DetectOptions {
-            score_threshold: 0.3,
-            classes: None,
-            max_detections: 100,
-        }
+        DetectOptions { score_threshold: 0.3, classes: None, max_detections: 100 }
     }
 }
 

@@ -1,0 +1,1 @@
+//! Helpers of `callsight detect` (filled in next).
