@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -36,7 +36,7 @@ impl Peer {
             // socket.io's Engine.IO v4 over its WebSocket transport.
             Protocol::Socketio => format!("ws://{}/socket.io/?EIO=4&transport=websocket", args.server),
         };
-        let (ws, _) = connect_async(&url).await.with_context(|| format!("connecting {url}"))?;
+        let (ws, _) = connect_async_with_config(&url, None, true).await.with_context(|| format!("connecting {url}"))?;
         let mut peer = Peer { ws, id: String::new(), protocol: args.protocol };
         if peer.protocol == Protocol::Socketio {
             peer.expect_raw(|t| t.starts_with('0')).await?; // Engine.IO open

@@ -30,7 +30,13 @@ async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade
     // The transport refuses frames far above the limit before buffering them; the hub
     // answers those just above it with a `too-large` error.
     let cap = state.max_message_bytes.saturating_mul(2).max(1024);
-    upgrade.max_message_size(cap).max_frame_size(cap).on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
+    upgrade
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        // Signaling messages are small: modest buffers keep the memory per connection low.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
 }
 
 async fn index() -> Response {

@@ -47,7 +47,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let tls = tls_config.is_some();
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let task = match tls_config {
-        None => tokio::spawn(async move { axum::serve(listener, service).await.context("http server") }),
+        None => {
+            // Small signaling frames must not wait for Nagle's algorithm (40 ms stalls).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY: {e}");
+                }
+            });
+            tokio::spawn(async move { axum::serve(listener, service).await.context("http server") })
+        }
         Some(config) => {
             let std_listener = listener.into_std()?;
             tokio::spawn(async move {
