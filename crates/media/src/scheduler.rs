@@ -203,9 +203,10 @@ impl Scheduler {
                 detections: result.detections,
                 inference_ms: result.inference_ms,
             });
+            // Recorded just before sending, so stats() agrees with what receivers saw.
+            self.counters.record_latency(frame.arrival.elapsed().as_secs_f32() * 1000.0);
             // No receiver is fine (nobody in the room listens yet).
             let _ = events.send(event);
-            self.counters.record_latency(frame.arrival.elapsed().as_secs_f32() * 1000.0);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use image::RgbImage;
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate};
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, RateControlMode};
 use openh264::formats::{RgbSliceU8, YUVBuffer};
 use openh264::OpenH264API;
 
@@ -68,7 +68,7 @@ pub fn encode_loop(
     let cfg = EncoderConfig::new()
         .bitrate(BitRate::from_bps(bitrate_bps))
         .max_frame_rate(FrameRate::from_hz(30.0))
-        .skip_frames(false);
+        .rate_control_mode(RateControlMode::Bitrate);
     let mut enc =
         Encoder::with_api_config(OpenH264API::from_source(), cfg).map_err(|e| MediaError::Codec(e.to_string()))?;
     let mut out = Vec::with_capacity(frames);

@@ -111,7 +111,7 @@ async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,callsight_media=info,callsight_vision=info".into()),
+                .unwrap_or_else(|_| "warn,callsight_vision=info".into()),
         )
         .init();
     let args = Args::parse();
