@@ -8,6 +8,8 @@
 #                                                      any input size, multiples of 32)
 #   make_heads.py                                  ->  models/centernet-heads.onnx (cut at the heads,
 #                                                      any input size, NCHW input)
+#   quantize.py                                    ->  models/nanodet-int8.onnx (onnxruntime static
+#                                                      int8, calibrated on scikit-image photos)
 #
 # Everything downloaded or built lives in .cache/models/ (git-ignored). Steps whose output
 # exists are skipped; `--force` redoes the conversion (not the downloads).
@@ -37,7 +39,7 @@ if [[ "${1:-}" == "--verify" ]]; then
   trap 'rm -rf "$tmp"' EXIT
   MODELS_OUT="$tmp" "$0" --force
   status=0
-  for m in centernet centernet-heads nanodet; do
+  for m in centernet centernet-heads nanodet nanodet-int8; do
     "$HERE/../../.cache/models/venv/bin/python" "$HERE/same_model.py" "$OUT/$m.onnx" "$tmp/$m.onnx" || status=1
   done
   exit $status
@@ -114,4 +116,14 @@ if [[ $FORCE == 1 || ! -f "$heads" ]]; then
   mv "$heads.tmp" "$heads"
 fi
 
-(cd "$OUT" && sha256sum centernet.onnx centernet-heads.onnx nanodet.onnx)
+# 5. int8 NanoDet for the onnxruntime backend (static quantisation, calibrated on the
+#    scikit-image sample photos; the test photos only judge it).
+int8="$OUT/nanodet-int8.onnx"
+if [[ $FORCE == 1 || ! -f "$int8" ]]; then
+  log "nanodet: int8 static quantisation -> nanodet-int8.onnx"
+  "$ROOT/scripts/fetch-test-data.sh" >/dev/null
+  "$VENV/bin/python" "$HERE/quantize.py" "$OUT/nanodet.onnx" "$int8.tmp" >&2
+  mv "$int8.tmp" "$int8"
+fi
+
+(cd "$OUT" && sha256sum centernet.onnx centernet-heads.onnx nanodet.onnx nanodet-int8.onnx)
