@@ -5,11 +5,11 @@ use crate::preprocess::{Layout, Normalize};
 
 /// CenterNet (MobileNetV3) cut at its raw heads: any input shape, decoded in Rust.
 pub static CENTERNET_HEADS: &[u8] = include_bytes!("../../../models/centernet-heads.onnx");
-/// NanoDet, fixed 416×416.
+/// NanoDet (GFL head, strides 8/16/32), any input shape.
 pub static NANODET: &[u8] = include_bytes!("../../../models/nanodet.onnx");
 
 /// Name of the default bundled model (chosen by speed and accuracy, see docs/vision.md).
-pub const DEFAULT_MODEL: &str = "centernet";
+pub const DEFAULT_MODEL: &str = "nanodet";
 
 /// Names accepted by `--model-name`.
 pub const NAMES: [&str; 2] = ["centernet", "nanodet"];

@@ -204,6 +204,32 @@ impl Detector {
         })
     }
 
+    /// Like [`Detector::detect_rgb`] but at a given network input size (any-shape models
+    /// only; fixed models use their own size). For tests and size sweeps.
+    pub fn detect_rgb_at(
+        &self,
+        image: &image::RgbImage,
+        input_w: usize,
+        input_h: usize,
+        opts: &DetectOptions,
+    ) -> Result<DetectionResult> {
+        let t0 = Instant::now();
+        let (iw, ih) = (image.width() as usize, image.height() as usize);
+        if iw == 0 || ih == 0 {
+            return Err(VisionError::InvalidFrame(format!("zero-size image {iw}x{ih}")));
+        }
+        let (w, h) = self.fixed.unwrap_or((input_w, input_h));
+        if w % STRIDE != 0 || h % STRIDE != 0 || w == 0 || h == 0 {
+            return Err(VisionError::Config(format!("input {w}x{h} is not a multiple of {STRIDE}")));
+        }
+        let lb = Letterbox::fit(iw, ih, w, h);
+        INPUT.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            rgb_to_tensor(image, &lb, self.spec.layout, &self.spec.norm, &mut buf)?;
+            self.infer(&buf, &lb, opts, t0)
+        })
+    }
+
     fn infer(&self, input: &[f32], lb: &Letterbox, opts: &DetectOptions, t0: Instant) -> Result<DetectionResult> {
         let t1 = Instant::now();
         let outs = self.backend.run(self.tensor_shape(lb.dst_w, lb.dst_h), input)?;

@@ -10,6 +10,7 @@
 //! - [`decode`]: output decoders (CenterNet full/heads, NanoDet, YOLOv8/v5); [`nms`].
 //! - [`bundled`]: models embedded in the binary; [`labels`]: COCO-80 and label files.
 //! - [`cli`]: helpers of `callsight detect` (inputs, y4m, annotation, JSON lines).
+//! - [`font`]: a 5×7 bitmap font for annotations.
 //! - [`error`]: `VisionError`.
 
 pub mod backend;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod decode;
 pub mod detector;
 pub mod error;
+pub mod font;
 pub mod labels;
 pub mod nms;
 #[cfg(feature = "ort")]

@@ -19,6 +19,8 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static (ort::environment
     if let Some(e) = ENV.get() {
         if let Some(p) = explicit {
             if p != e.1.path {
+                // A bad explicit path is still an error, even with a library already loaded.
+                ortlib::check(p).map_err(|m| VisionError::OrtUnavailable(format!("tried --onnxruntime ({m})")))?;
                 tracing::warn!("onnxruntime already loaded from {}; ignoring {}", e.1.path.display(), p.display());
             }
         }
