@@ -1,7 +1,8 @@
 //! Command-line flags (each also an environment variable) with their defaults.
 
+use crate::detector_args::DetectorArgs;
 use clap::Args;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Args, Clone, Debug)]
@@ -54,6 +55,31 @@ pub struct ServeArgs {
     /// Extra names for the self-signed certificate (besides localhost and the bind address).
     #[arg(long = "tls-name", env = "CALLSIGHT_TLS_NAMES", value_delimiter = ',')]
     pub tls_names: Vec<String>,
+
+    /// Run calls only: no media leg, no detection.
+    #[arg(long, env = "CALLSIGHT_NO_MEDIA")]
+    pub no_media: bool,
+    /// UDP port that all media sessions share, on the `--bind` address (0 = any free port).
+    #[arg(long, env = "CALLSIGHT_MEDIA_PORT", default_value_t = 0)]
+    pub media_port: u16,
+    /// Address(es) announced to browsers as media candidates (default: the bind address,
+    /// or loopback plus the default-route interface when bound to 0.0.0.0).
+    #[arg(long = "media-ip", env = "CALLSIGHT_MEDIA_IPS", value_delimiter = ',')]
+    pub media_ips: Vec<IpAddr>,
+    /// Detections per second per published track at most.
+    #[arg(long, env = "CALLSIGHT_MAX_DETECT_FPS", default_value_t = 15.0)]
+    pub max_detect_fps: f32,
+    /// Detection worker threads shared by all tracks (0 = what the detector recommends for this machine).
+    #[arg(long, env = "CALLSIGHT_DETECT_WORKERS", default_value_t = 0)]
+    pub detect_workers: usize,
+    /// Lowest score sent to clients (each viewer filters further with its own slider).
+    #[arg(long, env = "CALLSIGHT_MIN_SCORE", default_value_t = 0.3)]
+    pub min_score: f32,
+    /// Publishing sessions at most (each participant publishes one).
+    #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS", default_value_t = 32)]
+    pub max_media_sessions: usize,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
 }
 
 impl ServeArgs {
@@ -64,6 +90,22 @@ impl ServeArgs {
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
             ..callsight_signal::Limits::default()
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The media leg's configuration from these flags.
+    pub fn media_config(&self) -> callsight_media::MediaConfig {
+        let defaults = callsight_media::MediaConfig::default();
+        callsight_media::MediaConfig {
+            udp_bind: SocketAddr::new(self.bind.ip(), self.media_port),
+            candidate_ips: self.media_ips.clone(),
+            max_detect_fps: self.max_detect_fps,
+            workers: self.detect_workers,
+            max_sessions: self.max_media_sessions,
+            detect: callsight_vision::DetectOptions { score_threshold: self.min_score, ..defaults.detect.clone() },
+            ..defaults
         }
     }
 }

@@ -59,7 +59,8 @@ fn serve_asset(path: &str) -> Response {
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let (connections, rooms) = state.counts();
-    Json(json!({ "status": "ok", "connections": connections, "rooms": rooms }))
+    let media = state.media.as_ref().map(|m| json!({ "detector": m.detector.info(), "stats": m.hub.stats() }));
+    Json(json!({ "status": "ok", "connections": connections, "rooms": rooms, "media": media }))
 }
 
 /// ICE servers for the client: our STUN server under the name the browser used to reach
@@ -74,8 +75,11 @@ async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<
         "ice_servers": ice_servers,
         "room_capacity": state.room_capacity(),
         "protocol": callsight_signal::PROTOCOL_VERSION,
-        "media": { "enabled": false },
-        "detector": null,
+        "media": { "enabled": state.media.is_some() },
+        "detector": state.media.as_ref().map(|m| json!({
+            "info": m.detector.info(),
+            "labels": m.detector.labels(),
+        })),
     }))
 }
 

@@ -6,10 +6,12 @@
 //! - [`state`]: what the handlers share: the hub, each connection's outbox, the media leg.
 //! - [`stun`]: a STUN (RFC 5389) Binding server on UDP.
 //! - [`tls`]: certificates from files or self-signed at start.
+//! - [`detector_args`]: detector flags shared by serving and `callsight detect`.
 //! - [`detect_cmd`]: the `callsight detect` subcommand.
 
 pub mod config;
 pub mod detect_cmd;
+pub mod detector_args;
 pub mod http;
 pub mod state;
 pub mod stun;
@@ -39,7 +41,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         let addr = SocketAddr::new(args.bind.ip(), args.stun_port);
         Some(stun::spawn(addr).await.with_context(|| format!("starting STUN on udp {addr}"))?)
     };
-    let state = Arc::new(state::AppState::new(&args, stun_addr).await?);
+    let media = if args.no_media { None } else { Some(start_media(&args).await?) };
+    let state = Arc::new(state::AppState::new(&args, stun_addr, media).await?);
+    tokio::spawn(state.clone().forward_detections());
     let app = http::router(state.clone());
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let http_addr = listener.local_addr()?;
@@ -64,4 +68,20 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         }
     };
     Ok(Running { http_addr, stun_addr, tls, task })
+}
+
+/// Loads the detector (off the async threads: optimising a model takes a while) and
+/// starts the media leg.
+async fn start_media(args: &ServeArgs) -> anyhow::Result<state::Media> {
+    let config = args.detector.config(args.detect_workers);
+    let detector = tokio::task::spawn_blocking(move || callsight_vision::Detector::load(&config))
+        .await
+        .context("detector loading task")?
+        .context("loading the detector")?;
+    let detector = Arc::new(detector);
+    let hub = callsight_media::MediaHub::start(args.media_config(), detector.clone())
+        .await
+        .context("starting the media leg")?;
+    tracing::info!("media listening on udp {:?}", hub.local_addrs());
+    Ok(state::Media { hub, detector })
 }

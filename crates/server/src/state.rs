@@ -1,11 +1,12 @@
 //! What the HTTP and WebSocket handlers share.
 
 use crate::config::ServeArgs;
-use callsight_signal::{ConnId, Hub, MemoryRoomStore, Output, ServerMessage};
+use callsight_media::{DetectionEvent, MediaHub, PublisherKey};
+use callsight_signal::{ConnId, ErrorCode, Hub, MemoryRoomStore, Output, RoomId, ServerMessage};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -27,6 +28,13 @@ pub struct AppState {
     pub max_message_bytes: usize,
     pub stun_port: Option<u16>,
     pub turn: Option<IceServer>,
+    /// The media leg and its detector; `None` with `--no-media`.
+    pub media: Option<Media>,
+}
+
+pub struct Media {
+    pub hub: MediaHub,
+    pub detector: Arc<callsight_vision::Detector>,
 }
 
 struct Signaling {
@@ -44,7 +52,7 @@ pub struct IceServer {
 }
 
 impl AppState {
-    pub async fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>) -> anyhow::Result<Self> {
+    pub async fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>, media: Option<Media>) -> anyhow::Result<Self> {
         let turn = (!args.turn_urls.is_empty()).then(|| IceServer {
             urls: args.turn_urls.clone(),
             username: args.turn_username.clone(),
@@ -60,6 +68,7 @@ impl AppState {
             max_message_bytes: args.max_message_bytes,
             stun_port: stun_addr.map(|a| a.port()),
             turn,
+            media,
         })
     }
 
@@ -85,36 +94,102 @@ impl AppState {
         id
     }
 
-    pub fn on_message(&self, conn: ConnId, text: &str) {
-        let mut s = self.lock();
-        let out = s.hub.on_message(conn, text, Instant::now());
-        s.apply(out);
+    pub fn on_message(self: &Arc<Self>, conn: ConnId, text: &str) {
+        let media_work = {
+            let mut s = self.lock();
+            let out = s.hub.on_message(conn, text, Instant::now());
+            s.apply(out)
+        };
+        self.media_work(media_work);
     }
 
-    pub fn disconnect(&self, conn: ConnId) {
+    pub fn disconnect(self: &Arc<Self>, conn: ConnId) {
+        let media_work = {
+            let mut s = self.lock();
+            let out = s.hub.disconnect(conn);
+            s.outboxes.remove(&conn);
+            s.apply(out)
+        };
+        self.media_work(media_work);
+    }
+
+    fn send(&self, to: ConnId, msg: &ServerMessage) {
+        self.lock().send(to, Outbound::Text(msg.to_json()));
+    }
+
+    /// Carries out the media leg's share of the hub's outputs, outside the hub's lock.
+    fn media_work(self: &Arc<Self>, work: Vec<Output>) {
+        for output in work {
+            match (output, &self.media) {
+                (Output::Publish { conn, .. }, None) => {
+                    let msg =
+                        ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
+                    self.send(conn, &msg);
+                }
+                (Output::Publish { conn, room, peer, sdp }, Some(media)) => {
+                    let key = PublisherKey { room: room.to_string(), participant: peer.to_string() };
+                    let (hub, state) = (media.hub.clone(), self.clone());
+                    tokio::spawn(async move {
+                        let reply = match hub.publish(key, &sdp).await {
+                            Ok(sdp) => ServerMessage::PublishAnswer { sdp },
+                            Err(e) => {
+                                tracing::warn!(conn = conn.0, "publish refused: {e}");
+                                ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {e}"))
+                            }
+                        };
+                        state.send(conn, &reply);
+                    });
+                }
+                (Output::Unpublish { room, peer }, Some(media)) => {
+                    media.hub.unpublish(&PublisherKey { room: room.to_string(), participant: peer.to_string() })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends every detection event to the participants of its room, until the media leg stops.
+    pub async fn forward_detections(self: Arc<Self>) {
+        let Some(media) = &self.media else { return };
+        let mut events = media.hub.events();
+        loop {
+            match events.recv().await {
+                Ok(event) => self.deliver(&event),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("detection forwarding fell behind; skipped {n} events")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn deliver(&self, event: &DetectionEvent) {
+        let Some(room) = RoomId::parse(&event.room) else { return };
+        let payload = match serde_json::to_value(event) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return,
+        };
+        // Serialised once, sent to everyone in the room.
+        let text = ServerMessage::Detections { payload }.to_json();
         let mut s = self.lock();
-        let out = s.hub.disconnect(conn);
-        s.outboxes.remove(&conn);
-        s.apply(out);
+        for (_, conn) in s.hub.room_connections(&room) {
+            s.send(conn, Outbound::Text(text.clone()));
+        }
     }
 }
 
 impl Signaling {
-    fn apply(&mut self, outputs: Vec<Output>) {
+    /// Sends and closes; returns the outputs meant for the media leg.
+    fn apply(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        let mut media_work = Vec::new();
         for output in outputs {
             match output {
                 Output::Send { to, msg } => self.send(to, Outbound::Text(msg.to_json())),
                 Output::Close { conn, reason } => self.send(conn, Outbound::Close(reason)),
-                Output::Publish { conn, .. } => {
-                    let msg = ServerMessage::error(
-                        callsight_signal::ErrorCode::MediaUnavailable,
-                        "this server runs without the media leg",
-                    );
-                    self.send(conn, Outbound::Text(msg.to_json()))
-                }
-                Output::Unpublish { .. } => {}
+                other @ (Output::Publish { .. } | Output::Unpublish { .. }) => media_work.push(other),
             }
         }
+        media_work
     }
 
     fn send(&mut self, to: ConnId, frame: Outbound) {

@@ -1,75 +1,11 @@
 //! The real server on 127.0.0.1 with real WebSocket clients.
 
-use callsight_server::ServeArgs;
-use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
+mod common;
+
+use common::*;
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A generous bound so a broken server fails the test instead of hanging it.
-const REPLY_DEADLINE: Duration = Duration::from_secs(10);
-
-#[derive(Parser)]
-struct TestCli {
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
-async fn start(extra: &[&str]) -> SocketAddr {
-    let mut argv = vec!["callsight", "--bind", "127.0.0.1:0", "--no-stun"];
-    argv.extend_from_slice(extra);
-    let args = TestCli::try_parse_from(argv).expect("test flags parse").serve;
-    callsight_server::start(args).await.expect("server starts").http_addr
-}
-
-async fn connect(addr: SocketAddr) -> Ws {
-    connect_async(format!("ws://{addr}/ws")).await.expect("websocket connects").0
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.expect("send");
-}
-
-/// The next text message, skipping pings; panics on close or after the deadline.
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(REPLY_DEADLINE, ws.next()).await.expect("a reply in time");
-        match frame.expect("socket open").expect("frame") {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("server sends JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Waits for the server to close the socket; returns the close reason.
-async fn closed(ws: &mut Ws) -> String {
-    loop {
-        match tokio::time::timeout(REPLY_DEADLINE, ws.next()).await.expect("close in time") {
-            None | Some(Err(_)) => return String::new(),
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-async fn join(ws: &mut Ws, room: &str) -> Value {
-    send(ws, json!({"type":"join","room":room})).await;
-    let v = recv(ws).await;
-    assert_eq!(v["type"], "joined", "{v}");
-    v
-}
-
-fn error_code(v: &Value) -> &str {
-    assert_eq!(v["type"], "error", "{v}");
-    v["code"].as_str().expect("error code")
-}
 
 #[tokio::test]
 async fn two_peers_join_relay_and_a_third_is_refused() {
@@ -214,8 +150,7 @@ async fn heartbeat_drops_a_silent_peer() {
 
 #[tokio::test]
 async fn http_endpoints_serve_client_config_and_health() {
-    let args = TestCli::try_parse_from(["callsight", "--bind", "127.0.0.1:0", "--stun-port", "0"]).unwrap().serve;
-    let running = callsight_server::start(args).await.unwrap();
+    let running = start_server(&["--stun-port", "0", "--no-media"]).await;
     let addr = running.http_addr;
     let config = http_get(addr, "/api/config").await;
     let config: Value = serde_json::from_str(config.split("\r\n\r\n").nth(1).unwrap()).unwrap();
@@ -226,13 +161,4 @@ async fn http_endpoints_serve_client_config_and_health() {
     let page = http_get(addr, "/r/someRoomId123").await;
     assert!(page.starts_with("HTTP/1.1 200") && page.contains("<html"), "{page}");
     assert!(http_get(addr, "/no-such-file.js").await.starts_with("HTTP/1.1 404"));
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(REPLY_DEADLINE, s.read_to_end(&mut buf)).await.unwrap().unwrap();
-    String::from_utf8_lossy(&buf).into_owned()
 }

@@ -1,0 +1,91 @@
+//! Helpers shared by the server's integration tests: start a real server, talk to it
+//! over a real WebSocket.
+#![allow(dead_code)]
+
+use callsight_server::ServeArgs;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A generous bound so a broken server fails the test instead of hanging it.
+pub const REPLY_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+pub struct TestCli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// A real server on 127.0.0.1 (random port) with `extra` flags.
+pub async fn start_server(extra: &[&str]) -> callsight_server::Running {
+    let mut argv = vec!["callsight", "--bind", "127.0.0.1:0"];
+    argv.extend_from_slice(extra);
+    let args = TestCli::try_parse_from(argv).expect("test flags parse").serve;
+    callsight_server::start(args).await.expect("server starts")
+}
+
+/// A signaling-only server (no media leg).
+pub async fn start(extra: &[&str]) -> SocketAddr {
+    let mut argv = vec!["--no-stun", "--no-media"];
+    argv.extend_from_slice(extra);
+    start_server(&argv).await.http_addr
+}
+
+pub async fn connect(addr: SocketAddr) -> Ws {
+    connect_async(format!("ws://{addr}/ws")).await.expect("websocket connects").0
+}
+
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.expect("send");
+}
+
+/// The next text message, skipping pings; panics on close or after the deadline.
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let frame = tokio::time::timeout(REPLY_DEADLINE, ws.next()).await.expect("a reply in time");
+        match frame.expect("socket open").expect("frame") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("server sends JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Waits for the server to close the socket; returns the close reason.
+pub async fn closed(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(REPLY_DEADLINE, ws.next()).await.expect("close in time") {
+            None | Some(Err(_)) => return String::new(),
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+pub async fn join(ws: &mut Ws, room: &str) -> Value {
+    send(ws, json!({"type":"join","room":room})).await;
+    let v = recv(ws).await;
+    assert_eq!(v["type"], "joined", "{v}");
+    v
+}
+
+pub fn error_code(v: &Value) -> &str {
+    assert_eq!(v["type"], "error", "{v}");
+    v["code"].as_str().expect("error code")
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(REPLY_DEADLINE, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}

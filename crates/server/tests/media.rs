@@ -1,0 +1,94 @@
+//! The whole server leg through the real server: a str0m publisher offers over the
+//! signaling WebSocket (`publish`), streams H.264 encoded from a real photo, and every
+//! participant of the room receives `detections` for the frames it sent.
+//!
+//! Needs `test-data/bus.jpg` (scripts/fetch-test-data.sh).
+
+mod common;
+
+use callsight_media::client::PendingPublisher;
+use callsight_media::synth::{encode_loop, load_test_photo};
+use common::*;
+use serde_json::json;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TICKS_PER_FRAME: u32 = 3000; // 30 fps on the 90 kHz RTP clock
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_camera_is_detected_and_results_reach_every_participant() {
+    let server = start_server(&["--no-stun", "--media-port", "0"]).await;
+    let addr = server.http_addr;
+    let (mut alice, mut bob) = (connect(addr).await, connect(addr).await);
+    let alice_id = join(&mut alice, "room-media-1").await["id"].as_str().unwrap().to_owned();
+    join(&mut bob, "room-media-1").await;
+    assert_eq!(recv(&mut alice).await["type"], "peer-joined");
+
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = encode_loop(&photo, 640, 480, 30, 6.0, 1_500_000).expect("encode bus.jpg");
+    let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
+    send(&mut alice, json!({"type":"publish","sdp":pending.offer()})).await;
+    let answer = recv(&mut alice).await;
+    assert_eq!(answer["type"], "publish-answer", "{answer}");
+    let publisher =
+        pending.connect(answer["sdp"].as_str().unwrap(), Duration::from_secs(10)).await.expect("ICE + DTLS connect");
+
+    let sent: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    let sent_w = sent.clone();
+    let streamer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        for i in 0u32.. {
+            tick.tick().await;
+            let ts = 90_000u32.wrapping_add(i.wrapping_mul(TICKS_PER_FRAME));
+            sent_w.lock().unwrap().insert(ts);
+            publisher.send_frame(frames[i as usize % frames.len()].data.clone(), ts, None);
+        }
+    });
+
+    for (who, ws) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let mut labels = HashSet::new();
+        for _ in 0..200 {
+            let msg = recv_type(ws, "detections").await;
+            assert_eq!(msg["participant"], alice_id.as_str(), "{who}: {msg}");
+            assert!(msg.get("room").is_none());
+            let ts = msg["rtp_timestamp"].as_u64().expect("rtp_timestamp") as u32;
+            assert!(sent.lock().unwrap().contains(&ts), "{who}: rtp_timestamp {ts} was never sent");
+            assert_eq!((msg["width"].as_u64(), msg["height"].as_u64()), (Some(640), Some(480)));
+            for d in msg["detections"].as_array().expect("detections list") {
+                assert_eq!(d["box"].as_array().map(Vec::len), Some(4));
+                labels.insert(d["label"].as_str().unwrap_or_default().to_owned());
+            }
+            if labels.contains("bus") && labels.contains("person") {
+                break;
+            }
+        }
+        assert!(labels.contains("bus") && labels.contains("person"), "{who} saw only {labels:?}");
+    }
+
+    // Alice leaves: her media session is freed.
+    drop(alice);
+    // The server frees the session when it sees the close; poll its health with a deadline.
+    let deadline = tokio::time::Instant::now() + REPLY_DEADLINE;
+    let health = loop {
+        let h = http_get(addr, "/healthz").await;
+        let freed = h.contains("\"sessions\":0") && h.contains("\"decoders\":0");
+        if freed || tokio::time::Instant::now() > deadline {
+            break h;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(health.contains("\"sessions\":0") && health.contains("\"decoders\":0"), "{health}");
+    streamer.abort();
+}
+
+/// The next message of type `kind`, skipping others (e.g. peer-left).
+async fn recv_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
+    loop {
+        let v = recv(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
