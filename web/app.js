@@ -113,6 +113,10 @@ function exposeTestHooks(call, view) {
     syncSamples(tile) {
       return view.syncSamples(tile);
     },
+    /** Capture times of the results received for a tile's participant ('self' or a peer id). */
+    resultCaptureTimes(tile) {
+      return view.resultCaptureTimes(tile);
+    },
     clockOffsets() {
       return Object.fromEntries([...call.links].map(([id, l]) => [id, l.clockOffsetMs]));
     },

@@ -54,6 +54,8 @@ export class DetectionStore extends EventTarget {
     super();
     /** @type {Map<string, object[]>} participant → results, oldest first */
     this.results = new Map();
+    /** @type {Map<string, number[]>} participant → capture times of recent results (for measuring sync) */
+    this.captures = new Map();
   }
 
   add(msg) {
@@ -65,6 +67,12 @@ export class DetectionStore extends EventTarget {
       this.results.set(r.participant, buf);
     }
     buf.push(r);
+    if (r.capture !== null) {
+      let log = this.captures.get(r.participant);
+      if (!log) this.captures.set(r.participant, (log = []));
+      log.push(r.capture);
+      if (log.length > 3000) log.splice(0, log.length - 3000);
+    }
     // Results of one track arrive in capture order; keep it sorted if one is late.
     for (let i = buf.length - 1; i > 0 && r.capture !== null && buf[i - 1].capture !== null && buf[i - 1].capture > r.capture; i--) {
       [buf[i - 1], buf[i]] = [buf[i], buf[i - 1]];
@@ -76,6 +84,7 @@ export class DetectionStore extends EventTarget {
 
   forget(participant) {
     this.results.delete(participant);
+    this.captures.delete(participant);
   }
 
   latest(participant) {
@@ -99,12 +108,12 @@ export class DetectionStore extends EventTarget {
     return null; // only results of later frames: draw nothing rather than the future
   }
 
-  /** Capture → arrival latencies (ms, local clock) of the results of the last 3 s. */
+  /** Capture → arrival latencies (ms, local clock) of the results of the last 6 s. */
   latencies(participant, clockOffsetMs) {
     const buf = this.results.get(participant) ?? [];
     const now = Date.now();
     return buf
-      .filter((r) => r.capture !== null && now - r.arrival <= 3000)
+      .filter((r) => r.capture !== null && now - r.arrival <= 6000)
       .map((r) => r.arrival - (r.capture - (clockOffsetMs ?? 0)));
   }
 
@@ -131,7 +140,7 @@ export class DetectionStore extends EventTarget {
 export class OverlaySettings extends EventTarget {
   constructor() {
     super();
-    this.threshold = 0.5;
+    this.threshold = 0.4;
     this.classes = null; // Set of lower-case labels, or null = all
     this.hidden = new Set(); // participants whose boxes are switched off
     this.hold = true; // hold video back until its detections are in (sync.js)

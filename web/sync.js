@@ -48,7 +48,7 @@ export class SyncController {
   tick() {
     if (!this.enabled) return;
     const det = this.detectionLatencies().sort((a, b) => a - b);
-    if (det.length < 3) {
+    if (det.length < 2) {
       // No detections (off, or the server has no detector): no reason to hold video.
       if (this.hold > 0) this.#apply(this.hold * 0.5 < 5 ? 0 : this.hold * 0.5);
       return;

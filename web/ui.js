@@ -120,7 +120,10 @@ export class RoomView {
     const panel = $('#detect-panel');
     panel.hidden = !this.call.mediaEnabled;
     const dl = $('#coco-classes');
-    dl.replaceChildren(...COCO_LABELS.map((l) => Object.assign(document.createElement('option'), { value: l })));
+    const labels = Array.isArray(this.call.config.detector?.labels) ? this.call.config.detector.labels : COCO_LABELS;
+    dl.replaceChildren(
+      ...labels.filter((l) => typeof l === 'string').map((l) => Object.assign(document.createElement('option'), { value: l })),
+    );
     const th = $('#threshold');
     const out = $('#threshold-out');
     const applyThreshold = () => {
@@ -369,6 +372,11 @@ export class RoomView {
       input.remove();
       toast(ok ? 'Link copied' : url, ok ? 2200 : 6000);
     }
+  }
+
+  /** Capture times of the results received for a participant ('self' = own). */
+  resultCaptureTimes(key) {
+    return [...(this.store.captures.get(this.#participantOf(key)) ?? [])];
   }
 
   /** Capture-time pairs of what was drawn on a video (tests and the sync readout). */

@@ -19,20 +19,33 @@ function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-/** Offsets (in frames) between each drawn frame and the result drawn on it. */
-function offsets(samples) {
+/**
+ * Offsets between each drawn frame and the result drawn on it, in ms and frames:
+ * - `off`: frame capture − result capture (what a viewer sees; bounded below by how
+ *   often the server detects);
+ * - `excess`: how much older the drawn result is than the newest result for that frame
+ *   or an earlier one that was ever received (`results`): what the sync mechanism
+ *   itself loses. 0 = the best possible result was on screen.
+ */
+function offsets(samples, results) {
   const frames = [...new Set(samples.map((s) => s.frame))].sort((a, b) => a - b);
   const gaps = frames.slice(1).map((f, i) => f - frames[i]).filter((g) => g > 0).sort((a, b) => a - b);
   const interval = gaps.length ? quantile(gaps, 0.5) : 1000 / 30;
-  const ms = samples.map((s) => s.frame - s.result).sort((a, b) => a - b);
+  const sortedResults = [...results].sort((a, b) => a - b);
+  const best = (frame) => {
+    let b = null;
+    for (const c of sortedResults) if (c <= frame + 4) b = c;
+    return b;
+  };
+  const off = samples.map((s) => s.frame - s.result).sort((a, b) => a - b);
+  const excess = samples.map((s) => Math.max(0, (best(s.frame) ?? s.result) - s.result)).sort((a, b) => a - b);
   return {
     n: samples.length,
     intervalMs: interval,
-    medianMs: quantile(ms, 0.5),
-    p95Ms: quantile(ms, 0.95),
-    medianFrames: quantile(ms, 0.5) / interval,
-    p95Frames: quantile(ms, 0.95) / interval,
-    minMs: ms[0],
+    off,
+    excess,
+    exact: excess.filter((e) => e === 0).length / excess.length,
+    minMs: off[0],
     hold: samples.length ? samples[samples.length - 1].hold : 0,
   };
 }
@@ -59,9 +72,19 @@ async function holdSettled(page, tile) {
 }
 
 function row(label, o) {
-  const f = (x) => x.toFixed(2).padStart(6);
+  const fr = (ms) => (ms / o.intervalMs).toFixed(2).padStart(6);
   const m = (x) => Math.round(x).toString().padStart(5);
-  return `| ${label.padEnd(28)} | ${String(o.n).padStart(5)} | ${f(o.medianFrames)} | ${f(o.p95Frames)} | ${m(o.medianMs)} | ${m(o.p95Ms)} | ${m(o.hold)} |`;
+  return (
+    `| ${label.padEnd(28)} | ${String(o.n).padStart(4)} | ${fr(quantile(o.off, 0.5))} | ${fr(quantile(o.off, 0.95))} ` +
+    `| ${m(quantile(o.off, 0.5))} | ${m(quantile(o.off, 0.95))} | ${fr(quantile(o.excess, 0.5))} | ${fr(quantile(o.excess, 0.95))} ` +
+    `| ${(o.exact * 100).toFixed(0).padStart(3)}% | ${m(o.hold)} |`
+  );
+}
+
+async function measure(page, tile, since) {
+  const samples = await collect(page, tile, 120, since, 30_000);
+  const results = await page.evaluate((t) => window.callsight.resultCaptureTimes(t), tile);
+  return offsets(samples, results);
 }
 
 test('detections of both videos appear on both pages, synced to the frames', async (t) => {
@@ -132,8 +155,8 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     await holdSettled(a, peerOfA);
     let since = await a.evaluate(() => Date.now());
     const held = {
-      'A self-view': offsets(await collect(a, 'self', 120, since, 30_000)),
-      'A remote view (B)': offsets(await collect(a, peerOfA, 120, since, 30_000)),
+      'A self-view': await measure(a, 'self', since),
+      'A remote view (B)': await measure(a, peerOfA, since),
     };
     await screenshot(a, 'detect-a');
     await screenshot(b, 'detect-b');
@@ -143,15 +166,17 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     await a.getByTestId('sync-hold').uncheck();
     since = (await a.evaluate(() => Date.now())) + 1000;
     const free = {
-      'A self-view': offsets(await collect(a, 'self', 120, since, 30_000)),
-      'A remote view (B)': offsets(await collect(a, peerOfA, 120, since, 30_000)),
+      'A self-view': await measure(a, 'self', since),
+      'A remote view (B)': await measure(a, peerOfA, since),
     };
 
+    const stats = await a.evaluate(() => [...document.querySelectorAll('[data-testid=det-stats]')].map((e) => e.textContent));
     const lines = [
-      `first "person" on both videos of both pages: ${(firstMs / 1000).toFixed(1)} s after connected`,
-      'offset = capture time of the frame shown − capture time of the result drawn on it',
-      '| view                         |     n | med fr | p95 fr | med ms | p95 ms | hold ms |',
-      '|---|---|---|---|---|---|---|',
+      `first "person" on both videos of both pages: ${(firstMs / 1000).toFixed(1)} s after connected; readouts on A: ${stats.join(' / ')}`,
+      'off = capture time of the frame shown − capture time of the result drawn on it (fr = frames);',
+      'excess = how much older the drawn result is than the best one received for that frame; exact = frames showing the best one',
+      '| view                         |    n | off med fr | off p95 fr | off med ms | off p95 ms | excess med fr | excess p95 fr | exact | hold ms |',
+      '|---|---|---|---|---|---|---|---|---|---|',
       ...Object.entries(held).map(([k, o]) => row(`${k}, hold on`, o)),
       ...Object.entries(free).map(([k, o]) => row(`${k}, hold off`, o)),
     ];
@@ -176,6 +201,15 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     await a.getByTestId('class-filter').fill('person');
     await waitFor(() => listed(a), { message: 'person back with filter "person"' });
   } catch (err) {
+    for (const p of pages) {
+      const info = await p
+        .evaluate(() => ({
+          id: window.callsight.id,
+          tiles: [...document.querySelectorAll('[data-peer]')].map((el) => [el.dataset.peer, window.callsight.syncSamples(el.dataset.peer).length]),
+        }))
+        .catch((e) => String(e));
+      process.stderr.write(`page state: ${JSON.stringify(info)}\n`);
+    }
     dumpConsole(pages);
     process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
     throw err;

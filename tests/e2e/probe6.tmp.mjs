@@ -1,0 +1,13 @@
+import { startServer } from './lib/server.js';
+import { launchBrowser, newPerson } from './lib/browser.js';
+const server = await startServer({ env: { RUST_LOG: 'info,callsight_media=debug' } });
+const { browser, close } = await launchBrowser({ fakeVideo: '/work/main/test-data/person.y4m' });
+const a = await newPerson(browser, server.url, 'A');
+let n = 0;
+a.on('websocket', (ws) => ws.on('framereceived', (f) => { if (n++ < 5 || /detections/.test(f.payload) && n < 12) console.log('WS<', String(f.payload).slice(0, 400)); }));
+await a.goto('/r/abcdefghijklmnop');
+await new Promise(r => setTimeout(r, 10000));
+console.log(await a.evaluate(() => [window.callsight.publishState, window.callsight.id]));
+console.log(a.consoleLines.join('\n'));
+console.log(server.logs.slice(-30).join('\n'));
+await close(); await server.stop();
