@@ -13,6 +13,9 @@ const KEEP_MS = 6000;
 // 33 ms between frames at 30 fps.
 const MATCH_TOLERANCE_MS = 4;
 const LIST_EVERY_MS = 250;
+// A result whose capture time is this close to a displayed frame's is taken to be that
+// frame (less than half of the 33 ms between frames at 30 fps).
+const CALIBRATE_WITHIN_MS = 12;
 const KEEP_SAMPLES = 2000;
 
 export function wallClockSkewMs() {
@@ -136,6 +139,52 @@ export class DetectionStore extends EventTarget {
   }
 }
 
+/**
+ * Learns the constant error between a view's frame capture times and the server's.
+ *
+ * Each result names a frame that was (or will be) displayed on this view too, so its
+ * capture time should equal one displayed frame's. A remote view's capture times are
+ * Chromium's estimate of the sender's clock and can be a few ms off (≈ −4.6 ms measured
+ * on loopback); results that land within CALIBRATE_WITHIN_MS of a displayed frame give
+ * that error, and the median of the last 31 is added to the frame's capture time before
+ * matching, so matching never slips to the neighbouring frame.
+ */
+export class CaptureCalibrator {
+  constructor() {
+    this.frames = []; // capture times of the last displayed frames
+    this.residuals = [];
+    this.residual = 0;
+    this.last = -Infinity; // newest result capture time already looked at
+  }
+
+  /** One displayed frame; `results` = that participant's buffer, sorted by capture time. */
+  frame(frameCapture, results) {
+    const frames = this.frames;
+    frames.push(frameCapture);
+    if (frames.length > 90) frames.shift();
+    let processed = this.last;
+    for (let i = results.length - 1; i >= 0; i--) {
+      const c = results[i].capture;
+      if (c === null || c <= this.last) break;
+      if (c > frameCapture + CALIBRATE_WITHIN_MS) continue; // its frame is not shown yet: later
+      processed = Math.max(processed, c);
+      if (c < frames[0] - CALIBRATE_WITHIN_MS) continue; // its frame is long gone
+      let nearest = frames[0];
+      for (const f of frames) if (Math.abs(f - c) < Math.abs(nearest - c)) nearest = f;
+      const r = c - nearest;
+      if (Math.abs(r) <= CALIBRATE_WITHIN_MS) {
+        this.residuals.push(r);
+        if (this.residuals.length > 31) this.residuals.shift();
+      }
+    }
+    this.last = processed;
+    if (this.residuals.length >= 5) {
+      const sorted = [...this.residuals].sort((a, b) => a - b);
+      this.residual = sorted[sorted.length >> 1];
+    }
+  }
+}
+
 /** Settings shared by all tiles (the side panel edits them). */
 export class OverlaySettings extends EventTarget {
   constructor() {
@@ -206,7 +255,8 @@ export class TileOverlay {
     this.lastListAt = 0;
     this.lastListText = '';
     this.lastResult = undefined;
-    this.samples = []; // {frame, result, shown} capture times (sender clock, ms)
+    this.samples = []; // {frame, result, at, hold, residual}: capture times (sender clock, ms)
+    this.calibrator = new CaptureCalibrator();
     this.cb = null;
     this.onChange = () => this.#redrawLast();
     settings.addEventListener('change', this.onChange);
@@ -251,14 +301,17 @@ export class TileOverlay {
   #onFrame(now, meta) {
     const pid = this.participant();
     if (!pid) return;
-    const capture = this.frameCaptureTime(meta);
+    const raw = this.frameCaptureTime(meta);
+    if (raw !== null) this.calibrator.frame(raw, this.store.results.get(pid) ?? []);
+    const residual = this.calibrator.residual;
+    const capture = raw === null ? null : raw + residual;
     const result = this.store.forFrame(pid, capture);
     this.#draw(result, meta);
     if (typeof meta.captureTime === 'number' && typeof meta.expectedDisplayTime === 'number') {
       this.sync?.frameShown(meta.expectedDisplayTime - meta.captureTime);
     }
     if (capture !== null && result && result.capture !== null) {
-      this.samples.push({ frame: capture, result: result.capture, at: Date.now(), hold: this.sync?.hold ?? 0 });
+      this.samples.push({ frame: capture, result: result.capture, at: Date.now(), hold: this.sync?.hold ?? 0, residual });
       if (this.samples.length > KEEP_SAMPLES) this.samples.splice(0, this.samples.length - KEEP_SAMPLES);
     }
   }

@@ -2,7 +2,7 @@
 // untrusted `detections` messages, the H.264 codec filter, the hold controller.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DetectionStore, parseDetections, OverlaySettings } from '../../web/overlay.js';
+import { DetectionStore, parseDetections, OverlaySettings, CaptureCalibrator } from '../../web/overlay.js';
 import { h264Codecs } from '../../web/publish.js';
 import { SyncController } from '../../web/sync.js';
 
@@ -148,4 +148,32 @@ test('the hold controller converges to detection latency minus what the display 
     slow.tick();
   }
   assert.ok(hold <= 800, `hold ${hold}`);
+});
+
+test('the calibrator learns a constant capture-time error so matching stays on the right frame', () => {
+  for (const err of [7, -9, 0]) {
+    const store = new DetectionStore();
+    const cal = new CaptureCalibrator();
+    const FRAME = 1000 / 30;
+    const t0 = 1_795_000_000_000;
+    let wrongWithout = 0;
+    let wrongWith = 0;
+    for (let i = 0; i < 300; i++) {
+      const frame = t0 + i * FRAME;
+      // The server detects every 3rd frame; its clock reads `err` ms off this view's,
+      // with sub-ms noise. The result arrives 4 frames later.
+      if (i % 3 === 0) store.add(msg(frame + err + ((i * 7) % 10) / 10 - 0.5, { participant: 'p1' }));
+      if (i < 4) continue;
+      const shown = t0 + (i - 4) * FRAME; // the held-back frame on screen now
+      if (i % 50 === 0) continue; // a dropped frame now and then
+      cal.frame(shown, store.results.get('p1'));
+      const want = t0 + Math.floor((i - 4) / 3) * 3 * FRAME + err; // its own result or the nearest earlier
+      const near = (r) => r !== null && Math.abs(r.capture - want) < 1;
+      if (!near(store.forFrame('p1', shown))) wrongWithout += 1;
+      if (i > 60 && !near(store.forFrame('p1', shown + cal.residual))) wrongWith += 1;
+    }
+    assert.ok(Math.abs(cal.residual - err) <= 1, `error ${err}: learnt ${cal.residual}`);
+    assert.equal(wrongWith, 0, `error ${err}: ${wrongWith} frames matched the wrong result after calibration`);
+    if (err > 4) assert.ok(wrongWithout > 0, 'the uncalibrated match must slip for a large positive error');
+  }
 });
