@@ -53,6 +53,7 @@ export class Call extends EventTarget {
     this.camOff = false;
     this.mediaError = null;
     this.nameChanged = false;
+    this.publishWanted = true;
     this.publishState = 'stopped';
     this.signaling = new Signaling(Signaling.urlFor(window.location));
     this.publisher = new Publisher({
@@ -104,6 +105,14 @@ export class Call extends EventTarget {
     this.nameChanged = true;
     for (const link of this.links.values()) link.sendName(clean);
     this.dispatchEvent(new Event('local'));
+  }
+
+  /** Whether our video goes to the server's detector (the call itself is unaffected). */
+  setPublishing(on) {
+    this.publishWanted = on;
+    if (!this.mediaEnabled) return;
+    if (!on) this.publisher.stop();
+    else if (this.joined) this.publisher.start();
   }
 
   setMicMuted(muted) {
@@ -186,7 +195,7 @@ export class Call extends EventTarget {
 
   async #sendVideo(track) {
     await Promise.allSettled([...this.links.values()].map((l) => l.replaceVideo(track)));
-    if (this.mediaEnabled) await this.publisher.replaceTrack(track);
+    if (this.mediaEnabled && this.publishWanted) await this.publisher.replaceTrack(track);
     this.dispatchEvent(new Event('local'));
   }
 
@@ -254,7 +263,7 @@ export class Call extends EventTarget {
     }
     if (first) this.dispatchEvent(new Event('self'));
     // A new socket means a new server-side session: publish again.
-    if (this.mediaEnabled) this.publisher.start();
+    if (this.mediaEnabled && this.publishWanted) this.publisher.start();
     this.#updateStatus();
   }
 

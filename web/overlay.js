@@ -12,6 +12,9 @@ const KEEP_MS = 6000;
 // result up to this much "later" than the frame still belongs to it. Far below the
 // 33 ms between frames at 30 fps.
 const MATCH_TOLERANCE_MS = 4;
+// Boxes older than this are not drawn: when detection stops (publisher off, server
+// overloaded) they must not stay frozen on a moving picture.
+const STALE_MS = 2000;
 const LIST_EVERY_MS = 250;
 // A result whose capture time is this close to a displayed frame's is taken to be that
 // frame (less than half of the 33 ms between frames at 30 fps).
@@ -102,11 +105,12 @@ export class DetectionStore extends EventTarget {
   forFrame(participant, capture) {
     const buf = this.results.get(participant);
     if (!buf || buf.length === 0) return null;
-    if (capture === null) return buf[buf.length - 1];
+    const fresh = (r) => Date.now() - r.arrival <= STALE_MS;
+    if (capture === null) return fresh(buf[buf.length - 1]) ? buf[buf.length - 1] : null;
     for (let i = buf.length - 1; i >= 0; i--) {
       const c = buf[i].capture;
-      if (c === null) return buf[i]; // the server could not time it: receive order
-      if (c <= capture + MATCH_TOLERANCE_MS) return buf[i];
+      if (c === null) return fresh(buf[i]) ? buf[i] : null; // the server could not time it: receive order
+      if (c <= capture + MATCH_TOLERANCE_MS) return capture - c <= STALE_MS ? buf[i] : null;
     }
     return null; // only results of later frames: draw nothing rather than the future
   }

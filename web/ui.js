@@ -134,6 +134,8 @@ export class RoomView {
     th.addEventListener('input', applyThreshold);
     applyThreshold();
     $('#class-filter').addEventListener('input', (e) => this.settings.setClassFilter(e.target.value));
+    const pub = $('#publish-toggle');
+    pub.addEventListener('change', () => this.call.setPublishing(pub.checked));
     const hold = $('#sync-hold');
     hold.addEventListener('change', () => {
       this.settings.setHold(hold.checked);

@@ -200,6 +200,15 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     });
     await a.getByTestId('class-filter').fill('person');
     await waitFor(() => listed(a), { message: 'person back with filter "person"' });
+
+    // B stops sending its video to the detector: B's boxes go away on A (not frozen),
+    // A's own stay.
+    await b.getByTestId('publish-toggle').uncheck();
+    await waitFor(async () => (await a.locator('[data-role=remote] [data-testid=det-list] li').count()) === 0, {
+      timeoutMs: 10_000,
+      message: "B's boxes to disappear on A after B stopped publishing",
+    });
+    await a.locator('[data-role=self] [data-testid=det-list] li[data-label=person]').first().waitFor({ timeout: 10_000 });
   } catch (err) {
     for (const p of pages) {
       const info = await p

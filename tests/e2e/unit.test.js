@@ -25,7 +25,7 @@ test('forFrame picks the result of that frame or the nearest earlier one, never 
   const store = new DetectionStore();
   const caps = [1000, 1033.3, 1066.7, 1100];
   for (const c of caps) store.add(msg(c));
-  for (const frame of [1000, 1010, 1033.3, 1050, 1099, 1100, 5000]) {
+  for (const frame of [1000, 1010, 1033.3, 1050, 1099, 1100, 3000]) {
     const got = store.forFrame('p1', frame).capture;
     const want = Math.max(...caps.filter((c) => c <= frame + 4));
     assert.equal(got, want, `frame ${frame}`);
@@ -36,6 +36,9 @@ test('forFrame picks the result of that frame or the nearest earlier one, never 
   assert.equal(store.forFrame('p1', 1097).capture, 1100);
   // Unknown participant.
   assert.equal(store.forFrame('nobody', 1000), null);
+  // Too old to draw: detection stopped, the boxes must not freeze on the picture.
+  assert.equal(store.forFrame('p1', 1100 + 1999).capture, 1100);
+  assert.equal(store.forFrame('p1', 1100 + 2001), null);
 });
 
 test('forFrame without a frame capture time falls back to receive order', () => {
