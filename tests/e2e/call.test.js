@@ -264,7 +264,7 @@ test('ICE restart from both sides at once (glare) recovers; screen share swaps t
       p.evaluate(() => {
         const pc = [...window.callsight.peerConnections().values()][0];
         const s = pc.getSenders().find((x) => x.track?.kind === 'video');
-        return s ? `${s.track.id}|${s.track.label}` : null;
+        return s ? `${s.track.id}|${s.track.label}|${s.track.readyState}` : null;
       });
     const camera = await sentVideo(a);
     await a.getByTestId('share').click();
@@ -276,7 +276,9 @@ test('ICE restart from both sides at once (glare) recovers; screen share swaps t
     await screenshot(b, 'share-b');
     await a.getByTestId('share').click();
     await a.locator('#share[aria-pressed=false]').waitFor({ state: 'attached', timeout: 10_000 });
-    assert.equal(await sentVideo(a), camera, 'stopping the share must return to the camera');
+    assert.equal(await sentVideo(a), camera, 'stopping the share must return to the (live) camera');
+    const f2 = await framesDecoded(b);
+    await waitFor(async () => (await framesDecoded(b)) > f2 + 15, { message: 'B decodes the camera again' });
   } catch (err) {
     dumpConsole(pages);
     process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
