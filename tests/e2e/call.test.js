@@ -40,6 +40,10 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     const roomId = ROOM_URL.exec(roomUrl)[1];
     assert.match(roomId, /^[A-Za-z0-9_-]{22}$/);
     await waitStatus(a, 'waiting');
+    // Copy link puts the room URL on the clipboard.
+    await a.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    await a.getByTestId('copy-link').click();
+    assert.equal(await a.evaluate(() => navigator.clipboard.readText()), roomUrl);
 
     // B opens A's link.
     const openedAt = Date.now();
