@@ -59,16 +59,26 @@ async function collect(page, tile, count, since, timeoutMs) {
   }, { timeoutMs, message: `${count} frames with a drawn result on tile ${tile}` });
 }
 
-/** Polls the hold the sync controller applies on a tile until it stops moving. */
+/**
+ * Polls the hold the sync controller applies on a tile until it stops moving (±15 ms
+ * over ~3 s). Measurement prep only: on a machine too loaded to settle in 20 s, measure
+ * anyway and say so.
+ */
 async function holdSettled(page, tile) {
   const seen = [];
-  await waitFor(async () => {
-    const last = await page.evaluate((t) => window.callsight.syncSamples(t).at(-1)?.hold ?? null, tile);
-    if (last === null) return false;
-    seen.push(last);
-    const recent = seen.slice(-4);
-    return recent.length === 4 && Math.max(...recent) - Math.min(...recent) <= 15;
-  }, { timeoutMs: 20_000, intervalMs: 700, message: `hold on tile ${tile} to settle (seen ${seen.join(',')})` });
+  try {
+    await waitFor(async () => {
+      const last = await page.evaluate((t) => window.callsight.syncSamples(t).at(-1)?.hold ?? null, tile);
+      if (last === null) return false;
+      seen.push(last);
+      const recent = seen.slice(-4);
+      return recent.length === 4 && Math.max(...recent) - Math.min(...recent) <= 15;
+    }, { timeoutMs: 20_000, intervalMs: 700, message: 'hold to settle' });
+    return true;
+  } catch {
+    process.stdout.write(`note: the hold on tile ${tile} did not settle in 20 s (${seen.join(', ')} ms)\n`);
+    return false;
+  }
 }
 
 function row(label, o) {
