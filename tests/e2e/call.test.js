@@ -214,6 +214,20 @@ test('mesh room of three with --room-capacity 3', async (t) => {
     }
     for (const p of pages) await waitFor(async () => (await framesDecoded(p)) > 30, { timeoutMs: 30_000, message: 'remote frames' });
     await screenshot(c, 'mesh-c');
+
+    // C's renderer crashes (the tab dies, nothing is said): A and B drop C's tile within
+    // 10 s and stay connected to each other.
+    const cdp = await c.context().newCDPSession(c);
+    const crashedAt = Date.now();
+    cdp.send('Page.crash').catch(() => {}); // never answers: the page is gone
+    for (const p of [a, b]) {
+      await waitFor(async () => (await p.locator('[data-role=remote]').count()) === 1, {
+        timeoutMs: 10_000,
+        message: "the crashed peer's tile to go",
+      });
+      await waitStatus(p, 'connected', 5000);
+    }
+    process.stdout.write(`C crashed → A and B dropped it in ${Date.now() - crashedAt} ms\n`);
   } catch (err) {
     dumpConsole(pages);
     process.stderr.write(`server log:\n${server.logs.join('\n')}\n`);
