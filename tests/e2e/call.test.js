@@ -120,7 +120,7 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
   }
 });
 
-test('server restart: pages rejoin with their ids and keep the call', async (t) => {
+test('server restart: pages rejoin with their ids, keep the call, deliver an offer made meanwhile', async (t) => {
   let server = await startServer();
   const { browser, close } = await launchBrowser();
   const pages = [];
@@ -153,9 +153,17 @@ test('server restart: pages rejoin with their ids and keep the call', async (t) 
       });
     }
 
+    const ufragSeenByB = () =>
+      b.evaluate(() => /a=ice-ufrag:(\S+)/.exec([...window.callsight.peerConnections().values()][0].remoteDescription.sdp)?.[1]);
+    const ufragBefore = await ufragSeenByB();
+
     const port = server.port;
     await server.stop();
     await a.locator('#status[data-signaling=down]').waitFor({ state: 'attached', timeout: 10_000 });
+    // A network blip while the server is away: A restarts ICE, but its offer cannot be
+    // sent. It must go out after the rejoin.
+    await a.evaluate(() => [...window.callsight.peerConnections().values()][0].restartIce());
+    await a.waitForFunction(() => [...window.callsight.peerConnections().values()][0].signalingState === 'have-local-offer');
     server = await startServer({ port });
 
     // Both rejoin by themselves (backoff) and resume their ids.
@@ -163,6 +171,9 @@ test('server restart: pages rejoin with their ids and keep the call', async (t) 
       await p.locator('#status[data-signaling=joined]').waitFor({ state: 'attached', timeout: 20_000 });
       assert.equal(await p.evaluate(() => window.callsight.id), id);
     }
+    // The offer lost during the outage was sent again: B has A's new ICE credentials.
+    await waitFor(async () => (await ufragSeenByB()) !== ufragBefore, { message: "B to get A's ICE-restart offer after the rejoin" });
+    await a.waitForFunction(() => [...window.callsight.peerConnections().values()][0].signalingState === 'stable');
     // The server leg is per WebSocket session: both publish again to the new server.
     if (mediaOn) {
       for (const p of [a, b]) {
