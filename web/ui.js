@@ -71,7 +71,12 @@ export class RoomView {
     call.addEventListener('chat', (e) => this.#appendChat(e.detail));
     call.addEventListener('detections', (e) => this.store.add(e.detail));
     call.addEventListener('publish', () => this.#renderPublish());
-    call.addEventListener('error', (e) => toast(e.detail.message || e.detail.code, 5000));
+    call.addEventListener('error', (e) => {
+      // The server refused the join itself (bad link, unsupported version): no call here.
+      $('#fatal-title').textContent = 'Cannot join this call';
+      $('#fatal-text').textContent = `${e.detail.message || e.detail.code} (${e.detail.code})`;
+      showView('fatal');
+    });
 
     $('#copy-link').addEventListener('click', () => this.#copyLink());
     $('#mic').addEventListener('click', () => call.setMicMuted(!call.micMuted));
