@@ -341,3 +341,18 @@ test('over https with --tls-self-signed (wss signaling)', async (t) => {
     throw err;
   }
 });
+
+test('a malformed room link shows an error page, not a broken call', async (t) => {
+  const server = await startServer({ args: ['--no-media'] });
+  const { browser, close } = await launchBrowser();
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  const p = await newPerson(browser, server.url, 'A');
+  for (const bad of ['/r/short', '/r/has%20space%20in%20it', `/r/${'x'.repeat(65)}`]) {
+    await p.goto(bad);
+    await p.getByTestId('fatal').waitFor({ state: 'visible', timeout: 10_000 });
+    assert.equal(await p.getByTestId('room').isVisible(), false);
+  }
+});
