@@ -10,7 +10,11 @@
 
 const MARGIN_MS = 15;
 const MAX_HOLD_MS = 800;
-const GAIN = 0.7; // damp the loop: the display latency reacts to the actuator with a lag
+// Damp the loop (the display latency follows the actuator with a lag): catch up fast
+// when boxes would trail the picture, give latency back slowly so sparse results
+// (a jumpy p90) do not make the hold swing.
+const GAIN_UP = 0.7;
+const GAIN_DOWN = 0.25;
 
 function quantile(sorted, q) {
   if (!sorted.length) return null;
@@ -58,7 +62,8 @@ export class SyncController {
     this.display = [];
     if (shown === null) return;
     const error = quantile(det, 0.9) + MARGIN_MS - shown;
-    this.#apply(Math.min(MAX_HOLD_MS, Math.max(0, this.hold + GAIN * error)));
+    const gain = error > 0 ? GAIN_UP : GAIN_DOWN;
+    this.#apply(Math.min(MAX_HOLD_MS, Math.max(0, this.hold + gain * error)));
   }
 
   stop() {
