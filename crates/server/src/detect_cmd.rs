@@ -63,7 +63,12 @@ impl DetectArgs {
             model,
             backend: self.backend,
             onnxruntime_path: self.onnxruntime.clone(),
-            threads: self.threads,
+            // One file at a time: all cores go to the one inference.
+            threads: if self.threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                self.threads
+            },
             detect_size: self.detect_size,
             workers: 1,
         }

@@ -115,3 +115,33 @@ impl Backend for TractBackend {
             .collect()
     }
 }
+
+/// Per-op-type time of tract on one input shape: `(op name, ms per run, node count)`,
+/// most expensive first. Uses tract's own evaluation loop with a timer around each node.
+pub fn profile_tract(bytes: &[u8], shape: [usize; 4], runs: usize) -> Result<Vec<(String, f64, usize)>> {
+    use std::time::Instant;
+    let tb = TractBackend::new(parse_onnx(bytes)?);
+    let plan = tb.plan(shape)?;
+    let err = |e: TractError| VisionError::Inference(format!("{e:#}"));
+    let mut state = tract_onnx::tract_core::plan::SimpleState::new(&plan).map_err(err)?;
+    let input = Tensor::zero::<f32>(&shape).map_err(err)?;
+    let mut acc: HashMap<String, (f64, std::collections::HashSet<usize>)> = HashMap::new();
+    for run in 0..=runs {
+        state
+            .run_plan_with_eval(tvec!(input.clone().into_tvalue()), |ctx, st, node, inputs| {
+                let t = Instant::now();
+                let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                if run > 0 {
+                    let e = acc.entry(node.op().name().to_string()).or_default();
+                    e.0 += t.elapsed().as_secs_f64() * 1000.0;
+                    e.1.insert(node.id);
+                }
+                r
+            })
+            .map_err(err)?;
+    }
+    let mut v: Vec<(String, f64, usize)> =
+        acc.into_iter().map(|(k, (ms, nodes))| (k, ms / runs.max(1) as f64, nodes.len())).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(v)
+}

@@ -121,7 +121,10 @@ impl Detector {
             }
             detect_size = w.max(h);
         }
-        let workers = config.workers.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Default arrangement (measured, see recommended_workers): 1 thread per inference,
+        // one onnxruntime session per core.
+        let workers = if config.workers == 0 { cores } else { config.workers };
         let backend = make_backend(config, &bytes, model, workers)?;
         let mut det =
             Detector { backend, head: Head::detect(spec.kind, &[]), spec, labels, fixed, detect_size, workers };
@@ -269,6 +272,7 @@ impl Detector {
             backend: self.backend.name().to_string(),
             version: self.backend.version(),
             threads: self.backend.threads(),
+            workers: self.workers,
             model: self.spec.name.clone(),
             input_size: self.fixed.map_or([self.detect_size, self.detect_size], |(w, h)| [w, h]),
         }
@@ -279,17 +283,13 @@ impl Detector {
         &self.labels
     }
 
-    /// How many frames the live scheduler should detect concurrently with this detector
-    /// (measured on 2 cores, see docs/vision.md: for onnxruntime, one single-threaded
-    /// session per core beats intra-op threads once 2+ streams compete; tract runs one
-    /// thread per inference, so one worker per core).
+    /// How many frames the live scheduler should detect concurrently with this detector.
+    /// Measured on 2 cores (docs/vision.md): one single-threaded inference per core beats
+    /// intra-op threads once 2+ streams compete (onnxruntime: 2 sessions x 1 thread gave
+    /// 27 frames/s vs 16 for 1 session x 2 threads), so: cores / intra-op threads.
     pub fn recommended_workers(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if self.backend.threads() >= cores {
-            1
-        } else {
-            self.workers.max(cores / self.backend.threads().max(1)).max(1)
-        }
+        (cores / self.backend.threads().max(1)).max(1)
     }
 }
 

@@ -64,6 +64,8 @@ pub struct BackendInfo {
     pub backend: String,
     pub version: String,
     pub threads: usize,
+    /// Inferences that can run at once (onnxruntime sessions; tract shares one plan).
+    pub workers: usize,
     pub model: String,
     /// Input size of the network as `[width, height]` for the default (square) case.
     pub input_size: [usize; 2],
