@@ -115,6 +115,9 @@ pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     (files, errors)
 }
 
+/// One frame's Y, U, V planes, tightly packed.
+pub type Planes = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// A YUV4MPEG2 (y4m) reader for 4:2:0 video.
 pub struct Y4m<R: Read> {
     reader: BufReader<R>,
@@ -169,7 +172,7 @@ impl<R: Read> Y4m<R> {
     }
 
     /// Next frame's planes (Y, U, V, tightly packed), or None at the end.
-    pub fn next_frame(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>, Vec<u8>)>> {
+    pub fn next_frame(&mut self) -> Result<Option<Planes>> {
         let Some(line) = read_line_limited(&mut self.reader, "FRAME")? else {
             return Ok(None);
         };

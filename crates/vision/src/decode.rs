@@ -92,7 +92,7 @@ fn centernet_full(outputs: &[Output], p: &DecodeParams<'_>) -> Result<Vec<Candid
     let mut out = Vec::new();
     for row in o.data.chunks_exact(6) {
         let (score, class) = (row[4], row[5]);
-        if !(score >= p.threshold) || !(class >= 0.0) || class as usize >= p.num_classes {
+        if !at_least(score, p.threshold) || !at_least(class, 0.0) || class as usize >= p.num_classes {
             continue;
         }
         let class_id = class as u32;
@@ -101,6 +101,12 @@ fn centernet_full(outputs: &[Output], p: &DecodeParams<'_>) -> Result<Vec<Candid
         }
     }
     Ok(out)
+}
+
+/// `v >= t`, false for NaN (a model may output NaN; it never passes a threshold).
+#[inline]
+fn at_least(v: f32, t: f32) -> bool {
+    v >= t
 }
 
 #[inline]
@@ -222,7 +228,7 @@ fn nanodet(outputs: &[Output], p: &DecodeParams<'_>) -> Result<Vec<Candidate>> {
             let row = &sc.data[cell * c..(cell + 1) * c];
             let mut sides: Option<[f32; 4]> = None;
             for (cls, &score) in row.iter().enumerate() {
-                if !(score >= p.threshold) || !p.wanted(cls as u32) {
+                if !at_least(score, p.threshold) || !p.wanted(cls as u32) {
                     continue;
                 }
                 let [l, t, r, b] = *sides.get_or_insert_with(|| {
@@ -289,7 +295,7 @@ fn yolov5(outputs: &[Output], p: &DecodeParams<'_>) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for row in o.data.chunks_exact(f) {
         let obj = row[4];
-        if !(obj >= p.threshold) {
+        if !at_least(obj, p.threshold) {
             continue;
         }
         let (cls, cs) = best_class(row[5..].iter().copied());

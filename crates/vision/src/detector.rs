@@ -112,7 +112,7 @@ impl Detector {
             });
         }
         let mut detect_size = config.detect_size.unwrap_or(spec.default_size);
-        if detect_size < STRIDE || detect_size > 4096 {
+        if !(STRIDE..=4096).contains(&detect_size) {
             return Err(VisionError::Config(format!("detect size {detect_size} out of range ({STRIDE}..=4096)")));
         }
         if let Some((w, h)) = fixed {

@@ -11,7 +11,7 @@
 //! - [`bundled`]: models embedded in the binary; [`labels`]: COCO-80 and label files.
 //! - [`cli`]: helpers of `callsight detect` (inputs, y4m, annotation, JSON lines).
 //! - [`font`]: a 5×7 bitmap font for annotations.
-//! - [`error`]: `VisionError`.
+//! - [`error`]: the crate's error type, `VisionError`.
 
 pub mod backend;
 pub mod bundled;
