@@ -2,8 +2,12 @@
 //! the same source (crates/server/src/detect_cmd.rs), so the CLI can be tested within this
 //! crate.
 
+// detect_cmd.rs may share the server's detector flags (`crate::detector_args`).
 #[path = "../../../server/src/detect_cmd.rs"]
 mod detect_cmd;
+#[allow(dead_code, unused_imports)]
+#[path = "../../../server/src/detector_args.rs"]
+mod detector_args;
 
 use clap::Parser;
 
