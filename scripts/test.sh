@@ -26,6 +26,9 @@ fi
 step "test data and models' Python environment"
 bash scripts/fetch-test-data.sh
 
+step "bundled models: parity with the original TF.js runtime, references, decode"
+bash tools/models/check.sh
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

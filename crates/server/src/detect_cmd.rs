@@ -1,9 +1,10 @@
 //! `callsight detect`: run the detector over images, directories and y4m video from the
 //! command line (one JSON line per image/frame). The logic lives in `callsight_vision::cli`.
 
+use crate::detector_args::DetectorArgs;
 use anyhow::Context;
 use callsight_vision::cli::{self, CliOptions};
-use callsight_vision::{BackendChoice, DetectOptions, Detector, DetectorConfig, ModelKind, ModelSource};
+use callsight_vision::{DetectOptions, Detector, DetectorConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,57 +22,18 @@ pub struct DetectArgs {
     /// Keep only these classes: names or ids, comma-separated (e.g. person,car).
     #[arg(long)]
     pub classes: Option<String>,
-    /// Bundled model: nanodet (default) or centernet.
-    #[arg(long, conflicts_with = "model")]
-    pub model_name: Option<String>,
-    /// A user ONNX model instead of the bundled one (needs --model-kind).
-    #[arg(long, value_name = "FILE.onnx", requires = "model_kind")]
-    pub model: Option<PathBuf>,
-    /// Family of --model: yolov8, yolov5, nanodet or centernet.
-    #[arg(long)]
-    pub model_kind: Option<ModelKind>,
-    /// Class names of --model, one per line (default: COCO-80).
-    #[arg(long, value_name = "FILE", requires = "model")]
-    pub labels: Option<PathBuf>,
-    /// Inference backend: auto (onnxruntime if found, else tract), ort, tract.
-    #[arg(long, default_value = "auto")]
-    pub backend: BackendChoice,
-    /// Path of libonnxruntime.so (else CALLSIGHT_ONNXRUNTIME / ORT_DYLIB_PATH, the Python
-    /// onnxruntime package, system paths).
-    #[arg(long, value_name = "PATH")]
-    pub onnxruntime: Option<PathBuf>,
-    /// Intra-op threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Long side of the network input in pixels (multiple of 32; default per model).
-    #[arg(long)]
-    pub detect_size: Option<usize>,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
 }
 
 impl DetectArgs {
     pub fn detector_config(&self) -> DetectorConfig {
-        let model = match (&self.model, &self.model_name) {
-            (Some(path), _) => ModelSource::File {
-                path: path.clone(),
-                kind: self.model_kind.unwrap_or(ModelKind::YoloV8),
-                labels: self.labels.clone(),
-            },
-            (None, Some(name)) => ModelSource::Bundled(name.clone()),
-            (None, None) => ModelSource::Default,
-        };
-        DetectorConfig {
-            model,
-            backend: self.backend,
-            onnxruntime_path: self.onnxruntime.clone(),
-            // One file at a time: all cores go to the one inference.
-            threads: if self.threads == 0 {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                self.threads
-            },
-            detect_size: self.detect_size,
-            workers: 1,
+        let mut config = self.detector.config(1);
+        // One file at a time: all cores go to the one inference.
+        if config.threads == 0 {
+            config.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
+        config
     }
 }
 
