@@ -113,8 +113,8 @@ fn main() -> anyhow::Result<()> {
         "model {}, input {}x{} I420 frame (bus.y4m), {} runs after 3 warm-ups\n",
         a.model, frame.w, frame.h, a.runs
     );
-    println!("| backend | version | input | threads | raw median ms | raw p95 ms | pipeline median ms | pipeline p95 ms | found |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | version | input | threads | pre-process median ms | raw median ms | raw p95 ms | pipeline median ms | pipeline p95 ms | found |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for backend in &a.backends {
         for &size in &a.sizes {
             for &threads in &a.threads {
@@ -130,6 +130,12 @@ fn main() -> anyhow::Result<()> {
                 i420_to_tensor(&frame.view(), &lb, spec.layout, &spec.norm, &mut input)?;
                 for _ in 0..3 {
                     det.infer_raw(w, h, &input)?;
+                }
+                let mut pre = Vec::new();
+                for _ in 0..a.runs {
+                    let t = Instant::now();
+                    i420_to_tensor(&frame.view(), &lb, spec.layout, &spec.norm, &mut input)?;
+                    pre.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 let mut raw = Vec::new();
                 for _ in 0..a.runs {
@@ -147,10 +153,11 @@ fn main() -> anyhow::Result<()> {
                     labels.sort();
                     found = labels.join(" ");
                 }
+                let (pm, _) = stats(pre);
                 let (rm, rp) = stats(raw);
                 let (fm, fp) = stats(full);
                 println!(
-                    "| {} | {} | {w}x{h} | {} | {rm:.1} | {rp:.1} | {fm:.1} | {fp:.1} | {found} |",
+                    "| {} | {} | {w}x{h} | {} | {pm:.2} | {rm:.1} | {rp:.1} | {fm:.1} | {fp:.1} | {found} |",
                     info.backend, info.version, info.threads
                 );
             }
