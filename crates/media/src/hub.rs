@@ -25,7 +25,8 @@ pub struct MediaConfig {
     pub candidate_ips: Vec<IpAddr>,
     /// Detections per second per track at most (0 = as fast as the workers go).
     pub max_detect_fps: f32,
-    /// Detection worker threads shared by all tracks (0 = cores / detector threads, ≥ 1).
+    /// Detection worker threads shared by all tracks (0 = `Detector::recommended_workers`).
+    /// Give the detector as many concurrent slots (`DetectorConfig::workers`).
     pub workers: usize,
     /// Frames larger than this are downscaled (aspect kept) before detection.
     pub max_pixels: usize,
@@ -144,12 +145,9 @@ impl MediaHub {
     pub async fn start(config: MediaConfig, detector: Arc<Detector>) -> Result<MediaHub, MediaError> {
         let counters = Arc::new(Counters::default());
         let (events, _) = broadcast::channel(256);
-        let workers = if config.workers > 0 {
-            config.workers
-        } else {
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            (cores / detector.info().threads.max(1)).max(1)
-        };
+        // The detector knows how many inferences it can run at once without
+        // oversubscribing the cores (onnxruntime: sessions × intra-op threads).
+        let workers = if config.workers > 0 { config.workers } else { detector.recommended_workers() };
         let scheduler = Scheduler::start(
             workers,
             config.max_detect_fps,
