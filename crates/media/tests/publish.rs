@@ -286,3 +286,15 @@ async fn bad_offers_and_session_limit_are_clear_errors() {
     hub.publish(key("one"), again.offer()).await.expect("republish replaces");
     assert_eq!(hub.stats().sessions, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_publisher_is_closed_after_the_idle_timeout() {
+    let cfg = MediaConfig { idle_timeout: Duration::from_secs(1), ..local_config() };
+    let hub = MediaHub::start(cfg, detector()).await.expect("hub starts");
+    let publisher = connect(&hub, &key("erin")).await;
+    publisher.send_frame(bus_640()[0].data.clone(), 1, None);
+    wait_stats(&hub, "session and decoder up", |s| s.sessions == 1 && s.decoders == 1).await;
+    // The client vanishes without a word (no DTLS close, no more STUN).
+    drop(publisher);
+    wait_stats(&hub, "idle session closed, decoder freed", |s| s.sessions == 0 && s.decoders == 0).await;
+}
