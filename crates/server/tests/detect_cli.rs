@@ -1,9 +1,20 @@
-//! The `detect` CLI end to end (the `vision-detect` binary is built from the server's
-//! detect_cmd.rs): JSON lines, annotated copies, bad inputs → message + non-zero exit.
+//! `callsight detect` end to end, the real binary on real photos and video: JSON lines,
+//! annotated copies, bad inputs → a message and a non-zero exit while the rest is done.
+//!
+//! Needs test-data/ (scripts/fetch-test-data.sh).
 
-mod common;
-use common::*;
+use std::path::PathBuf;
 use std::process::Command;
+
+fn test_data(name: &str) -> PathBuf {
+    let p = callsight_media::synth::test_data_dir().join(name);
+    assert!(p.is_file(), "missing test data {}: run scripts/fetch-test-data.sh", p.display());
+    p
+}
+
+fn load_rgb(name: &str) -> image::RgbImage {
+    image::open(test_data(name)).unwrap_or_else(|e| panic!("{name}: {e}")).to_rgb8()
+}
 
 #[test]
 fn detect_cli_reports_lines_annotates_and_fails_on_bad_inputs() {
@@ -13,15 +24,14 @@ fn detect_cli_reports_lines_annotates_and_fails_on_bad_inputs() {
     std::fs::copy(test_data("bus.jpg"), dir.join("in/bus.jpg")).expect("copy");
     let bytes = std::fs::read(test_data("zidane.jpg")).expect("read");
     std::fs::write(dir.join("in/broken.jpg"), &bytes[..bytes.len() / 2]).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_vision-detect"))
+    let out = Command::new(env!("CARGO_BIN_EXE_callsight"))
+        .arg("detect")
         .arg(dir.join("in"))
         .arg(test_data("person.y4m"))
-        .args(["--backend", "ort", "--onnxruntime"])
-        .arg(venv_ort())
         .arg("--annotate")
         .arg(dir.join("out"))
         .output()
-        .expect("run vision-detect");
+        .expect("run callsight detect");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a broken input must give a non-zero exit");
