@@ -44,6 +44,9 @@ pub struct MediaConfig {
     pub max_offer_bytes: usize,
     /// Options handed to the detector for every frame.
     pub detect: DetectOptions,
+    /// Nice value of the detection threads (Linux; 0 = unchanged). Under overload the
+    /// transport and decoders then keep their real-time pace and only detection slows.
+    pub detect_nice: i32,
 }
 
 impl Default for MediaConfig {
@@ -61,6 +64,7 @@ impl Default for MediaConfig {
             keyframe_interval: Duration::from_millis(500),
             max_offer_bytes: 64 * 1024,
             detect: DetectOptions::default(),
+            detect_nice: 5,
         }
     }
 }
@@ -150,6 +154,7 @@ impl MediaHub {
         let workers = if config.workers > 0 { config.workers } else { detector.recommended_workers() };
         let scheduler = Scheduler::start(
             workers,
+            config.detect_nice,
             config.max_detect_fps,
             config.detect.clone(),
             detector,

@@ -51,6 +51,7 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     pub(crate) fn start(
         workers: usize,
+        nice: i32,
         max_fps: f32,
         opts: DetectOptions,
         detector: Arc<Detector>,
@@ -71,9 +72,10 @@ impl Scheduler {
             let detector = detector.clone();
             let opts = opts.clone();
             let events = events.clone();
-            std::thread::Builder::new()
-                .name(format!("detect-{i}"))
-                .spawn(move || s.worker(&detector, &opts, &events))?;
+            std::thread::Builder::new().name(format!("detect-{i}")).spawn(move || {
+                lower_priority(nice);
+                s.worker(&detector, &opts, &events)
+            })?;
         }
         Ok(s)
     }
@@ -210,3 +212,22 @@ impl Scheduler {
         }
     }
 }
+
+/// Renices the calling thread (Linux: nice is per thread). Failure only costs priority.
+#[cfg(target_os = "linux")]
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: gettid and setpriority take no pointers and only affect this thread.
+    let r = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+    };
+    if r != 0 {
+        tracing::debug!("setpriority({nice}) failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_nice: i32) {}

@@ -42,6 +42,9 @@ struct Args {
     /// Detection workers, and detector sessions (0 = auto: Detector::recommended_workers).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Nice value of the detection threads (MediaConfig::detect_nice).
+    #[arg(long, default_value_t = 5)]
+    detect_nice: i32,
     /// Detector backend: auto | ort | tract.
     #[arg(long, default_value = "auto")]
     backend: String,
@@ -144,6 +147,7 @@ async fn main() -> Result<()> {
         udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         max_detect_fps: args.max_detect_fps,
         workers: args.workers,
+        detect_nice: args.detect_nice,
         max_sessions: 64,
         ..MediaConfig::default()
     };
