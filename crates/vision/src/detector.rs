@@ -299,8 +299,8 @@ fn make_backend(
     model: tract_onnx::prelude::InferenceModel,
     workers: usize,
 ) -> Result<Box<dyn Backend>> {
-    let threads =
-        if config.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { config.threads };
+    // 0 = one thread per inference (the measured default arrangement, see `workers`).
+    let threads = config.threads.max(1);
     match config.backend {
         BackendChoice::Tract => Ok(Box::new(TractBackend::new(model))),
         BackendChoice::Ort => ort_backend(config, bytes, threads, workers),
