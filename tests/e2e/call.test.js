@@ -3,9 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.js';
-import { launchBrowser, newPerson, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
+import { launchBrowser, newPerson, meetInNewCall, ROOM_URL, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
 
-const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
 
 async function status(page) {
   return page.locator('#status').getAttribute('data-state');
@@ -129,13 +128,8 @@ test('server restart: pages rejoin with their ids, keep the call, deliver an off
     await server.stop();
   });
   try {
-    const a = await newPerson(browser, server.url, 'A');
-    const b = await newPerson(browser, server.url, 'B');
+    const [a, b] = await meetInNewCall(browser, server.url);
     pages.push(a, b);
-    await a.goto('/');
-    await a.getByTestId('new-call').click();
-    await a.waitForURL(ROOM_URL);
-    await b.goto(a.url());
     await waitStatus(a, 'connected');
     await waitStatus(b, 'connected');
     const mediaOn = (await (await fetch(`${server.url}/api/config`)).json()).media?.enabled === true;
@@ -210,13 +204,8 @@ test('mesh room of three with --room-capacity 3', async (t) => {
     await server.stop();
   });
   try {
-    for (const n of ['A', 'B', 'C']) pages.push(await newPerson(browser, server.url, n));
+    pages.push(...(await meetInNewCall(browser, server.url, ['A', 'B', 'C'])));
     const [a, b, c] = pages;
-    await a.goto('/');
-    await a.getByTestId('new-call').click();
-    await a.waitForURL(ROOM_URL);
-    await b.goto(a.url());
-    await c.goto(a.url());
     for (const p of pages) {
       await waitStatus(p, 'connected', 30_000);
       await waitFor(async () => (await p.locator('[data-role=remote][data-state=connected]').count()) === 2, {
@@ -255,13 +244,8 @@ test('ICE restart from both sides at once (glare) recovers; screen share swaps t
     await server.stop();
   });
   try {
-    const a = await newPerson(browser, server.url, 'A');
-    const b = await newPerson(browser, server.url, 'B');
+    const [a, b] = await meetInNewCall(browser, server.url);
     pages.push(a, b);
-    await a.goto('/');
-    await a.getByTestId('new-call').click();
-    await a.waitForURL(ROOM_URL);
-    await b.goto(a.url());
     await waitStatus(a, 'connected');
     await waitStatus(b, 'connected');
 
@@ -325,13 +309,8 @@ test('over https with --tls-self-signed (wss signaling)', async (t) => {
   });
   try {
     assert.match(server.url, /^https:\/\//);
-    const a = await newPerson(browser, server.url, 'A');
-    const b = await newPerson(browser, server.url, 'B');
+    const [a, b] = await meetInNewCall(browser, server.url);
     pages.push(a, b);
-    await a.goto('/');
-    await a.getByTestId('new-call').click();
-    await a.waitForURL(ROOM_URL);
-    await b.goto(a.url());
     await waitStatus(a, 'connected');
     await waitStatus(b, 'connected');
     await waitFor(async () => (await framesDecoded(a)) > 30, { timeoutMs: 30_000, message: 'A decodes B over the https page' });

@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer, REPO_ROOT } from './lib/server.js';
-import { launchBrowser, newPerson, waitFor, screenshot, dumpConsole } from './lib/browser.js';
+import { launchBrowser, meetInNewCall, waitFor, screenshot, dumpConsole } from './lib/browser.js';
 
 const TEST_DATA = process.env.CALLSIGHT_TEST_DATA || path.join(REPO_ROOT, 'test-data');
 const PERSON_Y4M = path.join(TEST_DATA, 'person.y4m');
-const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
 // Extra server flags for the detector, if the defaults are not enough (space-separated).
 const DETECT_ARGS = (process.env.E2E_DETECT_ARGS ?? '').split(/\s+/).filter(Boolean);
 
@@ -113,13 +112,8 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     const config = await (await fetch(`${server.url}/api/config`)).json();
     assert.equal(config.media?.enabled, true, `server media leg is off (/api/config: ${JSON.stringify(config)})`);
 
-    const a = await newPerson(browser, server.url, 'A');
-    const b = await newPerson(browser, server.url, 'B');
+    const [a, b] = await meetInNewCall(browser, server.url);
     pages.push(a, b);
-    await a.goto('/');
-    await a.getByTestId('new-call').click();
-    await a.waitForURL(ROOM_URL);
-    await b.goto(a.url());
     for (const p of [a, b]) {
       await p.locator('#status[data-state=connected]').waitFor({ state: 'attached', timeout: 30_000 });
     }

@@ -19,10 +19,11 @@ pub async fn load(args: &ServeArgs) -> anyhow::Result<Option<RustlsConfig>> {
         return Ok(None);
     }
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    if !args.bind.ip().is_unspecified() {
-        names.push(args.bind.ip().to_string());
-    }
+    let bind_ip = args.bind.ip();
+    names.extend((!bind_ip.is_unspecified()).then(|| bind_ip.to_string()));
     names.extend(args.tls_names.iter().cloned());
+    names.sort();
+    names.dedup();
     let generated =
         rcgen::generate_simple_self_signed(names.clone()).context("generating a self-signed certificate")?;
     tracing::warn!("serving https with a self-signed certificate for {names:?}; browsers will ask to trust it");

@@ -101,3 +101,21 @@ export async function screenshot(page, name) {
 export function dumpConsole(pages) {
   for (const p of pages) for (const l of p.consoleLines ?? []) process.stderr.write(`${l}\n`);
 }
+
+/** The 22-character room link the landing page's "New call" leads to. */
+export const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
+
+/**
+ * One new page per label; the first starts a call through the UI ("New call"), the
+ * others open its link. Returns the pages in label order.
+ */
+export async function meetInNewCall(browser, baseURL, labels = ['A', 'B']) {
+  const pages = [];
+  for (const label of labels) pages.push(await newPerson(browser, baseURL, label));
+  const [host, ...guests] = pages;
+  await host.goto('/');
+  await host.getByTestId('new-call').click();
+  await host.waitForURL(ROOM_URL);
+  for (const guest of guests) await guest.goto(host.url());
+  return pages;
+}
