@@ -246,15 +246,7 @@ export class Call extends EventTarget {
       present.add(p.id);
       this.absentSince.delete(p.id);
       // They were here first: we are polite towards them and we make the offer.
-      const link = this.links.get(p.id);
-      if (link && this.#alive(link)) {
-        link.polite = true;
-        link.name = p.name || link.name;
-        link.resume();
-        this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id: p.id } }));
-      } else {
-        this.#addLink(p.id, p.name, { polite: true, initiator: true });
-      }
+      this.#meet(p.id, p.name, { polite: true, initiator: true });
     }
     // Peers we still have links to but the room does not list: not back yet (server
     // restart) or gone. Keep them while their media flows.
@@ -270,17 +262,22 @@ export class Call extends EventTarget {
   #onPeerJoined(peer) {
     if (peer.id === this.myId) return;
     this.absentSince.delete(peer.id);
-    const link = this.links.get(peer.id);
     // Announced after us: we are impolite towards them and wait for their offer.
-    if (link && this.#alive(link)) {
-      link.polite = false;
-      link.name = peer.name || link.name;
-      link.resume();
-      this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id: peer.id } }));
-    } else {
-      this.#addLink(peer.id, peer.name, { polite: false, initiator: false });
-    }
+    this.#meet(peer.id, peer.name, { polite: false, initiator: false });
     this.#updateStatus();
+  }
+
+  /** Keeps a live link to `id` (with its new role and name) or makes a fresh one. */
+  #meet(id, name, { polite, initiator }) {
+    const link = this.links.get(id);
+    if (link && this.#alive(link)) {
+      link.polite = polite;
+      link.name = name || link.name;
+      link.resume();
+      this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id } }));
+    } else {
+      this.#addLink(id, name, { polite, initiator });
+    }
   }
 
   #onSignal(from, data) {

@@ -42,7 +42,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         Some(stun::spawn(addr).await.with_context(|| format!("starting STUN on udp {addr}"))?)
     };
     let media = if args.no_media { None } else { Some(start_media(&args).await?) };
-    let state = Arc::new(state::AppState::new(&args, stun_addr, media).await?);
+    let state = Arc::new(state::AppState::new(&args, stun_addr, media));
     tokio::spawn(state.clone().forward_detections());
     let app = http::router(state.clone());
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;

@@ -52,13 +52,13 @@ pub struct IceServer {
 }
 
 impl AppState {
-    pub async fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>, media: Option<Media>) -> anyhow::Result<Self> {
+    pub fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>, media: Option<Media>) -> Self {
         let turn = (!args.turn_urls.is_empty()).then(|| IceServer {
             urls: args.turn_urls.clone(),
             username: args.turn_username.clone(),
             credential: args.turn_credential.clone(),
         });
-        Ok(AppState {
+        AppState {
             signaling: Mutex::new(Signaling {
                 hub: Hub::new(args.limits(), Box::<MemoryRoomStore>::default()),
                 outboxes: HashMap::new(),
@@ -69,7 +69,7 @@ impl AppState {
             stun_port: stun_addr.map(|a| a.port()),
             turn,
             media,
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Signaling> {
