@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callsight_vision::{DetectOptions, Detection, Detector};
+use callsight_signal::TrackDetections;
+use callsight_vision::{DetectOptions, Detector};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -76,23 +77,12 @@ pub struct PublisherKey {
     pub participant: String,
 }
 
-/// Detections of one frame of one published track.
-#[derive(Clone, Debug, Serialize)]
+/// Detections of one frame of one published track, addressed to its room.
+#[derive(Clone, Debug)]
 pub struct DetectionEvent {
-    #[serde(skip)]
     pub room: String,
-    pub participant: String,
-    /// The track's mid in the publishing session.
-    pub track: String,
-    /// RTP timestamp (90 kHz) of the frame, as the sender stamped it.
-    pub rtp_timestamp: u32,
-    /// Sender wall clock at capture, unix ms (abs-capture-time, extrapolated between stamps).
-    pub capture_time: Option<f64>,
-    /// Decoded frame size (boxes are normalised to it).
-    pub width: u32,
-    pub height: u32,
-    pub detections: Vec<Detection>,
-    pub inference_ms: f32,
+    /// What the room's participants receive, as the wire carries it.
+    pub result: TrackDetections,
 }
 
 /// Counters since start; latency = frame arrival (first packet) → event sent.

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use callsight_signal::{DetectedObject, TrackDetections};
 use callsight_vision::{DetectOptions, Detector, I420Frame};
 use tokio::sync::broadcast;
 
@@ -194,16 +195,31 @@ impl Scheduler {
                 continue;
             }
             Counters::inc(&self.counters.detected);
+            let detections = result
+                .detections
+                .into_iter()
+                .map(|d| DetectedObject {
+                    class_id: d.class_id,
+                    label: d.label,
+                    score: d.score,
+                    bbox: d.bbox,
+                    track_id: None,
+                    velocity: None,
+                    predicted: false,
+                })
+                .collect();
             let event = Arc::new(DetectionEvent {
                 room: meta.room,
-                participant: meta.participant,
-                track: meta.track,
-                rtp_timestamp: frame.rtp_timestamp,
-                capture_time: frame.capture_time,
-                width: frame.orig_width as u32,
-                height: frame.orig_height as u32,
-                detections: result.detections,
-                inference_ms: result.inference_ms,
+                result: TrackDetections {
+                    participant: meta.participant,
+                    track: meta.track,
+                    rtp_timestamp: frame.rtp_timestamp,
+                    capture_time: frame.capture_time,
+                    width: frame.orig_width as u32,
+                    height: frame.orig_height as u32,
+                    inference_ms: result.inference_ms,
+                    detections,
+                },
             });
             // Recorded just before sending, so stats() agrees with what receivers saw.
             self.counters.record_latency(frame.arrival.elapsed().as_secs_f32() * 1000.0);

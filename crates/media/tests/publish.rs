@@ -80,7 +80,7 @@ async fn next_event(rx: &mut broadcast::Receiver<Arc<DetectionEvent>>, participa
             Err(_) => panic!("no detection event for {participant} within {WAIT:?}"),
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(e)) => panic!("event channel: {e}"),
-            Ok(Ok(ev)) if ev.participant == participant => return ev,
+            Ok(Ok(ev)) if ev.result.participant == participant => return ev,
             Ok(Ok(_)) => continue,
         }
     }
@@ -89,9 +89,9 @@ async fn next_event(rx: &mut broadcast::Receiver<Arc<DetectionEvent>>, participa
 fn check_event_matches_sent(ev: &DetectionEvent, sent: &Sent) {
     let sent = sent.lock().unwrap();
     let expected = sent
-        .get(&ev.rtp_timestamp)
-        .unwrap_or_else(|| panic!("event rtp_timestamp {} was never sent", ev.rtp_timestamp));
-    let got = ev.capture_time.expect("capture time known (frame 0 carries abs-capture-time)");
+        .get(&ev.result.rtp_timestamp)
+        .unwrap_or_else(|| panic!("event rtp_timestamp {} was never sent", ev.result.rtp_timestamp));
+    let got = ev.result.capture_time.expect("capture time known (frame 0 carries abs-capture-time)");
     // abs-capture-time is NTP 32.32 fixed point: sub-microsecond; extrapolation adds none.
     assert!((got - expected).abs() < 0.5, "capture time {got} vs sent {expected}");
 }
@@ -121,9 +121,9 @@ async fn published_bus_is_detected_with_the_sent_timestamps() {
     while !(labels.contains("bus") && labels.contains("person")) {
         let ev = next_event(&mut events, "alice").await;
         assert_eq!(ev.room, "room-1");
-        assert_eq!((ev.width, ev.height), (640, 480));
+        assert_eq!((ev.result.width, ev.result.height), (640, 480));
         check_event_matches_sent(&ev, &sent);
-        for d in &ev.detections {
+        for d in &ev.result.detections {
             assert!(d.bbox.iter().all(|v| (-0.01..=1.01).contains(v)), "box {:?}", d.bbox);
             labels.insert(d.label.clone());
         }
@@ -226,7 +226,7 @@ async fn garbage_packets_and_frames_do_not_break_a_session() {
     let (task, sent) = stream(publisher.clone(), frames);
     let mut ev = next_event(&mut events, "carol").await;
     // The keyframe sent before the junk (ts 1000) may still be in flight.
-    while ev.rtp_timestamp == 1000 {
+    while ev.result.rtp_timestamp == 1000 {
         ev = next_event(&mut events, "carol").await;
     }
     check_event_matches_sent(&ev, &sent);
@@ -251,9 +251,9 @@ async fn oversized_frames_are_downscaled_before_detection() {
     for _ in 0..100 {
         let ev = next_event(&mut events, "dave").await;
         // Boxes are normalised, so the event reports the decoded size.
-        assert_eq!((ev.width, ev.height), (1280, 720));
+        assert_eq!((ev.result.width, ev.result.height), (1280, 720));
         check_event_matches_sent(&ev, &sent);
-        labels.extend(ev.detections.iter().map(|d| d.label.clone()));
+        labels.extend(ev.result.detections.iter().map(|d| d.label.clone()));
         if labels.contains("person") {
             break;
         }

@@ -165,12 +165,8 @@ impl AppState {
 
     fn deliver(&self, event: &DetectionEvent) {
         let Some(room) = RoomId::parse(&event.room) else { return };
-        let payload = match serde_json::to_value(event) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => return,
-        };
         // Serialised once, sent to everyone in the room.
-        let text = ServerMessage::Detections { payload }.to_json();
+        let text = ServerMessage::Detections(event.result.clone()).to_json();
         let mut s = self.lock();
         for (_, conn) in s.hub.room_connections(&room) {
             s.send(conn, Outbound::Text(text.clone()));

@@ -2,17 +2,20 @@
 //! sockets inside, so every rule is tested deterministically.
 //!
 //! - [`protocol`]: the versioned JSON messages (`docs/protocol.md`) as serde enums.
+//! - [`detections`]: the typed result of one detected frame (`detections` message).
 //! - [`ids`]: room and peer identifiers — validation and generation.
 //! - [`limits`]: named limits with defaults, and the per-connection rate limiter.
 //! - [`rooms`]: the [`rooms::RoomStore`] trait (who is in which room) and its in-memory backend.
 //! - [`hub`]: the state machine the server drives: connection events in, messages out.
 
+pub mod detections;
 pub mod hub;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
 pub mod rooms;
 
+pub use detections::{DetectedObject, TrackDetections};
 pub use hub::{ConnId, Hub, Output};
 pub use ids::{PeerId, RoomId};
 pub use limits::Limits;

@@ -4,6 +4,7 @@
 //! precise error code, so a malformed message gets an `error` reply instead of a
 //! dropped connection.
 
+use crate::detections::TrackDetections;
 use crate::ids::PeerId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,12 +69,8 @@ pub enum ServerMessage {
     PublishAnswer {
         sdp: String,
     },
-    /// Objects found in a published track; the payload's fields are documented in
-    /// `docs/sync.md` and produced by the media leg.
-    Detections {
-        #[serde(flatten)]
-        payload: serde_json::Map<String, Value>,
-    },
+    /// Objects found in one frame of a published track (`docs/sync.md`).
+    Detections(TrackDetections),
     Error {
         code: ErrorCode,
         message: String,
@@ -166,10 +163,20 @@ mod tests {
         assert_eq!(v, json!({"type":"peer-left","id":"AAAAAAAAAAAAAAAA"}));
         let v: Value = serde_json::from_str(&ServerMessage::error(ErrorCode::RoomFull, "full").to_json()).unwrap();
         assert_eq!(v, json!({"type":"error","code":"room-full","message":"full"}));
-        let mut payload = serde_json::Map::new();
-        payload.insert("rtp_timestamp".into(), json!(90000));
-        let v: Value = serde_json::from_str(&ServerMessage::Detections { payload }.to_json()).unwrap();
-        assert_eq!(v, json!({"type":"detections","rtp_timestamp":90000}));
+        let det = TrackDetections {
+            participant: "AAAAAAAAAAAAAAAA".into(),
+            track: "0".into(),
+            rtp_timestamp: 90000,
+            capture_time: None,
+            width: 2,
+            height: 2,
+            inference_ms: 1.0,
+            detections: vec![],
+        };
+        let v: Value = serde_json::from_str(&ServerMessage::Detections(det).to_json()).unwrap();
+        assert_eq!(v["type"], "detections");
+        assert_eq!(v["rtp_timestamp"], 90000);
+        assert_eq!(v["participant"], "AAAAAAAAAAAAAAAA");
         let back: ServerMessage =
             serde_json::from_value(json!({"type":"peer-joined","peer":{"id":"AAAAAAAAAAAAAAAA"}})).unwrap();
         assert_eq!(back, ServerMessage::PeerJoined { peer: PeerInfo { id, name: None } });

@@ -271,15 +271,15 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
         if ev.room != room {
             continue;
         }
-        let Some(i) = ev.participant.strip_prefix('p').and_then(|s| s.parse::<usize>().ok()) else {
+        let Some(i) = ev.result.participant.strip_prefix('p').and_then(|s| s.parse::<usize>().ok()) else {
             continue;
         };
         if i >= k {
             continue;
         }
         per_stream[i] += 1;
-        inference.push(ev.inference_ms as f64);
-        let sent = logs[i].lock().unwrap_or_else(|e| e.into_inner()).get(&ev.rtp_timestamp).copied();
+        inference.push(ev.result.inference_ms as f64);
+        let sent = logs[i].lock().unwrap_or_else(|e| e.into_inner()).get(&ev.result.rtp_timestamp).copied();
         if let Some(sent) = sent {
             lat.push(now.duration_since(sent).as_secs_f64() * 1000.0);
         }
