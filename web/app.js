@@ -6,12 +6,15 @@
 //   signaling.js  WebSocket client with reconnect + backoff
 //   peer.js       one RTCPeerConnection per remote peer (perfect negotiation, chat, ICE restart)
 //   publish.js    send-only connection to the server for detection (H.264, abs-capture-time)
+//   lobby.js      pre-join lobby: preview, devices, name, the analysis choice
 //   overlay.js    detection buffer + frame-synced canvas overlay (docs/sync.md)
+//   track.js      where a tracked box is on a given frame (prediction, fading)
 //   ui.js         DOM rendering and controls
 //   coco.js       COCO class names
 
 import { Call } from './call.js';
 import { RoomView, showView } from './ui.js';
+import { Lobby, saveAnalyse } from './lobby.js';
 
 const NAME_KEY = 'callsight.name';
 const ROOM_RE = /^[A-Za-z0-9_-]{8,64}$/;
@@ -42,6 +45,30 @@ function saveName(name) {
   }
 }
 
+const TOKEN_RE = /^[A-Za-z0-9_.~+/=-]{1,4096}$/;
+
+/**
+ * The access token of a join link (`/r/<room>#token=…`). It is taken out of the URL
+ * bar at once (history.replaceState), so it is not copied with "Copy link", kept in
+ * the history entry, or shown on screen; the tab keeps it in sessionStorage for a
+ * reload or "Rejoin". Fragments never reach servers or referrers.
+ */
+function takeToken(roomId) {
+  const key = `callsight.token.${roomId}`;
+  const hash = new URLSearchParams(window.location.hash.replace(/^#/, ''));
+  let token = hash.get('token');
+  if (hash.has('token')) {
+    window.history.replaceState(window.history.state, '', window.location.pathname + window.location.search);
+  }
+  try {
+    if (token && TOKEN_RE.test(token)) sessionStorage.setItem(key, token);
+    else token = sessionStorage.getItem(key);
+  } catch {
+    // no storage: the token lives as long as this page
+  }
+  return token && TOKEN_RE.test(token) ? token : null;
+}
+
 function fatal(title, text) {
   document.querySelector('#fatal-title').textContent = title;
   document.querySelector('#fatal-text').textContent = text;
@@ -60,6 +87,7 @@ function landing() {
 }
 
 async function room(roomId) {
+  const token = takeToken(roomId);
   if (!ROOM_RE.test(roomId)) {
     fatal('This link is not valid', 'A room link ends in 8 to 64 letters, digits, "-" or "_".');
     return;
@@ -77,9 +105,16 @@ async function room(roomId) {
     fatal('Cannot reach the server', String(err?.message ?? err));
     return;
   }
-  const call = new Call({ room: roomId, name: savedName(), config });
+  // The lobby first: nothing is sent to the server (no join, no publish) before Join.
+  showView('lobby');
+  document.title = `Callsight · join ${roomId.slice(0, 6)}…`;
+  const lobby = new Lobby({ name: savedName(), mediaEnabled: Boolean(config.media?.enabled) });
+  const choice = await lobby.run();
+  saveName(choice.name);
+  const call = new Call({ room: roomId, name: choice.name, config, token, media: choice, analyse: choice.analyse });
   const view = new RoomView(call);
   view.onNameChange = saveName;
+  view.onAnalyseChange = saveAnalyse;
   view.mount();
   exposeTestHooks(call, view);
   await call.start();
@@ -116,6 +151,15 @@ function exposeTestHooks(call, view) {
     /** Capture times of the results received for a tile's participant ('self' or a peer id). */
     resultCaptureTimes(tile) {
       return view.resultCaptureTimes(tile);
+    },
+    /**
+     * What the overlay drew on the most recently displayed frame of every tile:
+     * { [participantId]: { presentedFrames, mediaTime, captureTime, boxes: [{ label,
+     * score, track_id, box: [x, y, w, h], alpha }], glassToGlassMs } } — boxes
+     * normalised to the video frame, the self-view under our own id. A copy.
+     */
+    drawn() {
+      return view.drawn();
     },
     clockOffsets() {
       return Object.fromEntries([...call.links].map(([id, l]) => [id, l.clockOffsetMs]));

@@ -19,6 +19,9 @@ import { Signaling } from './signaling.js';
 import { PeerLink } from './peer.js';
 import { Publisher } from './publish.js';
 
+// The server refused the join itself: no call, no retry; ui.js says why.
+const JOIN_REFUSED = new Set(['bad-room', 'unsupported-version', 'bad-name', 'token-required', 'token-expired', 'token-invalid', 'forbidden']);
+
 // A peer that is not in the room after our rejoin is kept while its media still flows;
 // once it is not connected for this long it counts as gone.
 const ABSENT_GRACE_MS = 8000;
@@ -29,12 +32,17 @@ export class Call extends EventTarget {
    * @param {string} o.room
    * @param {string} o.name
    * @param {object} o.config GET /api/config
+   * @param {string|null} [o.token] access token from the join link, sent in `join`
+   * @param {{stream: MediaStream, micMuted: boolean, camOff: boolean, mediaError: string|null}} [o.media]
+   *   camera and microphone as the lobby (lobby.js) opened and left them
+   * @param {boolean} [o.analyse] the person allows the server to analyse their video
    */
-  constructor({ room, name, config }) {
+  constructor({ room, name, config, token = null, media = null, analyse = false }) {
     super();
     this.room = room;
     this.name = name;
     this.config = config;
+    this.token = token;
     this.iceServers = Array.isArray(config.ice_servers) ? config.ice_servers : [];
     this.mediaEnabled = Boolean(config.media?.enabled);
     this.myId = null;
@@ -53,11 +61,13 @@ export class Call extends EventTarget {
     this.camOff = false;
     this.mediaError = null;
     this.nameChanged = false;
-    this.publishWanted = true;
+    // Consent: only what the person chose in the lobby (or later in the call).
+    this.publishWanted = Boolean(analyse);
     this.publishState = 'stopped';
     this.signaling = new Signaling(Signaling.urlFor(window.location));
     this.publisher = new Publisher({
       send: (m) => this.signaling.send(m),
+      iceServers: () => this.iceServers,
       videoTrack: () => this.currentVideoTrack(),
     });
     this.publisher.addEventListener('state', (e) => {
@@ -65,10 +75,10 @@ export class Call extends EventTarget {
       this.dispatchEvent(new Event('publish'));
     });
     this.sweepTimer = null;
+    this.#adoptMedia(media ?? { stream: new MediaStream() });
   }
 
   async start() {
-    await this.#openMedia();
     this.signaling.addEventListener('open', () => this.#join());
     this.signaling.addEventListener('message', (e) => this.#onMessage(e.detail));
     this.signaling.addEventListener('close', () => {
@@ -173,24 +183,12 @@ export class Call extends EventTarget {
     this.#setStatus('ended');
   }
 
-  async #openMedia() {
-    try {
-      this.localStream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true },
-        video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
-      });
-    } catch (err) {
-      // Join anyway, receive-only: a call without a camera is still a call.
-      console.warn('getUserMedia failed', err);
-      this.mediaError = err?.name === 'NotAllowedError' ? 'Camera and microphone were blocked.' : 'No camera or microphone found.';
-      try {
-        this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true });
-      } catch {
-        this.localStream = new MediaStream();
-      }
-    }
-    this.cameraTrack = this.localStream.getVideoTracks()[0] ?? null;
-    this.dispatchEvent(new Event('local'));
+  #adoptMedia({ stream, micMuted = false, camOff = false, mediaError = null }) {
+    this.localStream = stream;
+    this.cameraTrack = stream.getVideoTracks()[0] ?? null;
+    this.mediaError = mediaError;
+    this.setMicMuted(micMuted);
+    this.setCameraOff(camOff);
   }
 
   async #sendVideo(track) {
@@ -202,6 +200,7 @@ export class Call extends EventTarget {
   #join() {
     const msg = { type: 'join', room: this.room, version: 1 };
     if (this.name) msg.name = this.name;
+    if (this.token) msg.token = this.token;
     if (this.myId) msg.resume = this.myId;
     this.signaling.send(msg);
   }
@@ -239,6 +238,9 @@ export class Call extends EventTarget {
     const first = this.myId === null;
     this.myId = msg.id;
     this.joined = true;
+    // The server hands each participant its own ICE servers (TURN credentials are
+    // per participant and time-limited): new connections use the newest list.
+    if (Array.isArray(msg.ice_servers)) this.iceServers = msg.ice_servers.filter((s) => s && typeof s === 'object');
     this.everJoined = true;
     const present = new Set();
     for (const p of Array.isArray(msg.peers) ? msg.peers : []) {
@@ -310,7 +312,10 @@ export class Call extends EventTarget {
       this.#setStatus('full');
     } else if (code === 'media-unavailable') {
       this.publisher.unavailable();
-    } else if (code === 'bad-room' || code === 'unsupported-version' || code === 'bad-name') {
+    } else if (code === 'forbidden' && this.joined) {
+      // A token without the right to publish: the call goes on, the video stays here.
+      this.publisher.unavailable('forbidden');
+    } else if (JOIN_REFUSED.has(code)) {
       this.signaling.close();
       this.#setStatus('error');
       this.dispatchEvent(new CustomEvent('error', { detail: { code, message: String(msg.message ?? '') } }));

@@ -3,8 +3,11 @@
 // earlier one, matched by capture time (the mechanism is in docs/sync.md).
 //
 //   DetectionStore  per-participant ring buffer of `detections` messages
-//   TileOverlay     one per <video>: requestVideoFrameCallback loop, canvas drawing,
-//                   the aria-live list, the fps/latency readout, sync samples
+//   TileOverlay     one per <video>: requestVideoFrameCallback loop, canvas drawing
+//                   (tracked boxes placed by track.js), the aria-live list, the
+//                   fps/latency readout, glass-to-glass latency, sync samples, drawn()
+
+import { boxesAt } from './track.js';
 
 const KEEP_RESULTS = 120;
 const KEEP_MS = 6000;
@@ -40,7 +43,9 @@ export function parseDetections(msg) {
     const score = num(d?.score);
     if (box.length !== 4 || box.some((v) => v === null) || score === null) continue;
     const label = typeof d.label === 'string' && d.label ? d.label.slice(0, 40) : `class ${num(d.class_id) ?? '?'}`;
-    detections.push({ label, score, box, classId: num(d.class_id) });
+    const trackId = Number.isSafeInteger(d.track_id) && d.track_id >= 0 ? d.track_id : null;
+    const velocity = Array.isArray(d.velocity) && d.velocity.length === 4 && d.velocity.every((v) => num(v) !== null) ? d.velocity : null;
+    detections.push({ label, score, box, classId: num(d.class_id), trackId, velocity, predicted: d.predicted === true });
   }
   return {
     participant: msg.participant,
@@ -103,16 +108,22 @@ export class DetectionStore extends EventTarget {
    * nearest earlier one. Without a capture time: the newest (receive order).
    */
   forFrame(participant, capture) {
+    const i = this.indexForFrame(participant, capture);
+    return i < 0 ? null : this.results.get(participant)[i];
+  }
+
+  /** Like forFrame, as an index into `results.get(participant)`; -1 = nothing to draw. */
+  indexForFrame(participant, capture) {
     const buf = this.results.get(participant);
-    if (!buf || buf.length === 0) return null;
-    const fresh = (r) => Date.now() - r.arrival <= STALE_MS;
-    if (capture === null) return fresh(buf[buf.length - 1]) ? buf[buf.length - 1] : null;
+    if (!buf || buf.length === 0) return -1;
+    const fresh = (i) => (Date.now() - buf[i].arrival <= STALE_MS ? i : -1);
+    if (capture === null) return fresh(buf.length - 1);
     for (let i = buf.length - 1; i >= 0; i--) {
       const c = buf[i].capture;
-      if (c === null) return fresh(buf[i]) ? buf[i] : null; // the server could not time it: receive order
-      if (c <= capture + MATCH_TOLERANCE_MS) return capture - c <= STALE_MS ? buf[i] : null;
+      if (c === null) return fresh(i); // the server could not time it: receive order
+      if (c <= capture + MATCH_TOLERANCE_MS) return capture - c <= STALE_MS ? i : -1;
     }
-    return null; // only results of later frames: draw nothing rather than the future
+    return -1; // only results of later frames: draw nothing rather than the future
   }
 
   /** Capture → arrival latencies (ms, local clock) of the results of the last 6 s. */
@@ -197,6 +208,12 @@ export class OverlaySettings extends EventTarget {
     this.classes = null; // Set of lower-case labels, or null = all
     this.hidden = new Set(); // participants whose boxes are switched off
     this.hold = true; // hold video back until its detections are in (sync.js)
+    this.predict = true; // move tracked boxes to each frame's capture time (track.js)
+  }
+
+  setPredict(on) {
+    this.predict = on;
+    this.dispatchEvent(new Event('change'));
   }
 
   setHold(on) {
@@ -224,9 +241,9 @@ export class OverlaySettings extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
-  visible(result) {
-    if (!result) return [];
-    return result.detections.filter(
+  /** The boxes (of a result, or from track.js) that pass the threshold and the class filter. */
+  visible(boxes) {
+    return boxes.filter(
       (d) => d.score >= this.threshold && (this.classes === null || this.classes.has(d.label.toLowerCase())),
     );
   }
@@ -258,17 +275,24 @@ export class TileOverlay {
     this.stopped = false;
     this.lastListAt = 0;
     this.lastListText = '';
-    this.lastResult = undefined;
+    this.lastBoxes = undefined;
     this.samples = []; // {frame, result, at, hold, residual}: capture times (sender clock, ms)
     this.calibrator = new CaptureCalibrator();
     this.cb = null;
+    /** What was drawn on the most recently displayed frame (window.callsight.drawn()). */
+    this.drawn = null;
+    this.g2g = []; // {at, ms}: glass-to-glass latency of the boxes of recent frames
     this.onChange = () => this.#redrawLast();
     settings.addEventListener('change', this.onChange);
     if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
       this.#request();
     } else {
       // Old browsers: boxes by receive order, redrawn on each result.
-      this.onResult = () => this.#draw(this.store.latest(this.participant()), null);
+      this.onResult = () => {
+        const pid = this.participant();
+        const buf = (pid && this.store.results.get(pid)) || [];
+        this.#draw(boxesAt(buf, buf.length - 1, null), null);
+      };
       store.addEventListener('result', this.onResult);
     }
   }
@@ -290,6 +314,13 @@ export class TileOverlay {
     return localWall + (offset ?? 0);
   }
 
+  /** Median glass-to-glass latency (ms) of the boxes drawn in the last 2 s, or null. */
+  glassToGlassMs() {
+    const now = performance.now();
+    const recent = this.g2g.filter((g) => now - g.at <= 2000).map((g) => g.ms).sort((a, b) => a - b);
+    return recent.length ? recent[recent.length >> 1] : null;
+  }
+
   #request() {
     if (this.stopped) return;
     this.cb = this.video.requestVideoFrameCallback((now, meta) => {
@@ -305,14 +336,32 @@ export class TileOverlay {
   #onFrame(now, meta) {
     const pid = this.participant();
     if (!pid) return;
+    const buf = this.store.results.get(pid) ?? [];
     const raw = this.frameCaptureTime(meta);
-    if (raw !== null) this.calibrator.frame(raw, this.store.results.get(pid) ?? []);
+    if (raw !== null) this.calibrator.frame(raw, buf);
     const residual = this.calibrator.residual;
     const capture = raw === null ? null : raw + residual;
-    const result = this.store.forFrame(pid, capture);
-    this.#draw(result, meta);
+    const index = this.store.indexForFrame(pid, capture);
+    const result = index < 0 ? null : buf[index];
+    const boxes = index < 0 ? [] : boxesAt(buf, index, capture, { predict: this.settings.predict });
+    const drawn = this.#draw(boxes, meta);
+    this.drawn = {
+      presentedFrames: meta.presentedFrames ?? null,
+      mediaTime: meta.mediaTime ?? null,
+      captureTime: capture,
+      boxes: drawn.map((b) => ({ label: b.label, score: b.score, track_id: b.trackId, box: b.box, alpha: b.alpha })),
+    };
+    let displayLatency = null;
     if (typeof meta.captureTime === 'number' && typeof meta.expectedDisplayTime === 'number') {
-      this.sync?.frameShown(meta.expectedDisplayTime - meta.captureTime);
+      displayLatency = meta.expectedDisplayTime - meta.captureTime;
+      this.sync?.frameShown(displayLatency);
+    }
+    // Glass to glass: from the capture of the frame a box was computed on to the display
+    // of that box = how late this frame is shown + how much older its newest observation is.
+    const observed = drawn.reduce((m, b) => (b.observed !== null && b.observed > m ? b.observed : m), -Infinity);
+    if (displayLatency !== null && capture !== null && Number.isFinite(observed)) {
+      this.g2g.push({ at: now, ms: displayLatency + (capture - observed) });
+      if (this.g2g.length > 300) this.g2g.shift();
     }
     if (capture !== null && result && result.capture !== null) {
       this.samples.push({ frame: capture, result: result.capture, at: Date.now(), hold: this.sync?.hold ?? 0, residual });
@@ -321,11 +370,12 @@ export class TileOverlay {
   }
 
   #redrawLast() {
-    if (this.lastResult !== undefined) this.#draw(this.lastResult, null);
+    if (this.lastBoxes !== undefined) this.#draw(this.lastBoxes, null);
   }
 
-  #draw(result, meta) {
-    this.lastResult = result;
+  /** Draws the boxes that pass the settings; returns them, clipped to the frame. */
+  #draw(boxes, meta) {
+    this.lastBoxes = boxes;
     const { video, canvas, ctx } = this;
     const pid = this.participant();
     const cssW = canvas.clientWidth;
@@ -338,7 +388,7 @@ export class TileOverlay {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, cssW, cssH);
     const shown = pid !== null && !this.settings.hidden.has(pid);
-    const dets = shown ? this.settings.visible(result) : [];
+    const dets = (shown ? this.settings.visible(boxes) : []).map((d) => ({ ...d, box: clip(d.box) })).filter((d) => d.box[2] > 0 && d.box[3] > 0);
 
     // The picture is letterboxed (object-fit: contain): boxes are normalised to it.
     const vw = meta?.width || video.videoWidth;
@@ -354,14 +404,14 @@ export class TileOverlay {
       ctx.textBaseline = 'top';
       for (const d of dets) {
         const [x, y, w, h] = d.box;
-        const bx = ox + Math.max(0, x) * pw;
-        const by = oy + Math.max(0, y) * ph;
-        const bw = Math.min(w, 1 - Math.max(0, x)) * pw;
-        const bh = Math.min(h, 1 - Math.max(0, y)) * ph;
+        const bx = ox + x * pw;
+        const by = oy + y * ph;
         const color = colorFor(d.label);
+        ctx.globalAlpha = d.alpha;
+        ctx.setLineDash(d.predicted ? [6, 4] : []); // coasted by the tracker: not seen in that frame
         ctx.strokeStyle = color;
-        ctx.strokeRect(bx, by, bw, bh);
-        const text = `${d.label} ${Math.round(d.score * 100)}%`;
+        ctx.strokeRect(bx, by, w * pw, h * ph);
+        const text = `${d.trackId !== null ? `#${d.trackId} ` : ''}${d.label} ${Math.round(d.score * 100)}%`;
         const tw = ctx.measureText(text).width + 8;
         const ty = by >= 18 ? by - 18 : by;
         ctx.fillStyle = color;
@@ -369,8 +419,12 @@ export class TileOverlay {
         ctx.fillStyle = '#000';
         ctx.fillText(text, bx + 3, ty + 2);
       }
+      ctx.globalAlpha = 1;
+      ctx.setLineDash([]);
     }
-    this.#updateList(dets, shown);
+    // The list names what is on the picture, not what is fading out.
+    this.#updateList(dets.filter((d) => d.alpha >= 1), shown);
+    return dets;
   }
 
   #updateList(dets, shown) {
@@ -395,12 +449,26 @@ export class TileOverlay {
       const s = pid ? this.store.stats(pid, this.isSelf ? 0 : this.clockOffset()) : null;
       if (s && s.fps > 0) {
         const lat = s.latencyMs !== null ? ` · ${Math.round(s.latencyMs)} ms` : '';
+        const g2g = this.glassToGlassMs();
+        const boxes = g2g !== null ? ` · boxes ${Math.round(g2g)} ms glass to glass` : '';
         const hold = this.sync && this.sync.hold > 0 ? ` · video held ${this.sync.hold} ms` : '';
-        this.readout.textContent = `${s.fps.toFixed(1)} det/s${lat}${hold}`;
-        this.readout.title = `detections per second; capture → result latency${s.inferenceMs !== null ? `; inference ${Math.round(s.inferenceMs)} ms` : ''}`;
+        this.readout.textContent = `${s.fps.toFixed(1)} det/s${lat}${boxes}${hold}`;
+        this.readout.dataset.g2gMs = g2g !== null ? String(Math.round(g2g)) : '';
+        this.readout.title =
+          'detections per second; capture → result latency' +
+          `${s.inferenceMs !== null ? `; inference ${Math.round(s.inferenceMs)} ms` : ''}` +
+          '; glass to glass: from the camera capturing a picture to the boxes found in it being on this screen (median of 2 s)';
       } else {
         this.readout.textContent = '';
+        this.readout.dataset.g2gMs = '';
       }
     }
   }
+}
+
+/** A box cut to the frame (0..1). */
+function clip([x, y, w, h]) {
+  const x0 = Math.max(0, x);
+  const y0 = Math.max(0, y);
+  return [x0, y0, Math.max(0, Math.min(1, x + w) - x0), Math.max(0, Math.min(1, y + h) - y0)];
 }

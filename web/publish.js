@@ -6,7 +6,7 @@
 // so the server learns the capture instant of each frame (docs/sync.md). No trickle:
 // the offer is sent once ICE gathering is complete.
 //
-// Events: state {detail: 'publishing'|'connecting'|'failed'|'stopped'|'unavailable'}
+// Events: state {detail: 'publishing'|'connecting'|'failed'|'stopped'|'unavailable'|'forbidden'}
 
 const ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 const GATHER_TIMEOUT_MS = 3000;
@@ -46,10 +46,12 @@ export class Publisher extends EventTarget {
    * @param {object} o
    * @param {(msg: object) => boolean} o.send sends a signaling message
    * @param {() => MediaStreamTrack|null} o.videoTrack the track to publish now
+   * @param {() => RTCIceServer[]} [o.iceServers] this participant's ICE servers (from `joined`)
    */
-  constructor({ send, videoTrack }) {
+  constructor({ send, videoTrack, iceServers = () => [] }) {
     super();
     this.send = send;
+    this.iceServers = iceServers;
     this.videoTrack = videoTrack;
     this.pc = null;
     this.sender = null;
@@ -70,7 +72,7 @@ export class Publisher extends EventTarget {
       return;
     }
     const gen = ++this.generation;
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers(), bundlePolicy: 'max-bundle' });
     this.pc = pc;
     this.#setState('connecting');
     pc.addEventListener('connectionstatechange', () => {
@@ -115,10 +117,13 @@ export class Publisher extends EventTarget {
     }
   }
 
-  /** The server refused media (`media-unavailable`): stop for this session. */
-  unavailable() {
+  /**
+   * The server refused media for this session: `media-unavailable` (no media leg) or
+   * `forbidden` (the access token does not allow publishing). Stops until start().
+   */
+  unavailable(why = 'unavailable') {
     this.stop();
-    this.#setState('unavailable');
+    this.#setState(why === 'forbidden' ? 'forbidden' : 'unavailable');
   }
 
   async replaceTrack(track) {

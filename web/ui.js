@@ -24,6 +24,19 @@ const PEER_STATE_TEXT = {
   closed: 'left',
 };
 
+const JOIN_REFUSED_TITLE = {
+  'token-required': 'This call needs an invitation link',
+  'token-expired': 'Your invitation has expired',
+  'token-invalid': 'This invitation is not valid',
+  forbidden: 'Your invitation is not for this call',
+};
+const JOIN_REFUSED_TEXT = {
+  'token-required': 'Ask the person who runs this call for an invitation link, and open that link.',
+  'token-expired': 'Ask for a new link.',
+  'token-invalid': 'The link may have been cut short when it was copied. Ask for a new link.',
+  forbidden: 'The invitation you opened names another call or does not allow joining. Ask for a new link.',
+};
+
 const $ = (sel) => document.querySelector(sel);
 
 export function showView(id) {
@@ -72,9 +85,10 @@ export class RoomView {
     call.addEventListener('detections', (e) => this.store.add(e.detail));
     call.addEventListener('publish', () => this.#renderPublish());
     call.addEventListener('error', (e) => {
-      // The server refused the join itself (bad link, unsupported version): no call here.
-      $('#fatal-title').textContent = 'Cannot join this call';
-      $('#fatal-text').textContent = `${e.detail.message || e.detail.code} (${e.detail.code})`;
+      // The server refused the join itself (bad link, token, unsupported version): no call here.
+      const { code, message } = e.detail;
+      $('#fatal-title').textContent = JOIN_REFUSED_TITLE[code] ?? 'Cannot join this call';
+      $('#fatal-text').textContent = JOIN_REFUSED_TEXT[code] ?? `${message || code} (${code})`;
       showView('fatal');
     });
 
@@ -140,7 +154,14 @@ export class RoomView {
     applyThreshold();
     $('#class-filter').addEventListener('input', (e) => this.settings.setClassFilter(e.target.value));
     const pub = $('#publish-toggle');
-    pub.addEventListener('change', () => this.call.setPublishing(pub.checked));
+    pub.checked = this.call.publishWanted;
+    pub.addEventListener('change', () => {
+      this.call.setPublishing(pub.checked);
+      this.onAnalyseChange?.(pub.checked); // the same choice as in the lobby: remembered
+      this.#renderPublish();
+    });
+    const predict = $('#predict');
+    predict.addEventListener('change', () => this.settings.setPredict(predict.checked));
     const hold = $('#sync-hold');
     hold.addEventListener('change', () => {
       this.settings.setHold(hold.checked);
@@ -332,9 +353,13 @@ export class RoomView {
           ? 'Connecting your video to the detector…'
           : s === 'unavailable'
             ? 'Detection is not available on this server.'
+            : s === 'forbidden'
+              ? 'Your invitation does not allow sending your video to the detector; it goes only to the call.'
             : s === 'failed'
               ? 'Detector connection lost, retrying…'
-              : '';
+              : this.call.publishWanted
+                ? ''
+                : 'Your video goes only to the call: the server does not receive it.';
   }
 
   #renderChatEnabled() {
@@ -384,6 +409,25 @@ export class RoomView {
   /** Capture times of the results received for a participant ('self' = own). */
   resultCaptureTimes(key) {
     return [...(this.store.captures.get(this.#participantOf(key)) ?? [])];
+  }
+
+  /**
+   * What the overlay drew on the most recently displayed frame of every tile, keyed by
+   * participant id (the self-view under our own id): see docs/web.md.
+   */
+  drawn() {
+    const out = {};
+    for (const [key, t] of this.tiles) {
+      const pid = this.#participantOf(key);
+      const d = t.overlay?.drawn;
+      if (!pid || !d) continue;
+      out[pid] = {
+        ...d,
+        boxes: d.boxes.map((b) => ({ ...b, box: [...b.box] })),
+        glassToGlassMs: t.overlay.glassToGlassMs(),
+      };
+    }
+    return out;
   }
 
   /** Capture-time pairs of what was drawn on a video (tests and the sync readout). */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.js';
-import { launchBrowser, newPerson, meetInNewCall, ROOM_URL, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
+import { launchBrowser, newPerson, meetInNewCall, joinFromLobby, ROOM_URL, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
 
 
 async function status(page) {
@@ -35,6 +35,7 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     await a.getByTestId('name-input').fill('Alice');
     await a.getByTestId('new-call').click();
     await a.waitForURL(ROOM_URL);
+    await joinFromLobby(a);
     const roomUrl = a.url();
     const roomId = ROOM_URL.exec(roomUrl)[1];
     assert.match(roomId, /^[A-Za-z0-9_-]{22}$/);
@@ -47,6 +48,7 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     // B opens A's link.
     const openedAt = Date.now();
     await b.goto(roomUrl);
+    await joinFromLobby(b);
     await waitStatus(a, 'connected');
     await waitStatus(b, 'connected');
     const connectedMs = Date.now() - openedAt;
@@ -93,6 +95,7 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
 
     // A third person gets "room is full" (capacity 2 by default).
     await c.goto(roomUrl);
+    await c.getByTestId('join').click();
     await c.getByTestId('room-full').waitFor({ state: 'visible', timeout: 10_000 });
     assert.equal(await status(c), 'full');
 
@@ -128,7 +131,8 @@ test('server restart: pages rejoin with their ids, keep the call, deliver an off
     await server.stop();
   });
   try {
-    const [a, b] = await meetInNewCall(browser, server.url);
+    // Both allow analysis: the server leg must come back after the restart too.
+    const [a, b] = await meetInNewCall(browser, server.url, ['A', 'B'], { analyse: true });
     pages.push(a, b);
     await waitStatus(a, 'connected');
     await waitStatus(b, 'connected');

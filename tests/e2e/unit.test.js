@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { DetectionStore, parseDetections, OverlaySettings, CaptureCalibrator } from '../../web/overlay.js';
 import { h264Codecs } from '../../web/publish.js';
 import { SyncController } from '../../web/sync.js';
+import { boxesAt, extrapolate, trackVelocity, FADE_MS } from '../../web/track.js';
 
 function msg(capture, extra = {}) {
   return {
@@ -90,13 +91,13 @@ test('threshold and class filter decide what is shown', () => {
     ],
   });
   s.setThreshold(0.5);
-  assert.deepEqual(s.visible(r).map((d) => d.label), ['person', 'Dog']);
+  assert.deepEqual(s.visible(r.detections).map((d) => d.label), ['person', 'Dog']);
   s.setClassFilter(' dog , cup ');
-  assert.deepEqual(s.visible(r).map((d) => d.label), ['Dog']);
+  assert.deepEqual(s.visible(r.detections).map((d) => d.label), ['Dog']);
   s.setThreshold(0.2);
-  assert.deepEqual(s.visible(r).map((d) => d.label), ['Dog', 'cup']);
+  assert.deepEqual(s.visible(r.detections).map((d) => d.label), ['Dog', 'cup']);
   s.setClassFilter('');
-  assert.equal(s.visible(r).length, 3);
+  assert.equal(s.visible(r.detections).length, 3);
 });
 
 test('h264Codecs keeps only constrained-baseline H.264 with packetization-mode=1', () => {
@@ -179,4 +180,96 @@ test('the calibrator learns a constant capture-time error so matching stays on t
     assert.equal(wrongWith, 0, `error ${err}: ${wrongWith} frames matched the wrong result after calibration`);
     if (err > 4) assert.ok(wrongWithout > 0, 'the uncalibrated match must slip for a large positive error');
   }
+});
+
+// Tracked drawing (web/track.js): a box moving right at 0.5 frame widths per second.
+function tracked(capture, x, extra = {}) {
+  return msg(capture, {
+    detections: [{ class_id: 0, label: 'person', score: 0.9, box: [x, 0.2, 0.2, 0.4], track_id: 7, ...extra }],
+  });
+}
+const close = (a, b, eps = 1e-9) => a.every((v, i) => Math.abs(v - b[i]) <= eps);
+
+test('a tracked box is placed at the frame capture time from its two latest observations', () => {
+  const store = new DetectionStore();
+  store.add(tracked(1000, 0.1));
+  store.add(tracked(1100, 0.15));
+  store.add(tracked(1200, 0.2));
+  const buf = store.results.get('p1');
+  const at = (frame, o) => boxesAt(buf, store.indexForFrame('p1', frame), frame, o);
+  // 50 ms after the last observation: 0.2 + 0.5/s × 0.05 s.
+  const [b] = at(1250);
+  assert.equal(b.trackId, 7);
+  assert.ok(close(b.box, [0.225, 0.2, 0.2, 0.4]), `got ${b.box}`);
+  assert.equal(b.alpha, 1);
+  // On an observed frame: the observation itself.
+  assert.ok(close(at(1100)[0].box, [0.15, 0.2, 0.2, 0.4]));
+  // Between two observations the older one is the base (never a later result): 1150
+  // is predicted from 1000 and 1100.
+  assert.ok(close(at(1150)[0].box, [0.175, 0.2, 0.2, 0.4]));
+  // Extrapolation stops 500 ms after the last observation.
+  assert.ok(close(at(2000)[0].box, [0.45, 0.2, 0.2, 0.4]));
+  // Today's drawing: the base result as it came.
+  assert.ok(close(at(1250, { predict: false })[0].box, [0.2, 0.2, 0.2, 0.4]));
+  // No frame time (remote view, first seconds): as it came.
+  assert.ok(close(boxesAt(buf, 2, null)[0].box, [0.2, 0.2, 0.2, 0.4]));
+});
+
+test("the server's velocity wins over the observations; untracked boxes are drawn as they came", () => {
+  const store = new DetectionStore();
+  store.add(tracked(1000, 0.1));
+  store.add(
+    msg(1100, {
+      detections: [
+        { class_id: 0, label: 'person', score: 0.9, box: [0.15, 0.2, 0.2, 0.4], track_id: 7, velocity: [-1, 0, 0.1, 0] },
+        { class_id: 41, label: 'cup', score: 0.8, box: [0.6, 0.6, 0.1, 0.1] },
+      ],
+    }),
+  );
+  const buf = store.results.get('p1');
+  const boxes = boxesAt(buf, store.indexForFrame('p1', 1200), 1200);
+  const person = boxes.find((b) => b.label === 'person');
+  const cup = boxes.find((b) => b.label === 'cup');
+  assert.ok(close(person.box, [0.05, 0.2, 0.21, 0.4]), `got ${person.box}`);
+  assert.equal(cup.trackId, null);
+  assert.ok(close(cup.box, [0.6, 0.6, 0.1, 0.1]));
+  // A shrinking box never gets a negative size.
+  assert.deepEqual(extrapolate([0.5, 0.5, 0.1, 0.1], [0, 0, -1, -1], 300), [0.5, 0.5, 0, 0]);
+});
+
+test('a track missing from the results fades out instead of sticking', () => {
+  const store = new DetectionStore();
+  store.add(tracked(1000, 0.1));
+  store.add(tracked(1100, 0.1));
+  store.add(msg(1200, { detections: [] })); // the object is gone from here on
+  store.add(msg(1300, { detections: [] }));
+  const buf = store.results.get('p1');
+  const at = (frame) => boxesAt(buf, store.indexForFrame('p1', frame), frame);
+  assert.equal(at(1150)[0].alpha, 1);
+  // FADE_MS after the first result without it, from full to nothing.
+  const mid = at(1200 + FADE_MS / 2)[0];
+  assert.ok(Math.abs(mid.alpha - 0.5) < 1e-9, `alpha ${mid.alpha}`);
+  assert.equal(at(1200 + FADE_MS + 1).length, 0);
+});
+
+test('parseDetections takes track_id, velocity and predicted only when well-formed', () => {
+  const r = parseDetections({
+    participant: 'p',
+    detections: [
+      { label: 'a', score: 0.5, box: [0, 0, 1, 1], track_id: 3, velocity: [0.1, 0, 0, 0], predicted: true },
+      { label: 'b', score: 0.5, box: [0, 0, 1, 1], track_id: -1, velocity: [0.1, 'x', 0, 0], predicted: 'yes' },
+      { label: 'c', score: 0.5, box: [0, 0, 1, 1], track_id: 1.5, velocity: [1, 2, 3] },
+    ],
+  });
+  assert.deepEqual(
+    r.detections.map((d) => [d.trackId, d.velocity, d.predicted]),
+    [
+      [3, [0.1, 0, 0, 0], true],
+      [null, null, false],
+      [null, null, false],
+    ],
+  );
+  // A velocity from two observations needs them apart in time (no division by ~0).
+  const v = trackVelocity({ capture: 1000, det: { box: [0.2, 0, 0, 0] } }, { capture: 999.5, det: { box: [0.1, 0, 0, 0] } });
+  assert.deepEqual(v, [0, 0, 0, 0]);
 });

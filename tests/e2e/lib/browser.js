@@ -106,16 +106,35 @@ export function dumpConsole(pages) {
 export const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
 
 /**
- * One new page per label; the first starts a call through the UI ("New call"), the
- * others open its link. Returns the pages in label order.
+ * On a room page: waits for the lobby, sets the analysis choice when `analyse` is given
+ * (only offered when the server analyses video), and clicks **Join** (enabled once the
+ * preview is open).
  */
-export async function meetInNewCall(browser, baseURL, labels = ['A', 'B']) {
+export async function joinFromLobby(page, { analyse } = {}) {
+  await page.getByTestId('lobby').waitFor({ state: 'visible', timeout: 20_000 });
+  if (analyse !== undefined && (await page.getByTestId('lobby-analyse').isVisible())) {
+    await page.getByTestId('lobby-analyse').setChecked(analyse);
+  }
+  await page.getByTestId('join').click({ timeout: 20_000 });
+  await page.getByTestId('room').waitFor({ state: 'visible', timeout: 20_000 });
+}
+
+/**
+ * One new page per label; the first starts a call through the UI ("New call"), the
+ * others open its link; each joins from the lobby (`analyse`: the analysis choice).
+ * Returns the pages in label order.
+ */
+export async function meetInNewCall(browser, baseURL, labels = ['A', 'B'], { analyse } = {}) {
   const pages = [];
   for (const label of labels) pages.push(await newPerson(browser, baseURL, label));
   const [host, ...guests] = pages;
   await host.goto('/');
   await host.getByTestId('new-call').click();
   await host.waitForURL(ROOM_URL);
-  for (const guest of guests) await guest.goto(host.url());
+  await joinFromLobby(host, { analyse });
+  for (const guest of guests) {
+    await guest.goto(host.url());
+    await joinFromLobby(guest, { analyse });
+  }
   return pages;
 }
