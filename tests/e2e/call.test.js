@@ -35,6 +35,11 @@ test('two pages call each other; third is refused; leaving is noticed', async (t
     await a.getByTestId('name-input').fill('Alice');
     await a.getByTestId('new-call').click();
     await a.waitForURL(ROOM_URL);
+    // Without a detector (--no-media) the lobby offers no analysis and says so.
+    await a.getByTestId('lobby').waitFor({ state: 'visible' });
+    assert.equal(await a.getByTestId('lobby-analysis').isVisible(), false);
+    assert.match(await a.getByTestId('lobby-where').textContent(), /does not analyse video/);
+    assert.equal(await a.getByTestId('lobby-name').inputValue(), 'Alice', 'the name typed on the landing page');
     await joinFromLobby(a);
     const roomUrl = a.url();
     const roomId = ROOM_URL.exec(roomUrl)[1];
