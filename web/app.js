@@ -10,7 +10,6 @@
 //   overlay.js    detection buffer + frame-synced canvas overlay (docs/sync.md)
 //   track.js      where a tracked box is on a given frame (prediction, fading)
 //   ui.js         DOM rendering and controls
-//   coco.js       COCO class names
 
 import { Call } from './call.js';
 import { RoomView, showView } from './ui.js';

@@ -2,7 +2,6 @@
 // It renders what the Call reports and turns clicks into Call methods.
 
 import { DetectionStore, OverlaySettings, TileOverlay } from './overlay.js';
-import { COCO_LABELS } from './coco.js';
 import { SyncController } from './sync.js';
 import { DelayLine, delayLineSupported } from './delay.js';
 
@@ -138,11 +137,7 @@ export class RoomView {
   #mountDetectionPanel() {
     const panel = $('#detect-panel');
     panel.hidden = !this.call.mediaEnabled;
-    const dl = $('#coco-classes');
-    const labels = Array.isArray(this.call.config.detector?.labels) ? this.call.config.detector.labels : COCO_LABELS;
-    dl.replaceChildren(
-      ...labels.filter((l) => typeof l === 'string').map((l) => Object.assign(document.createElement('option'), { value: l })),
-    );
+    this.#loadLabels();
     const th = $('#threshold');
     const out = $('#threshold-out');
     const applyThreshold = () => {
@@ -167,6 +162,24 @@ export class RoomView {
       this.settings.setHold(hold.checked);
       for (const t of this.tiles.values()) t.sync?.setEnabled(hold.checked);
     });
+  }
+
+  /** The class filter's suggestions: the running detector's class names (GET /api/labels). */
+  async #loadLabels() {
+    let labels = this.call.config.detector?.labels;
+    try {
+      const res = await fetch('/api/labels', { cache: 'no-store' });
+      if (res.ok) labels = await res.json();
+    } catch {
+      // older server: the names /api/config gave, if any
+    }
+    if (!Array.isArray(labels)) return;
+    $('#coco-classes').replaceChildren(
+      ...labels
+        .filter((l) => typeof l === 'string' && l)
+        .slice(0, 1000)
+        .map((l) => Object.assign(document.createElement('option'), { value: l.slice(0, 40) })),
+    );
   }
 
   #participantOf(key) {

@@ -149,6 +149,14 @@ test('detections of both videos appear on both pages, synced to the frames', asy
       await waitFor(() => listed(p), { timeoutMs: 45_000, message: `page ${name} to list "person" on both videos` });
     }
     const firstMs = Date.now() - connectedAt;
+    // The class filter suggests the running detector's class names, served by the server.
+    const suggestions = await waitFor(async () => {
+      const v = await a.locator('#coco-classes option').evaluateAll((os) => os.map((o) => o.value));
+      return v.length > 0 ? v : null;
+    }, { message: 'class-filter suggestions' });
+    assert.equal(suggestions.length, config.detector?.labels?.length ?? 80);
+    assert.equal(suggestions[0], 'person');
+
     // The list is the accessible mirror of the overlay: check its shape once.
     const item = a.locator('[data-role=remote] [data-testid=det-list] li[data-label=person]').first();
     assert.match(await item.textContent(), /^person \d{1,3}%$/);
