@@ -22,7 +22,7 @@ ulimit -n 65536 2>/dev/null || true
 free_port() { python3 -c 'import socket, sys; s=socket.socket(socket.AF_INET, getattr(socket, sys.argv[1])); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"; }
 port=$(free_port SOCK_STREAM)
 stun=$(free_port SOCK_DGRAM)
-"$bin/callsight" --bind "127.0.0.1:$port" --stun-port "$stun" --no-media 2>soak-server.log &
+"$bin/callsight" --bind "127.0.0.1:$port" --stun-port "$stun" --no-media 2>"${TMPDIR:-/tmp}/callsight-soak-server.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
