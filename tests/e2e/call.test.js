@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.js';
-import { launchBrowser, newPerson, meetInNewCall, joinFromLobby, ROOM_URL, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
+import { launchBrowser, serverAndBrowser, newPerson, meetInNewCall, joinFromLobby, ROOM_URL, waitFor, framesDecoded, screenshot, dumpConsole } from './lib/browser.js';
 
 
 async function status(page) {
@@ -17,13 +17,8 @@ async function waitStatus(page, state, timeoutMs = 20_000) {
 // The call tests run without the media leg (--no-media) unless they test it: detection
 // costs CPU that the 2-core CI machine needs for the browsers.
 test('two pages call each other; third is refused; leaving is noticed', async (t) => {
-  const server = await startServer({ args: ['--no-media'] });
-  const { browser, close } = await launchBrowser();
+  const { server, browser } = await serverAndBrowser(t, { args: ['--no-media'] });
   const pages = [];
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
   try {
     const a = await newPerson(browser, server.url, 'A');
     const b = await newPerson(browser, server.url, 'B');
@@ -205,13 +200,8 @@ test('server restart: pages rejoin with their ids, keep the call, deliver an off
 });
 
 test('mesh room of three with --room-capacity 3', async (t) => {
-  const server = await startServer({ args: ['--room-capacity', '3', '--no-media'] });
-  const { browser, close } = await launchBrowser();
+  const { server, browser } = await serverAndBrowser(t, { args: ['--room-capacity', '3', '--no-media'] });
   const pages = [];
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
   try {
     pages.push(...(await meetInNewCall(browser, server.url, ['A', 'B', 'C'])));
     const [a, b, c] = pages;
@@ -245,13 +235,8 @@ test('mesh room of three with --room-capacity 3', async (t) => {
 });
 
 test('ICE restart from both sides at once (glare) recovers; screen share swaps the sent track and back', async (t) => {
-  const server = await startServer({ args: ['--no-media'] });
-  const { browser, close } = await launchBrowser();
+  const { server, browser } = await serverAndBrowser(t, { args: ['--no-media'] });
   const pages = [];
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
   try {
     const [a, b] = await meetInNewCall(browser, server.url);
     pages.push(a, b);
@@ -309,13 +294,8 @@ test('ICE restart from both sides at once (glare) recovers; screen share swaps t
 });
 
 test('over https with --tls-self-signed (wss signaling)', async (t) => {
-  const server = await startServer({ args: ['--tls-self-signed', '--no-media'] });
-  const { browser, close } = await launchBrowser();
+  const { server, browser } = await serverAndBrowser(t, { args: ['--tls-self-signed', '--no-media'] });
   const pages = [];
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
   try {
     assert.match(server.url, /^https:\/\//);
     const [a, b] = await meetInNewCall(browser, server.url);
@@ -331,12 +311,7 @@ test('over https with --tls-self-signed (wss signaling)', async (t) => {
 });
 
 test('a malformed room link shows an error page, not a broken call', async (t) => {
-  const server = await startServer({ args: ['--no-media'] });
-  const { browser, close } = await launchBrowser();
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
+  const { server, browser } = await serverAndBrowser(t, { args: ['--no-media'] });
   const p = await newPerson(browser, server.url, 'A');
   for (const bad of ['/r/short', '/r/has%20space%20in%20it', `/r/${'x'.repeat(65)}`]) {
     await p.goto(bad);

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, REPO_ROOT } from './lib/server.js';
-import { launchBrowser, meetInNewCall, waitFor, screenshot, dumpConsole } from './lib/browser.js';
+import { REPO_ROOT } from './lib/server.js';
+import { serverAndBrowser, mediaConfig, meetInNewCall, waitFor, screenshot, dumpConsole } from './lib/browser.js';
 
 const TEST_DATA = process.env.CALLSIGHT_TEST_DATA || path.join(REPO_ROOT, 'test-data');
 const PERSON_Y4M = path.join(TEST_DATA, 'person.y4m');
@@ -102,16 +102,10 @@ test('detections of both videos appear on both pages, synced to the frames', asy
     fs.existsSync(PERSON_Y4M),
     `missing ${PERSON_Y4M}: run scripts/fetch-test-data.sh (or set CALLSIGHT_TEST_DATA)`,
   );
-  const server = await startServer({ args: DETECT_ARGS });
-  const { browser, close } = await launchBrowser({ fakeVideo: PERSON_Y4M });
+  const { server, browser } = await serverAndBrowser(t, { args: DETECT_ARGS, fakeVideo: PERSON_Y4M });
   const pages = [];
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
   try {
-    const config = await (await fetch(`${server.url}/api/config`)).json();
-    assert.equal(config.media?.enabled, true, `server media leg is off (/api/config: ${JSON.stringify(config)})`);
+    const config = await mediaConfig(server);
 
     const [a, b] = await meetInNewCall(browser, server.url, ['A', 'B'], { analyse: true });
     pages.push(a, b);

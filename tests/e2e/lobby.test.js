@@ -3,8 +3,7 @@
 // bar and sent in `join`. Real server with its media leg on, real Chromium.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/server.js';
-import { launchBrowser, newPerson, joinFromLobby, ROOM_URL, waitFor, screenshot, dumpConsole } from './lib/browser.js';
+import { serverAndBrowser, mediaConfig, newPerson, joinFromLobby, ROOM_URL, waitFor, screenshot, dumpConsole } from './lib/browser.js';
 
 /** Records the page's WebSockets and every frame it sends and receives (parsed JSON). */
 function recordSockets(page) {
@@ -48,16 +47,10 @@ async function healthz(server) {
 }
 
 test('lobby: no join or publish before Join; analysis off never publishes; the choice is remembered; #token is hidden and sent', async (t) => {
-  const server = await startServer();
-  const { browser, close } = await launchBrowser();
+  const { server, browser } = await serverAndBrowser(t);
   const pages = [];
-  t.after(async () => {
-    await close();
-    await server.stop();
-  });
   try {
-    const config = await (await fetch(`${server.url}/api/config`)).json();
-    assert.equal(config.media?.enabled, true, 'this test needs the media leg (a server with a detector)');
+    await mediaConfig(server);
 
     // B starts the call and allows analysis: the server publishes B's video and sends
     // B's detections to everyone in the room.

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { REPO_ROOT } from './server.js';
+import { REPO_ROOT, startServer } from './server.js';
 
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const ARTIFACTS = path.join(REPO_ROOT, 'artifacts', 'e2e');
@@ -137,4 +137,25 @@ export async function meetInNewCall(browser, baseURL, labels = ['A', 'B'], { ana
     await joinFromLobby(guest, { analyse });
   }
   return pages;
+}
+
+/**
+ * A server (extra `args`) and a browser (optional fake camera `fakeVideo`) for one test,
+ * both stopped when the test ends.
+ */
+export async function serverAndBrowser(t, { args = [], fakeVideo } = {}) {
+  const server = await startServer({ args });
+  const { browser, close } = await launchBrowser({ fakeVideo });
+  t.after(async () => {
+    await close();
+    await server.stop();
+  });
+  return { server, browser };
+}
+
+/** Fails unless the server runs its media leg (a detector): GET /api/config. */
+export async function mediaConfig(server) {
+  const config = await (await fetch(`${server.url}/api/config`)).json();
+  if (config.media?.enabled !== true) throw new Error(`this test needs the server's media leg (/api/config: ${JSON.stringify(config)})`);
+  return config;
 }
