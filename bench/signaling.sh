@@ -21,7 +21,7 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 header=--header
 for n in "${PEERS[@]}"; do
   port=$(free_port)
-  "$bin/callsight" --bind "127.0.0.1:$port" --no-stun --rate-per-sec 1000 --rate-burst 1000 2>/dev/null &
+  "$bin/callsight" --bind "127.0.0.1:$port" --no-stun --rate-per-sec 1000 --rate-burst 1000 --max-connections-per-ip 0 2>/dev/null &
   pid=$!
   wait_port "$port"
   "$bin/callsight-load" --server "127.0.0.1:$port" --protocol callsight --peers "$n" --rate "$RATE" \

@@ -1,12 +1,31 @@
 // WebSocket client for the signaling protocol (docs/protocol.md).
 //
 // Reconnects by itself with exponential backoff and jitter; the owner re-sends
-// `join` (with `resume`) on every `open`. Events:
+// `join` (with `resume`) on every `open`. The `resume_token` of each `joined` is kept
+// in this tab (sessionStorage, never localStorage) and added to a `join` that resumes
+// that id, so only this tab can take its id back. Events:
 //   open               the socket is up (first time or after a reconnect)
 //   message {detail}   one parsed server message
 //   close {detail}     the socket went down; detail.willRetry, detail.delayMs
 
 const MIN_DELAY_MS = 500;
+const TOKEN_PREFIX = 'callsight.resume.';
+
+function storeToken(room, id, token) {
+  try {
+    sessionStorage.setItem(`${TOKEN_PREFIX}${room}.${id}`, token);
+  } catch {
+    // Storage unavailable: the id is simply not resumable.
+  }
+}
+
+function storedToken(room, id) {
+  try {
+    return sessionStorage.getItem(`${TOKEN_PREFIX}${room}.${id}`);
+  } catch {
+    return null;
+  }
+}
 const MAX_DELAY_MS = 10_000;
 
 export class Signaling extends EventTarget {
@@ -56,6 +75,7 @@ export class Signaling extends EventTarget {
         return;
       }
       if (msg === null || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+      if (msg.type === 'joined' && typeof msg.resume_token === 'string') storeToken(msg.room, msg.id, msg.resume_token);
       this.dispatchEvent(new CustomEvent('message', { detail: msg }));
     });
     ws.addEventListener('close', (ev) => {
@@ -71,6 +91,10 @@ export class Signaling extends EventTarget {
   /** Sends one message; returns false when the socket is not open (the message is dropped). */
   send(msg) {
     if (!this.isOpen) return false;
+    if (msg.type === 'join' && msg.resume) {
+      const token = storedToken(msg.room, msg.resume);
+      if (token) msg = { ...msg, resume_token: token };
+    }
     this.ws.send(JSON.stringify(msg));
     return true;
   }

@@ -36,6 +36,36 @@ pub struct ServeArgs {
     /// Signaling messages a connection may send in a burst.
     #[arg(long, env = "CALLSIGHT_RATE_BURST", default_value_t = 200.0)]
     pub rate_burst: f64,
+    /// Seconds after a participant's connection dropped during which its resume token
+    /// gives its id back (after a restart: seconds after the start).
+    #[arg(long, env = "CALLSIGHT_RESUME_GRACE", default_value_t = 60.0)]
+    pub resume_grace: f64,
+    /// Seconds a WebSocket may stay outside any room (after opening or leaving) before it is closed.
+    #[arg(long, env = "CALLSIGHT_JOIN_TIMEOUT", default_value_t = 10.0)]
+    pub join_timeout: f64,
+    /// Directory for the server's persistent secrets (the resume-token key, mode 0600).
+    /// Default: $XDG_DATA_HOME/callsight, else ~/.local/share/callsight.
+    #[arg(long, env = "CALLSIGHT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Connections held at once, in total (keep it below the process's file-descriptor limit).
+    #[arg(long, env = "CALLSIGHT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Connections held at once per client address (IPv6: per /64); 0 = no cap.
+    #[arg(long, env = "CALLSIGHT_MAX_CONNECTIONS_PER_IP", default_value_t = 100)]
+    pub max_connections_per_ip: usize,
+    /// Proxies (IP or CIDR, repeatable) whose `X-Forwarded-For` names the client address.
+    #[arg(long = "trusted-proxy", env = "CALLSIGHT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Seconds within which a TLS handshake, and each request's headers, must arrive.
+    #[arg(long, env = "CALLSIGHT_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+    /// Bytes queued for one WebSocket before it counts as stuck and is dropped.
+    #[arg(long, env = "CALLSIGHT_MAX_OUTBOX_BYTES", default_value_t = 1 << 20)]
+    pub max_outbox_bytes: usize,
+    /// Page origins (scheme://host[:port], repeatable) allowed to open `/ws` besides the
+    /// server's own; clients that send no `Origin` (non-browsers) are always allowed.
+    #[arg(long = "allowed-origin", env = "CALLSIGHT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// Seconds between WebSocket pings.
     #[arg(long, env = "CALLSIGHT_HEARTBEAT_SECS", default_value_t = 3.0)]
     pub heartbeat_secs: f64,
@@ -78,17 +108,48 @@ pub struct ServeArgs {
     /// Publishing sessions at most (each participant publishes one).
     #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS", default_value_t = 32)]
     pub max_media_sessions: usize,
+    /// Media sessions per room at most (0 = the room capacity).
+    #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS_PER_ROOM", default_value_t = 0)]
+    pub max_media_sessions_per_room: usize,
+    /// Media sessions per client address at most (0 = no cap).
+    #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS_PER_IP", default_value_t = 4)]
+    pub max_media_sessions_per_ip: usize,
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
 
+/// An IP network (`10.0.0.0/8`) or a single address (`127.0.0.1`).
+pub(crate) fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR network"))
+}
+
 impl ServeArgs {
+    pub fn media_session_caps(&self) -> crate::media_sessions::SessionCaps {
+        let per_room = match self.max_media_sessions_per_room {
+            0 => usize::from(self.room_capacity),
+            n => n,
+        };
+        crate::media_sessions::SessionCaps { per_room, per_address: self.max_media_sessions_per_ip }
+    }
+
+    pub fn admission(&self) -> crate::admission::AdmissionLimits {
+        crate::admission::AdmissionLimits {
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_ip,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
     pub fn limits(&self) -> callsight_signal::Limits {
         callsight_signal::Limits {
             room_capacity: usize::from(self.room_capacity),
             max_message_bytes: self.max_message_bytes,
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
+            resume_grace: secs(self.resume_grace),
+            join_timeout: secs(self.join_timeout),
             ..callsight_signal::Limits::default()
         }
     }
@@ -108,4 +169,9 @@ impl ServeArgs {
             ..defaults
         }
     }
+}
+
+/// A duration flag in seconds; negative or not-a-number counts as zero.
+pub fn secs(s: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(s).unwrap_or_default()
 }

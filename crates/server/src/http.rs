@@ -1,13 +1,17 @@
 //! The HTTP surface: the embedded web client, `/api/config`, `/healthz` and `/ws`.
 
+use crate::admission::Slot;
+use crate::serve::ConnectionSlot;
 use crate::state::{AppState, IceServer};
-use axum::extract::{ws::WebSocketUpgrade, State};
+use axum::extract::{ws::WebSocketUpgrade, ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use rust_embed::RustEmbed;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The browser client, compiled into the binary so it runs from any directory.
@@ -26,7 +30,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+/// `/ws`: checks the page's origin and the client's connection cap, then upgrades.
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    slot: Option<Extension<ConnectionSlot>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &state.allowed_origins) {
+        tracing::debug!(%peer, origin = ?headers.get(header::ORIGIN), "websocket refused: foreign origin");
+        return (StatusCode::FORBIDDEN, "this page's origin may not open the signaling socket").into_response();
+    }
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client = state.admission.client_address(peer.ip(), forwarded);
+    // Behind a trusted proxy, the client's own cap is checked here (the proxy's TCP
+    // connections are not counted per address).
+    let mut slots: Vec<Arc<Slot>> = slot.map(|Extension(s)| s.0).into_iter().collect();
+    if client != peer.ip() {
+        match state.admission.admit_forwarded(client) {
+            Ok(s) => slots.push(Arc::new(s)),
+            Err(refusal) => return (StatusCode::TOO_MANY_REQUESTS, refusal.to_string()).into_response(),
+        }
+    }
     // The transport refuses frames far above the limit before buffering them; the hub
     // answers those just above it with a `too-large` error.
     let cap = state.max_message_bytes.saturating_mul(2).max(1024);
@@ -36,7 +62,7 @@ async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade
         // Signaling messages are small: modest buffers keep the memory per connection low.
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
+        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state, client, slots))
 }
 
 async fn index() -> Response {
@@ -83,6 +109,29 @@ async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<
     }))
 }
 
+/// An origin as compared: lower case, without a trailing slash.
+pub fn normalise_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// Whether a `/ws` request may proceed: no `Origin` (not a browser: nothing to protect,
+/// as a browser always sends one), an `Origin` whose host and port are the `Host` the
+/// request was sent to (the page came from this server, as Gorilla's and `ws`'s
+/// same-origin checks do it — the scheme is not compared, a TLS-terminating proxy hides
+/// it), or one listed with `--allowed-origin`. `Origin: null` is refused.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let origin = normalise_origin(origin);
+    if allowed.contains(&origin) {
+        return true;
+    }
+    let Ok(uri) = origin.parse::<Uri>() else { return false };
+    let (Some(authority), Some(host)) = (uri.authority(), headers.get(header::HOST)) else { return false };
+    let Ok(host) = host.to_str() else { return false };
+    matches!(uri.scheme_str(), Some("http" | "https")) && authority.as_str().eq_ignore_ascii_case(host.trim())
+}
+
 /// The host part of the `Host` header, if it looks like a host name or IP literal.
 fn request_host(headers: &HeaderMap) -> Option<String> {
     let authority: axum::http::uri::Authority = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
@@ -94,6 +143,29 @@ fn request_host(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_must_match_host_or_be_allowed() {
+        let headers = |origin: Option<&str>, host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, host.parse().unwrap());
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().unwrap());
+            }
+            h
+        };
+        let allowed = vec![normalise_origin("https://App.example.org/")];
+        let ok = |o: Option<&str>, host: &str| origin_allowed(&headers(o, host), &allowed);
+        assert!(ok(None, "callsight.example:8443"), "non-browser clients");
+        assert!(ok(Some("https://callsight.example:8443"), "callsight.example:8443"));
+        assert!(ok(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"));
+        assert!(ok(Some("https://app.example.org"), "callsight.example"), "allowed by flag");
+        assert!(!ok(Some("https://evil.example"), "callsight.example"));
+        assert!(!ok(Some("https://callsight.example.evil.example"), "callsight.example"));
+        assert!(!ok(Some("https://callsight.example:9999"), "callsight.example:8443"), "other port");
+        assert!(!ok(Some("null"), "callsight.example"));
+        assert!(!ok(Some("file://callsight.example"), "callsight.example"));
+    }
 
     #[test]
     fn host_header_is_reduced_to_a_safe_host() {

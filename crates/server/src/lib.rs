@@ -1,19 +1,29 @@
 //! The `callsight` server, a thin async shell around the sans-IO parts.
 //!
 //! - [`config`]: command-line flags and environment (clap), with named defaults.
+//! - [`serve`]: the accept loop: connection caps, TLS and header-read deadlines, HTTP/1.1.
+//! - [`admission`]: connection caps in total and per client address; trusted proxies.
 //! - [`http`]: the axum router: embedded web client, `/api/config`, `/healthz`, `/ws`.
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
+//! - [`media_sessions`]: media session caps per room/address; publish/unpublish order.
+//! - [`outbox`]: each connection's write queue, bounded in bytes.
 //! - [`state`]: what the handlers share: the hub, each connection's outbox, the media leg.
+//! - [`state_dir`]: the state directory and the resume-token key kept in it.
 //! - [`stun`]: a STUN (RFC 5389) Binding server on UDP.
 //! - [`tls`]: certificates from files or self-signed at start.
 //! - [`detector_args`]: detector flags shared by serving and `callsight detect`.
 //! - [`detect_cmd`]: the `callsight detect` subcommand.
 
+pub mod admission;
 pub mod config;
 pub mod detect_cmd;
 pub mod detector_args;
 pub mod http;
+pub mod media_sessions;
+pub mod outbox;
+pub mod serve;
 pub mod state;
+pub mod state_dir;
 pub mod stun;
 pub mod tls;
 pub mod ws;
@@ -42,31 +52,21 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         Some(stun::spawn(addr).await.with_context(|| format!("starting STUN on udp {addr}"))?)
     };
     let media = if args.no_media { None } else { Some(start_media(&args).await?) };
-    let state = Arc::new(state::AppState::new(&args, stun_addr, media));
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => state_dir::default_dir().context("no --state-dir given and neither XDG_DATA_HOME nor HOME is set")?,
+    };
+    let resume_key = state_dir::resume_key(&state_dir)?;
+    let state = Arc::new(state::AppState::new(&args, stun_addr, media, resume_key));
     tokio::spawn(state.clone().forward_detections());
     let app = http::router(state.clone());
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let http_addr = listener.local_addr()?;
-    let tls_config = tls::load(&args).await?;
+    let tls_config = tls::load(&args).await?.map(|c| c.get_inner());
     let tls = tls_config.is_some();
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let task = match tls_config {
-        None => {
-            // Small signaling frames must not wait for Nagle's algorithm (40 ms stalls).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!("TCP_NODELAY: {e}");
-                }
-            });
-            tokio::spawn(async move { axum::serve(listener, service).await.context("http server") })
-        }
-        Some(config) => {
-            let std_listener = listener.into_std()?;
-            tokio::spawn(async move {
-                axum_server::from_tcp_rustls(std_listener, config).serve(service).await.context("https server")
-            })
-        }
-    };
+    let admission = state.admission.clone();
+    let header_read_timeout = config::secs(args.header_read_timeout);
+    let task = tokio::spawn(serve::run(listener, app, admission, tls_config, header_read_timeout));
     Ok(Running { http_addr, stun_addr, tls, task })
 }
 

@@ -1,28 +1,24 @@
 //! What the HTTP and WebSocket handlers share.
 
+use crate::admission::Admission;
 use crate::config::ServeArgs;
+use crate::media_sessions::{Completion, MediaSessions};
+use crate::outbox::{Outbound, OutboxSender};
 use callsight_media::{DetectionEvent, MediaHub, PublisherKey};
-use callsight_signal::{ConnId, ErrorCode, Hub, MemoryRoomStore, Output, RoomId, ServerMessage};
+use callsight_signal::protocol::parse_client;
+use callsight_signal::{ConnId, ErrorCode, Hub, MemoryRoomStore, Output, ResumeKey, RoomId, ServerMessage};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-
-/// Frames queued per connection before it counts as stuck and is dropped, so one slow
-/// reader never holds up its room.
-pub const OUTBOX_CAPACITY: usize = 1024;
-
-/// What a connection's task writes to its socket.
-#[derive(Debug)]
-pub enum Outbound {
-    Text(String),
-    Close(String),
-}
 
 pub struct AppState {
     signaling: Mutex<Signaling>,
+    pub admission: Arc<Admission>,
+    /// Origins allowed to open `/ws` besides the server's own (lower case, no trailing `/`).
+    pub allowed_origins: Vec<String>,
+    pub max_outbox_bytes: usize,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub max_message_bytes: usize,
@@ -39,7 +35,12 @@ pub struct Media {
 
 struct Signaling {
     hub: Hub,
-    outboxes: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    outboxes: HashMap<ConnId, OutboxSender>,
+    /// Each connection's client address.
+    clients: HashMap<ConnId, IpAddr>,
+    media_sessions: MediaSessions,
+    /// Connections dropped for a full outbox, still to be taken out of the hub.
+    overflowed: Vec<ConnId>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -52,7 +53,8 @@ pub struct IceServer {
 }
 
 impl AppState {
-    pub fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>, media: Option<Media>) -> Self {
+    /// `resume_key`: the key of resume tokens (`state_dir`), kept across restarts.
+    pub fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>, media: Option<Media>, resume_key: ResumeKey) -> Self {
         let turn = (!args.turn_urls.is_empty()).then(|| IceServer {
             urls: args.turn_urls.clone(),
             username: args.turn_username.clone(),
@@ -60,9 +62,16 @@ impl AppState {
         });
         AppState {
             signaling: Mutex::new(Signaling {
-                hub: Hub::new(args.limits(), Box::<MemoryRoomStore>::default()),
+                hub: Hub::new(args.limits(), Box::<MemoryRoomStore>::default())
+                    .with_resume_key(resume_key, Instant::now()),
                 outboxes: HashMap::new(),
+                clients: HashMap::new(),
+                media_sessions: MediaSessions::new(args.media_session_caps()),
+                overflowed: Vec::new(),
             }),
+            admission: Admission::new(args.admission()),
+            allowed_origins: args.allowed_origins.iter().map(|o| crate::http::normalise_origin(o)).collect(),
+            max_outbox_bytes: args.max_outbox_bytes,
             heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs.max(0.05)),
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout_secs.max(0.1)),
             max_message_bytes: args.max_message_bytes,
@@ -87,64 +96,103 @@ impl AppState {
         (s.hub.connection_count(), s.hub.room_count())
     }
 
-    pub fn connect(&self, outbox: mpsc::Sender<Outbound>) -> ConnId {
+    /// Whether `conn` stayed outside any room past the join timeout.
+    pub fn join_deadline_passed(&self, conn: ConnId) -> bool {
+        self.lock().hub.join_deadline_passed(conn, Instant::now())
+    }
+
+    pub fn connect(&self, outbox: OutboxSender, client: IpAddr) -> ConnId {
         let mut s = self.lock();
         let id = s.hub.connect(Instant::now());
         s.outboxes.insert(id, outbox);
+        s.clients.insert(id, client);
         id
     }
 
+    /// One frame from `conn`. The JSON parse, the costly part, runs outside the lock so
+    /// one room's flood of large messages doesn't hold up the others.
     pub fn on_message(self: &Arc<Self>, conn: ConnId, text: &str) {
-        let media_work = {
+        {
             let mut s = self.lock();
-            let out = s.hub.on_message(conn, text, Instant::now());
-            s.apply(out)
-        };
-        self.media_work(media_work);
+            if let Err(out) = s.hub.admit(conn, text.len(), Instant::now()) {
+                return self.apply(&mut s, out);
+            }
+        }
+        let parsed = parse_client(text);
+        let mut s = self.lock();
+        let out = s.hub.handle(conn, parsed, Instant::now());
+        self.apply(&mut s, out);
     }
 
     pub fn disconnect(self: &Arc<Self>, conn: ConnId) {
-        let media_work = {
-            let mut s = self.lock();
-            let out = s.hub.disconnect(conn);
-            s.outboxes.remove(&conn);
-            s.apply(out)
-        };
-        self.media_work(media_work);
+        let mut s = self.lock();
+        let out = s.hub.disconnect(conn, Instant::now());
+        self.apply(&mut s, out);
+        s.outboxes.remove(&conn);
+        s.clients.remove(&conn);
     }
 
-    fn send(&self, to: ConnId, msg: &ServerMessage) {
-        self.lock().send(to, Outbound::Text(msg.to_json()));
-    }
-
-    /// Carries out the media leg's share of the hub's outputs, outside the hub's lock.
-    fn media_work(self: &Arc<Self>, work: Vec<Output>) {
-        for output in work {
-            match (output, &self.media) {
-                (Output::Publish { conn, .. }, None) => {
-                    let msg =
-                        ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
-                    self.send(conn, &msg);
-                }
-                (Output::Publish { conn, room, peer, sdp }, Some(media)) => {
+    /// Carries out the hub's outputs. Media work is ordered per participant under the
+    /// lock: publishes are recorded before they are handed over, unpublishes are sent at
+    /// once, and a publish that completes for a participant who left is undone
+    /// ([`MediaSessions`]).
+    fn apply(self: &Arc<Self>, s: &mut Signaling, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Send { to, msg } => s.send(to, Outbound::Text(msg.to_json())),
+                Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
+                Output::Publish { conn, room, peer, sdp } => {
+                    let Some(media) = &self.media else {
+                        let msg =
+                            ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
+                        s.send(conn, Outbound::Text(msg.to_json()));
+                        continue;
+                    };
                     let key = PublisherKey { room: room.to_string(), participant: peer.to_string() };
+                    let client = s.clients.get(&conn).copied().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                    if let Err(why) = s.media_sessions.publishing(&key, client) {
+                        let msg = ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {why}"));
+                        s.send(conn, Outbound::Text(msg.to_json()));
+                        continue;
+                    }
                     let (hub, state) = (media.hub.clone(), self.clone());
                     tokio::spawn(async move {
-                        let reply = match hub.publish(key, &sdp).await {
-                            Ok(sdp) => ServerMessage::PublishAnswer { sdp },
-                            Err(e) => {
+                        let result = hub.publish(key.clone(), &sdp).await;
+                        let mut s = state.lock();
+                        let reply = match (s.media_sessions.published(&key, result.is_ok()), result) {
+                            (Completion::Unpublish, _) => {
+                                hub.unpublish(&key);
+                                ServerMessage::error(ErrorCode::NotJoined, "left the room before the publish completed")
+                            }
+                            (Completion::Answer, Ok(sdp)) => ServerMessage::PublishAnswer { sdp },
+                            (Completion::Answer, Err(e)) => {
                                 tracing::warn!(conn = conn.0, "publish refused: {e}");
                                 ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {e}"))
                             }
                         };
-                        state.send(conn, &reply);
+                        s.send(conn, Outbound::Text(reply.to_json()));
+                        state.drop_overflowed(&mut s);
                     });
                 }
-                (Output::Unpublish { room, peer }, Some(media)) => {
-                    media.hub.unpublish(&PublisherKey { room: room.to_string(), participant: peer.to_string() })
+                Output::Unpublish { room, peer } => {
+                    let key = PublisherKey { room: room.to_string(), participant: peer.to_string() };
+                    s.media_sessions.unpublished(&key);
+                    if let Some(media) = &self.media {
+                        media.hub.unpublish(&key);
+                    }
                 }
-                _ => {}
             }
+        }
+        self.drop_overflowed(s);
+    }
+
+    /// Connections whose outbox overflowed leave the hub now (their peers hear
+    /// `peer-left` at once); their tasks end when their stalled write gives up.
+    fn drop_overflowed(self: &Arc<Self>, s: &mut Signaling) {
+        while let Some(conn) = s.overflowed.pop() {
+            let out = s.hub.disconnect(conn, Instant::now());
+            s.clients.remove(&conn);
+            self.apply(s, out);
         }
     }
 
@@ -163,7 +211,7 @@ impl AppState {
         }
     }
 
-    fn deliver(&self, event: &DetectionEvent) {
+    fn deliver(self: &Arc<Self>, event: &DetectionEvent) {
         let Some(room) = RoomId::parse(&event.room) else { return };
         // Serialised once, sent to everyone in the room.
         let text = ServerMessage::Detections(event.result.clone()).to_json();
@@ -171,29 +219,17 @@ impl AppState {
         for (_, conn) in s.hub.room_connections(&room) {
             s.send(conn, Outbound::Text(text.clone()));
         }
+        self.drop_overflowed(&mut s);
     }
 }
 
 impl Signaling {
-    /// Sends and closes; returns the outputs meant for the media leg.
-    fn apply(&mut self, outputs: Vec<Output>) -> Vec<Output> {
-        let mut media_work = Vec::new();
-        for output in outputs {
-            match output {
-                Output::Send { to, msg } => self.send(to, Outbound::Text(msg.to_json())),
-                Output::Close { conn, reason } => self.send(conn, Outbound::Close(reason)),
-                other @ (Output::Publish { .. } | Output::Unpublish { .. }) => media_work.push(other),
-            }
-        }
-        media_work
-    }
-
     fn send(&mut self, to: ConnId, frame: Outbound) {
         let Some(outbox) = self.outboxes.get(&to) else { return };
-        if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(frame) {
-            tracing::warn!(conn = to.0, "outbox full; dropping the connection");
-            // Its task notices the closed channel and disconnects it from the hub.
+        if outbox.push(frame).is_err() {
+            tracing::warn!(conn = to.0, "outbox over its byte budget; dropping the connection");
             self.outboxes.remove(&to);
+            self.overflowed.push(to);
         }
     }
 }

@@ -1,20 +1,24 @@
 //! One task per WebSocket: frames in → hub → frames out, with a heartbeat that drops
 //! connections whose peer went silent (a dead tab on a dead network never sends a FIN).
 
-use crate::state::{AppState, Outbound};
+use crate::admission::Slot;
+use crate::outbox::{outbox, Outbound};
+use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 
 /// Close code 1008: policy violation (too large, rate limit).
 const CLOSE_POLICY: u16 = 1008;
 
-pub async fn serve_socket(socket: WebSocket, state: Arc<AppState>) {
-    let (tx, mut outbox) = mpsc::channel(crate::state::OUTBOX_CAPACITY);
-    let conn = state.connect(tx);
+/// `client`: the client's address (media caps count by it). `_slots`: the connection
+/// places this socket holds until it ends.
+pub async fn serve_socket(socket: WebSocket, state: Arc<AppState>, client: IpAddr, _slots: Vec<Arc<Slot>>) {
+    let (tx, mut outbox) = outbox(state.max_outbox_bytes);
+    let conn = state.connect(tx, client);
     tracing::debug!(conn = conn.0, "websocket open");
     let (mut sink, mut stream) = socket.split();
     let mut heartbeat = interval(state.heartbeat_interval);
@@ -52,6 +56,12 @@ pub async fn serve_socket(socket: WebSocket, state: Arc<AppState>) {
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > state.heartbeat_timeout {
                     break "heartbeat timeout".to_owned();
+                }
+                if state.join_deadline_passed(conn) {
+                    let reason = "no join in time";
+                    let frame = CloseFrame { code: CLOSE_POLICY, reason: reason.into() };
+                    let _ = send(&mut sink, Message::Close(Some(frame)), &state).await;
+                    break reason.to_owned();
                 }
                 if let Err(e) = send(&mut sink, Message::Ping(Vec::new().into()), &state).await {
                     break e;

@@ -92,3 +92,75 @@ async fn recv_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
         }
     }
 }
+
+/// `publish` and `leave` in one TCP write, over and over: the media leg answers each
+/// publish after the participant is gone. No session may be left behind, and a real
+/// caller can publish afterwards (the media leg's cap would otherwise be full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_then_leave_in_one_write_leaves_no_media_session_behind() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    const ROUNDS: usize = 12;
+    let server = start_server(&["--no-stun", "--media-port", "0", "--max-media-sessions", "4"]).await;
+    let addr = server.http_addr;
+    let mut ws = connect(addr).await;
+    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for _ in 0..ROUNDS {
+        let offer = PendingPublisher::new(local).await.expect("client socket").offer().to_owned();
+        for msg in [
+            json!({"type":"join","room":"room-orphan-1"}),
+            json!({"type":"publish","sdp":offer}),
+            json!({"type":"leave"}),
+        ] {
+            ws.feed(Message::Text(msg.to_string().into())).await.unwrap();
+        }
+        ws.flush().await.unwrap(); // the three frames leave in one write
+    }
+    // Every publish gets its reply (answer or error) once the media leg is done with it.
+    let (mut joined, mut replies) = (0, 0);
+    while joined < ROUNDS || replies < ROUNDS {
+        let v = recv(&mut ws).await;
+        match v["type"].as_str() {
+            Some("joined") => joined += 1,
+            Some("publish-answer" | "error") => replies += 1,
+            _ => panic!("unexpected {v}"),
+        }
+    }
+
+    // A real caller publishes and connects.
+    let mut caller = connect(addr).await;
+    join(&mut caller, "room-orphan-2").await;
+    let pending = PendingPublisher::new(local).await.expect("client socket");
+    send(&mut caller, json!({"type":"publish","sdp":pending.offer()})).await;
+    let answer = recv(&mut caller).await;
+    assert_eq!(answer["type"], "publish-answer", "{answer}");
+    let _publisher =
+        pending.connect(answer["sdp"].as_str().unwrap(), Duration::from_secs(10)).await.expect("ICE + DTLS connect");
+    // Its session is the only one.
+    let health = http_get(addr, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(health["media"]["stats"]["sessions"], 1, "{health}");
+}
+
+/// Media sessions per client address are capped at the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_sessions_per_address_are_capped() {
+    let server = start_server(&["--no-stun", "--media-port", "0", "--max-media-sessions-per-ip", "1"]).await;
+    let addr = server.http_addr;
+    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (mut a, mut b, mut c) = (
+        connect_from("127.0.0.1", addr).await,
+        connect_from("127.0.0.1", addr).await,
+        connect_from("127.0.0.2", addr).await,
+    );
+    for (ws, room) in [(&mut a, "room-mcap-1"), (&mut b, "room-mcap-2"), (&mut c, "room-mcap-3")] {
+        join(ws, room).await;
+        let offer = PendingPublisher::new(local).await.expect("client socket").offer().to_owned();
+        send(ws, json!({"type":"publish","sdp":offer})).await;
+    }
+    assert_eq!(recv(&mut a).await["type"], "publish-answer");
+    let refused = recv(&mut b).await;
+    assert_eq!(error_code(&refused), "media-unavailable");
+    assert!(refused["message"].as_str().unwrap().contains("address"), "{refused}");
+    assert_eq!(recv(&mut c).await["type"], "publish-answer", "another address is not affected");
+}

@@ -4,7 +4,9 @@
 
 use crate::ids::{PeerId, RoomId};
 use crate::limits::{Limits, RateLimiter};
+use crate::names::clean_name;
 use crate::protocol::{parse_client, ClientMessage, ErrorCode, PeerInfo, ServerMessage, PROTOCOL_VERSION};
+use crate::resume::{Departures, ResumeKey};
 use crate::rooms::{JoinError, RoomStore};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -43,6 +45,17 @@ struct Conn {
     membership: Option<(RoomId, PeerId)>,
     limiter: RateLimiter,
     refusals: u32,
+    /// Since when the connection is in no room (`None` while it is in one).
+    unjoined_since: Option<Instant>,
+}
+
+/// How a participant left its room.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// `leave`: its resume token dies.
+    OnPurpose,
+    /// The connection dropped: resumable for the grace period.
+    Dropped,
 }
 
 pub struct Hub {
@@ -51,11 +64,31 @@ pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     by_peer: HashMap<(RoomId, PeerId), ConnId>,
     next_conn: u64,
+    resume_key: ResumeKey,
+    departures: Departures,
 }
 
 impl Hub {
+    /// A hub with a random resume key: tokens work within this hub's life only.
     pub fn new(limits: Limits, store: Box<dyn RoomStore>) -> Self {
-        Hub { limits, store, conns: HashMap::new(), by_peer: HashMap::new(), next_conn: 0 }
+        let departures = Departures::new(limits.resume_grace, None);
+        Hub {
+            limits,
+            store,
+            conns: HashMap::new(),
+            by_peer: HashMap::new(),
+            next_conn: 0,
+            resume_key: ResumeKey::random(),
+            departures,
+        }
+    }
+
+    /// Uses a key kept across restarts, started at `boot`: tokens issued by an earlier run
+    /// with the same key resume their ids until `boot` plus the grace period.
+    pub fn with_resume_key(mut self, key: ResumeKey, boot: Instant) -> Self {
+        self.resume_key = key;
+        self.departures = Departures::new(self.limits.resume_grace, Some(boot));
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -66,16 +99,25 @@ impl Hub {
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
         let limiter = RateLimiter::new(self.limits.rate_per_sec, self.limits.rate_burst, now);
-        self.conns.insert(id, Conn { membership: None, limiter, refusals: 0 });
+        self.conns.insert(id, Conn { membership: None, limiter, refusals: 0, unjoined_since: Some(now) });
         id
     }
 
     /// The connection is gone (closed, errored or missed its heartbeat).
-    pub fn disconnect(&mut self, conn: ConnId) -> Vec<Output> {
+    pub fn disconnect(&mut self, conn: ConnId, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
-        self.leave_room(conn, &mut out);
+        self.leave_room(conn, Leaving::Dropped, now, &mut out);
         self.conns.remove(&conn);
         out
+    }
+
+    /// Whether `conn` has been in no room for longer than the join timeout (the server
+    /// then closes it): a socket that never joins must not live forever.
+    pub fn join_deadline_passed(&self, conn: ConnId, now: Instant) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.unjoined_since)
+            .is_some_and(|since| now.saturating_duration_since(since) > self.limits.join_timeout)
     }
 
     pub fn connection_count(&self) -> usize {
@@ -95,42 +137,62 @@ impl Hub {
             .collect()
     }
 
-    /// One text frame from `conn`.
+    /// One text frame from `conn`: [`Hub::admit`], [`parse_client`], [`Hub::handle`].
     pub fn on_message(&mut self, conn: ConnId, text: &str, now: Instant) -> Vec<Output> {
-        let mut out = Vec::new();
+        if let Err(out) = self.admit(conn, text.len(), now) {
+            return out;
+        }
+        self.handle(conn, parse_client(text), now)
+    }
+
+    /// The cheap checks before a frame of `len` bytes is parsed: the rate limit and the
+    /// size limit. `Err` holds the replies (and maybe a close). A server may parse the
+    /// admitted frame outside any lock it holds around the hub, then call [`Hub::handle`].
+    pub fn admit(&mut self, conn: ConnId, len: usize, now: Instant) -> Result<(), Vec<Output>> {
         let max_refusals = self.limits.max_refusals;
-        let Some(state) = self.conns.get_mut(&conn) else { return out };
+        let Some(state) = self.conns.get_mut(&conn) else { return Err(Vec::new()) };
         if !state.limiter.allow(now) {
             state.refusals += 1;
             let wait = state.limiter.wait_time();
-            out.push(reply(
+            let mut out = vec![reply(
                 conn,
                 ErrorCode::RateLimited,
                 format!("too many messages; retry in {} ms", wait.as_millis()),
-            ));
+            )];
             if state.refusals >= max_refusals {
                 out.push(Output::Close { conn, reason: "rate limit exceeded repeatedly".into() });
             }
-            return out;
+            return Err(out);
         }
         state.refusals = 0;
-        if text.len() > self.limits.max_message_bytes {
-            out.push(reply(
-                conn,
-                ErrorCode::TooLarge,
-                format!("message of {} bytes exceeds the limit of {}", text.len(), self.limits.max_message_bytes),
-            ));
-            out.push(Output::Close { conn, reason: "message too large".into() });
+        if len > self.limits.max_message_bytes {
+            return Err(vec![
+                reply(
+                    conn,
+                    ErrorCode::TooLarge,
+                    format!("message of {len} bytes exceeds the limit of {}", self.limits.max_message_bytes),
+                ),
+                Output::Close { conn, reason: "message too large".into() },
+            ]);
+        }
+        Ok(())
+    }
+
+    /// An admitted frame, parsed ([`parse_client`]'s result).
+    pub fn handle(&mut self, conn: ConnId, parsed: Result<ClientMessage, ServerMessage>, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        if !self.conns.contains_key(&conn) {
             return out;
         }
-        match parse_client(text) {
+        match parsed {
             Err(msg) => out.push(Output::Send { to: conn, msg }),
-            Ok(ClientMessage::Join { room, name, version, resume }) => {
-                self.join(conn, &room, name, version, resume, &mut out)
+            Ok(ClientMessage::Join { room, name, version, resume, resume_token }) => {
+                let resume = resume.zip(resume_token);
+                self.join(conn, &room, name, version, resume, now, &mut out)
             }
             Ok(ClientMessage::Signal { to, data }) => self.signal(conn, &to, data, &mut out),
             Ok(ClientMessage::Leave) => {
-                if !self.leave_room(conn, &mut out) {
+                if !self.leave_room(conn, Leaving::OnPurpose, now, &mut out) {
                     out.push(reply(conn, ErrorCode::NotJoined, "not in a room"));
                 }
             }
@@ -146,13 +208,16 @@ impl Hub {
         self.conns.get(&conn).and_then(|c| c.membership.clone())
     }
 
+    /// `resume`: the id asked for and its token.
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         conn: ConnId,
         room: &str,
         name: Option<String>,
         version: Option<u32>,
-        resume: Option<String>,
+        resume: Option<(String, String)>,
+        now: Instant,
         out: &mut Vec<Output>,
     ) {
         if self.membership(conn).is_some() {
@@ -177,11 +242,16 @@ impl Hub {
             Ok(name) => name,
             Err(message) => return out.push(reply(conn, ErrorCode::BadName, message)),
         };
-        let id = resume
-            .as_deref()
-            .and_then(PeerId::parse)
-            .filter(|id| !self.store.contains(&room, id))
-            .unwrap_or_else(PeerId::random);
+        // An id comes back only to whoever holds its token, while nobody holds the id,
+        // within the grace period; anyone else gets a fresh id.
+        let resumed = resume.and_then(|(id, token)| {
+            let id = PeerId::parse(&id)?;
+            let ok = !self.store.contains(&room, &id)
+                && self.departures.may_resume(&room, &id, now)
+                && self.resume_key.verify(&room, &id, &token);
+            ok.then_some(id)
+        });
+        let id = resumed.clone().unwrap_or_else(PeerId::random);
         let me = PeerInfo { id: id.clone(), name };
         let capacity = self.limits.room_capacity;
         let peers = match self.store.join(&room, me.clone(), capacity) {
@@ -197,11 +267,23 @@ impl Hub {
                 out.push(Output::Send { to: c, msg: ServerMessage::PeerJoined { peer: me.clone() } });
             }
         }
+        if resumed.is_some() {
+            self.departures.rejoined(&room, &id);
+        }
         self.by_peer.insert((room.clone(), id.clone()), conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.membership = Some((room.clone(), id.clone()));
+            c.unjoined_since = None;
         }
-        let joined = ServerMessage::Joined { room: room.to_string(), id, peers, capacity, protocol: PROTOCOL_VERSION };
+        let resume_token = self.resume_key.token(&room, &id);
+        let joined = ServerMessage::Joined {
+            room: room.to_string(),
+            id,
+            peers,
+            capacity,
+            protocol: PROTOCOL_VERSION,
+            resume_token,
+        };
         out.push(Output::Send { to: conn, msg: joined });
     }
 
@@ -219,9 +301,15 @@ impl Hub {
     }
 
     /// Returns whether the connection was in a room.
-    fn leave_room(&mut self, conn: ConnId, out: &mut Vec<Output>) -> bool {
-        let Some((room, id)) = self.conns.get_mut(&conn).and_then(|c| c.membership.take()) else { return false };
+    fn leave_room(&mut self, conn: ConnId, how: Leaving, now: Instant, out: &mut Vec<Output>) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let Some((room, id)) = c.membership.take() else { return false };
+        c.unjoined_since = Some(now);
         self.store.leave(&room, &id);
+        match how {
+            Leaving::OnPurpose => self.departures.left(room.clone(), id.clone(), now),
+            Leaving::Dropped => self.departures.dropped(room.clone(), id.clone(), now),
+        }
         self.by_peer.remove(&(room.clone(), id.clone()));
         for (_, c) in self.room_connections(&room) {
             out.push(Output::Send { to: c, msg: ServerMessage::PeerLeft { id: id.clone() } });
@@ -233,18 +321,6 @@ impl Hub {
 
 fn reply(conn: ConnId, code: ErrorCode, message: impl Into<String>) -> Output {
     Output::Send { to: conn, msg: ServerMessage::error(code, message) }
-}
-
-fn clean_name(name: Option<String>, max_chars: usize) -> Result<Option<String>, String> {
-    let Some(name) = name else { return Ok(None) };
-    let name = name.trim();
-    if name.chars().count() > max_chars {
-        return Err(format!("a display name has at most {max_chars} characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("a display name cannot hold control characters".into());
-    }
-    Ok((!name.is_empty()).then(|| name.to_owned()))
 }
 
 #[cfg(test)]
@@ -302,11 +378,11 @@ mod tests {
         let out = h.on_message(b, &json!({"type":"signal","to":a_id,"data":offer}).to_string(), now);
         assert_eq!(sends_to(&out, a), vec![ServerMessage::Signal { from: b_id.clone(), data: offer }]);
 
-        let out = h.disconnect(b);
+        let out = h.disconnect(b, now);
         assert_eq!(sends_to(&out, a), vec![ServerMessage::PeerLeft { id: b_id.clone() }]);
         assert!(out.contains(&Output::Unpublish { room: RoomId::parse("room-0001").unwrap(), peer: b_id }));
         assert_eq!(h.room_count(), 1);
-        h.disconnect(a);
+        h.disconnect(a, now);
         assert_eq!((h.room_count(), h.connection_count()), (0, 0));
     }
 
@@ -407,23 +483,118 @@ mod tests {
         assert!(out.iter().any(|o| matches!(o, Output::Close { .. })));
     }
 
+    fn joined_of(out: &[Output], conn: ConnId) -> (PeerId, String) {
+        sends_to(out, conn)
+            .into_iter()
+            .find_map(|m| match m {
+                ServerMessage::Joined { id, resume_token, .. } => Some((id, resume_token)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no joined in {out:?}"))
+    }
+
+    fn resume(h: &mut Hub, conn: ConnId, room: &str, id: &PeerId, token: Option<&str>, now: Instant) -> PeerId {
+        let msg = json!({"type":"join","room":room,"resume":id,"resume_token":token});
+        joined_of(&h.on_message(conn, &msg.to_string(), now), conn).0
+    }
+
     #[test]
-    fn resume_keeps_an_id_only_when_free() {
+    fn resume_needs_the_token_the_id_being_free_and_the_grace() {
+        let t0 = Instant::now();
+        let mut h = hub(Limits { resume_grace: Duration::from_secs(60), ..Limits::default() });
+        let (a, b) = (h.connect(t0), h.connect(t0));
+        let out = h.on_message(a, r#"{"type":"join","room":"room-0006"}"#, t0);
+        let (a_id, a_token) = joined_of(&out, a);
+        assert!(a_token.len() >= 22, "≥ 128 bits");
+        // The token goes to a alone.
+        let (b_id, b_token) = joined_of(&h.on_message(b, r#"{"type":"join","room":"room-0006"}"#, t0), b);
+        assert!(!format!("{:?}", sends_to(&h.on_message(b, r#"{"type":"leave"}"#, t0), a)).contains(&a_token));
+        let _ = (b_id, b_token);
+        // b asks for a's id while a holds it, even with the right token: a fresh id.
+        assert_ne!(resume(&mut h, b, "room-0006", &a_id, Some(&a_token), t0), a_id);
+        h.disconnect(b, t0);
+
+        h.disconnect(a, t0);
+        // Without a token, or with another's, or a forged one: a fresh id.
+        for token in [None, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), Some("")] {
+            let c = h.connect(t0);
+            assert_ne!(resume(&mut h, c, "room-0006", &a_id, token, t0), a_id, "{token:?}");
+            h.on_message(c, r#"{"type":"leave"}"#, t0);
+        }
+        // The right token in another room does not work either.
+        let c = h.connect(t0);
+        assert_ne!(resume(&mut h, c, "room-0007", &a_id, Some(&a_token), t0), a_id);
+        h.disconnect(c, t0);
+        // With its token, within the grace: a is back.
+        let a2 = h.connect(t0);
+        let t1 = t0 + Duration::from_secs(59);
+        assert_eq!(resume(&mut h, a2, "room-0006", &a_id, Some(&a_token), t1), a_id);
+        // After the grace the token is worthless.
+        h.disconnect(a2, t1);
+        let a3 = h.connect(t1);
+        assert_ne!(resume(&mut h, a3, "room-0006", &a_id, Some(&a_token), t1 + Duration::from_secs(61)), a_id);
+    }
+
+    #[test]
+    fn leave_kills_the_token_and_a_kept_key_resumes_after_a_restart() {
+        let t0 = Instant::now();
+        let key = ResumeKey::random();
+        let mut h = hub(Limits::default()).with_resume_key(key.clone(), t0);
+        let a = h.connect(t0);
+        let (a_id, a_token) = joined_of(&h.on_message(a, r#"{"type":"join","room":"room-0008"}"#, t0), a);
+        h.on_message(a, r#"{"type":"leave"}"#, t0);
+        assert_ne!(resume(&mut h, a, "room-0008", &a_id, Some(&a_token), t0), a_id, "left on purpose");
+        h.disconnect(a, t0);
+
+        // A restart: a new hub with the same key knows nothing of a, but its token works
+        // for the grace period after boot.
+        let boot = t0 + Duration::from_secs(300);
+        let mut h2 = hub(Limits::default()).with_resume_key(key.clone(), boot);
+        let b = h2.connect(boot);
+        let (b_id, b_token) = joined_of(&h2.on_message(b, r#"{"type":"join","room":"room-0008"}"#, boot), b);
+        h2.disconnect(b, boot);
+        let mut h3 = hub(Limits::default()).with_resume_key(key.clone(), boot);
+        let b2 = h3.connect(boot);
+        assert_eq!(resume(&mut h3, b2, "room-0008", &b_id, Some(&b_token), boot + Duration::from_secs(5)), b_id);
+        // A hub with another key refuses it.
+        let mut h4 = hub(Limits::default()).with_resume_key(ResumeKey::random(), boot);
+        let b3 = h4.connect(boot);
+        assert_ne!(resume(&mut h4, b3, "room-0008", &b_id, Some(&b_token), boot), b_id);
+        // And after the boot grace, the restarted hub refuses it too.
+        let mut h5 = hub(Limits::default()).with_resume_key(key, boot);
+        let b4 = h5.connect(boot);
+        assert_ne!(resume(&mut h5, b4, "room-0008", &b_id, Some(&b_token), boot + Duration::from_secs(61)), b_id);
+    }
+
+    #[test]
+    fn join_deadline_counts_time_outside_rooms() {
+        let t0 = Instant::now();
+        let mut h = hub(Limits { join_timeout: Duration::from_secs(10), ..Limits::default() });
+        let c = h.connect(t0);
+        assert!(!h.join_deadline_passed(c, t0 + Duration::from_secs(10)));
+        assert!(h.join_deadline_passed(c, t0 + Duration::from_secs(11)));
+        let t1 = t0 + Duration::from_secs(5);
+        let _ = h.on_message(c, r#"{"type":"join","room":"room-0009"}"#, t1);
+        assert!(!h.join_deadline_passed(c, t1 + Duration::from_secs(3600)), "joined");
+        let t2 = t1 + Duration::from_secs(100);
+        h.on_message(c, r#"{"type":"leave"}"#, t2);
+        assert!(!h.join_deadline_passed(c, t2 + Duration::from_secs(10)));
+        assert!(h.join_deadline_passed(c, t2 + Duration::from_secs(11)), "left and idle");
+    }
+
+    #[test]
+    fn display_names_lose_bidi_and_zero_width_characters() {
         let now = Instant::now();
         let mut h = hub(Limits::default());
         let (a, b) = (h.connect(now), h.connect(now));
-        let (a_id, _, _) = join(&mut h, a, "room-0006", now);
-        // b asks for a's id while a holds it: gets a fresh one.
-        let out = h.on_message(b, &json!({"type":"join","room":"room-0006","resume":a_id}).to_string(), now);
-        let got = sends_to(&out, b).into_iter().find_map(|m| match m {
-            ServerMessage::Joined { id, .. } => Some(id),
-            _ => None,
-        });
-        assert_ne!(got.as_ref(), Some(&a_id));
-        h.disconnect(a);
-        let a2 = h.connect(now);
-        let out = h.on_message(a2, &json!({"type":"join","room":"room-0006","resume":a_id}).to_string(), now);
-        assert!(sends_to(&out, a2).iter().any(|m| matches!(m, ServerMessage::Joined { id, .. } if *id == a_id)));
+        h.on_message(a, r#"{"type":"join","room":"room-0010"}"#, now);
+        let msg = json!({"type":"join","room":"room-0010","name":"Bo\u{202E}b\u{200B}"});
+        let out = h.on_message(b, &msg.to_string(), now);
+        let seen = sends_to(&out, a);
+        assert!(
+            matches!(&seen[..], [ServerMessage::PeerJoined { peer }] if peer.name.as_deref() == Some("Bob")),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Limits {
     pub max_refusals: u32,
     /// Longest display name, in characters.
     pub max_name_chars: usize,
+    /// How long after its connection dropped a participant may resume its id (with its token).
+    pub resume_grace: Duration,
+    /// How long a connection may stay outside any room (after connecting or leaving).
+    pub join_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -28,6 +32,8 @@ impl Default for Limits {
             rate_burst: 200.0,
             max_refusals: 100,
             max_name_chars: 64,
+            resume_grace: Duration::from_secs(60),
+            join_timeout: Duration::from_secs(10),
         }
     }
 }

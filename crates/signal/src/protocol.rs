@@ -24,6 +24,9 @@ pub enum ClientMessage {
         /// A peer id this tab held before its WebSocket was re-established.
         #[serde(default)]
         resume: Option<String>,
+        /// The `resume_token` that came with that id's `joined`; without it `resume` is ignored.
+        #[serde(default)]
+        resume_token: Option<String>,
     },
     /// Relayed verbatim to peer `to` in the sender's room.
     Signal {
@@ -55,6 +58,8 @@ pub enum ServerMessage {
         peers: Vec<PeerInfo>,
         capacity: usize,
         protocol: u32,
+        /// The secret that resumes this id after a reconnect; sent to this participant only.
+        resume_token: String,
     },
     PeerJoined {
         peer: PeerInfo,
@@ -129,7 +134,13 @@ mod tests {
         let join = parse_client(r#"{"type":"join","room":"abcdefgh","name":"Ann"}"#).unwrap();
         assert_eq!(
             join,
-            ClientMessage::Join { room: "abcdefgh".into(), name: Some("Ann".into()), version: None, resume: None }
+            ClientMessage::Join {
+                room: "abcdefgh".into(),
+                name: Some("Ann".into()),
+                version: None,
+                resume: None,
+                resume_token: None
+            }
         );
         let sig = parse_client(r#"{"type":"signal","to":"x","data":{"candidate":{"candidate":"c"}}}"#).unwrap();
         assert_eq!(sig, ClientMessage::Signal { to: "x".into(), data: json!({"candidate":{"candidate":"c"}}) });

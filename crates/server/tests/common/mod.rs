@@ -23,9 +23,18 @@ pub struct TestCli {
     pub serve: ServeArgs,
 }
 
+/// A state directory private to this test process (the resume-token key lives there).
+pub fn test_state_dir() -> String {
+    std::env::temp_dir().join(format!("callsight-test-state-{}", std::process::id())).display().to_string()
+}
+
 /// A real server on 127.0.0.1 (random port) with `extra` flags.
 pub async fn start_server(extra: &[&str]) -> callsight_server::Running {
+    let state_dir = test_state_dir();
     let mut argv = vec!["callsight", "--bind", "127.0.0.1:0"];
+    if !extra.contains(&"--state-dir") {
+        argv.extend(["--state-dir", state_dir.as_str()]);
+    }
     argv.extend_from_slice(extra);
     let args = TestCli::try_parse_from(argv).expect("test flags parse").serve;
     callsight_server::start(args).await.expect("server starts")
@@ -36,6 +45,22 @@ pub async fn start(extra: &[&str]) -> SocketAddr {
     let mut argv = vec!["--no-stun", "--no-media"];
     argv.extend_from_slice(extra);
     start_server(&argv).await.http_addr
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (any of 127.0.0.0/8).
+pub async fn tcp_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source.parse().expect("source ip"), 0))?;
+    socket.connect(addr).await
+}
+
+/// A WebSocket to `addr` from the loopback address `source`.
+pub async fn connect_from(source: &str, addr: SocketAddr) -> Ws {
+    let tcp = tcp_from(source, addr).await.expect("tcp connects");
+    tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("websocket connects")
+        .0
 }
 
 pub async fn connect(addr: SocketAddr) -> Ws {
@@ -70,7 +95,12 @@ pub async fn closed(ws: &mut Ws) -> String {
 }
 
 pub async fn join(ws: &mut Ws, room: &str) -> Value {
-    send(ws, json!({"type":"join","room":room})).await;
+    join_with(ws, json!({"type":"join","room":room})).await
+}
+
+/// Sends this `join` message and expects `joined`.
+pub async fn join_with(ws: &mut Ws, msg: Value) -> Value {
+    send(ws, msg).await;
     let v = recv(ws).await;
     assert_eq!(v["type"], "joined", "{v}");
     v
