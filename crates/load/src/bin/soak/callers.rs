@@ -62,12 +62,10 @@ pub fn room_id(tag: &str, i: usize) -> String {
     format!("{s:x<22}")
 }
 
-/// Starts every room; returns their ids (what an eavesdropper could know).
-pub async fn start(args: &Args, tally: Arc<Tally>, end: Instant) -> anyhow::Result<Vec<String>> {
-    let mut rooms = Vec::new();
+/// Starts every room.
+pub fn start(args: &Args, tally: Arc<Tally>, end: Instant) {
     for r in 0..args.rooms {
         let room = room_id("c", r);
-        rooms.push(room.clone());
         let (server, rate, tally) = (args.server, args.rate, tally.clone());
         tokio::spawn(async move {
             while Instant::now() < end {
@@ -79,7 +77,6 @@ pub async fn start(args: &Args, tally: Arc<Tally>, end: Instant) -> anyhow::Resu
             }
         });
     }
-    Ok(rooms)
 }
 
 /// One room until `end`: the second participant signals the first, which answers.

@@ -15,15 +15,14 @@ use tokio_tungstenite::tungstenite::Message;
 /// Pause between an attacker's attempts, so a refused attacker does not spin.
 const PAUSE: Duration = Duration::from_millis(200);
 
-pub fn start(args: &Args, tally: Arc<Tally>, end: Instant, rooms: Vec<String>) {
-    let rooms = Arc::new(rooms);
+pub fn start(args: &Args, tally: Arc<Tally>, end: Instant) {
     for i in 0..args.hostile {
         let (server, t) = (args.server, tally.clone());
         tokio::spawn(repeat(end, PAUSE, move || half_open(server, i, t.clone())));
         let (server, t) = (args.server, tally.clone());
         tokio::spawn(repeat(end, PAUSE, move || never_joins(server, i, t.clone())));
-        let (server, t, rooms) = (args.server, tally.clone(), rooms.clone());
-        tokio::spawn(repeat(end, PAUSE, move || garbage(server, i, t.clone(), rooms.clone())));
+        let (server, t) = (args.server, tally.clone());
+        tokio::spawn(repeat(end, PAUSE, move || garbage(server, i, t.clone())));
         let (server, t) = (args.server, tally.clone());
         tokio::spawn(repeat(end, PAUSE, move || hijack(server, i, t.clone())));
         let (server, t) = (args.server, tally.clone());
@@ -68,13 +67,13 @@ async fn never_joins(server: SocketAddr, i: usize, tally: Arc<Tally>) -> anyhow:
     Ok(())
 }
 
-/// Garbage, binary and oversized frames, into one of the callers' rooms when it has a seat.
-async fn garbage(server: SocketAddr, i: usize, tally: Arc<Tally>, rooms: Arc<Vec<String>>) -> anyhow::Result<()> {
+/// Garbage, binary and oversized frames, from a participant of a room of its own (a room
+/// link is the room's secret: an attacker without it cannot sit in the callers' rooms), and
+/// signals addressed to the callers' rooms' participants, which it cannot reach.
+async fn garbage(server: SocketAddr, i: usize, tally: Arc<Tally>) -> anyhow::Result<()> {
     let mut ws = connect(server, source_ip(4, i)).await?;
     Tally::add(&tally.hostile_conns);
-    if let Some(room) = rooms.get(i % rooms.len().max(1)) {
-        let _ = join(&mut ws, room, json!({})).await;
-    }
+    let _ = join(&mut ws, &room_id("g", i), json!({})).await;
     let big = "x".repeat(256 * 1024);
     for frame in [
         Message::Text("{not json".into()),

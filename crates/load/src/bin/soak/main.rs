@@ -93,8 +93,8 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let end = start + Duration::from_secs(args.duration);
 
-    let rooms = callers::start(&args, tally.clone(), end).await?;
-    hostile::start(&args, tally.clone(), end, rooms);
+    callers::start(&args, tally.clone(), end);
+    hostile::start(&args, tally.clone(), end);
 
     println!("| t (s) | server RSS MiB | relayed msg/s | p99 ms | caller errors | hostile conns | hijacks |");
     println!("|---|---|---|---|---|---|---|");
