@@ -1,10 +1,10 @@
 //! Detector flags shared by `callsight` (serve) and `callsight detect`.
 
-use callsight_vision::{BackendChoice, DetectorConfig, ModelKind, ModelSource};
+use callsight_vision::{BackendChoice, DetectorConfig, ModelKind, ModelSource, Precision};
 use clap::Args;
 use std::path::PathBuf;
 
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug)]
 pub struct DetectorArgs {
     /// A bundled model by name: centernet or nanodet (default: the bundled default).
     #[arg(long, env = "CALLSIGHT_MODEL_NAME", conflicts_with = "model")]
@@ -30,6 +30,13 @@ pub struct DetectorArgs {
     /// Long side of the network input in pixels, e.g. 320, 416 or 512 (default: the model's own).
     #[arg(long, env = "CALLSIGHT_DETECT_SIZE")]
     pub detect_size: Option<usize>,
+    /// fp32, or int8 (the bundled NanoDet quantised: about 2.4x faster on onnxruntime,
+    /// needs onnxruntime; accuracy in models/README.md).
+    #[arg(long, env = "CALLSIGHT_PRECISION", default_value = "fp32")]
+    pub precision: Precision,
+    /// Largest --model file accepted, in bytes.
+    #[arg(long, env = "CALLSIGHT_MAX_MODEL_BYTES", default_value_t = DetectorConfig::DEFAULT_MAX_MODEL_BYTES)]
+    pub max_model_bytes: u64,
 }
 
 impl DetectorArgs {
@@ -47,6 +54,8 @@ impl DetectorArgs {
             threads: self.threads,
             detect_size: self.detect_size,
             workers,
+            max_model_bytes: self.max_model_bytes,
+            precision: self.precision,
         }
     }
 }

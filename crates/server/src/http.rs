@@ -1,4 +1,4 @@
-//! The HTTP surface: the embedded web client, `/api/config`, `/healthz` and `/ws`.
+//! The HTTP surface: the embedded web client, `/api/config`, `/api/labels`, `/healthz` and `/ws`.
 
 use crate::admission::Slot;
 use crate::serve::ConnectionSlot;
@@ -24,6 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(index))
         .route("/r/{room}", get(index))
         .route("/api/config", get(config))
+        .route("/api/labels", get(labels))
         .route("/healthz", get(healthz))
         .route("/ws", get(websocket))
         .fallback(get(asset))
@@ -81,6 +82,15 @@ fn serve_asset(path: &str) -> Response {
         }
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+/// The class names of the running detector, indexed by class id (COCO-80 without media),
+/// so the web client keeps no copy of its own.
+async fn labels(State(state): State<Arc<AppState>>) -> Json<Vec<String>> {
+    Json(match &state.media {
+        Some(m) => m.detector.labels().to_vec(),
+        None => callsight_vision::labels::coco80(),
+    })
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

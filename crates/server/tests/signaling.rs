@@ -157,6 +157,9 @@ async fn http_endpoints_serve_client_config_and_health() {
     let stun_port = running.stun_addr.unwrap().port();
     assert_eq!(config["ice_servers"][0]["urls"][0], format!("stun:127.0.0.1:{stun_port}"));
     assert_eq!(config["room_capacity"], 2);
+    let labels = http_get(addr, "/api/labels").await;
+    let labels: Value = serde_json::from_str(labels.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!((labels[0].as_str(), labels[79].as_str()), (Some("person"), Some("toothbrush")), "{labels}");
     assert!(http_get(addr, "/healthz").await.contains("\"status\":\"ok\""));
     let page = http_get(addr, "/r/someRoomId123").await;
     assert!(page.starts_with("HTTP/1.1 200") && page.contains("<html"), "{page}");

@@ -8,6 +8,9 @@ pub static CENTERNET_HEADS: &[u8] = include_bytes!("../../../models/centernet-he
 /// NanoDet (GFL head, strides 8/16/32), any input shape.
 pub static NANODET: &[u8] = include_bytes!("../../../models/nanodet.onnx");
 
+/// NanoDet quantised to int8 (QDQ, onnxruntime static quantisation; models/README.md).
+pub static NANODET_INT8: &[u8] = include_bytes!("../../../models/nanodet-int8.onnx");
+
 /// Name of the default bundled model (chosen by speed and accuracy, see docs/vision.md).
 pub const DEFAULT_MODEL: &str = "nanodet";
 
@@ -42,6 +45,16 @@ pub const YOLO_NORM: Normalize = Normalize { mean: [0.0; 3], scale: [1.0 / 255.0
 /// A bundled model by name: bytes and spec.
 pub fn bundled(name: &str) -> Option<(&'static [u8], ModelSpec)> {
     match name {
+        "nanodet-int8" => Some((
+            NANODET_INT8,
+            ModelSpec {
+                name: "nanodet-int8".into(),
+                kind: ModelKind::NanoDet,
+                layout: Layout::Nchw,
+                norm: NANODET_NORM,
+                default_size: 416,
+            },
+        )),
         "centernet" => Some((
             CENTERNET_HEADS,
             ModelSpec {

@@ -66,6 +66,28 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
+/// Numeric precision of the bundled model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// The float model (any backend).
+    #[default]
+    Fp32,
+    /// NanoDet quantised to int8 (`models/nanodet-int8.onnx`): onnxruntime only (tract
+    /// runs it slower than float), bundled NanoDet only.
+    Int8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" | "float" | "f32" => Ok(Precision::Fp32),
+            "int8" | "i8" => Ok(Precision::Int8),
+            other => Err(format!("unknown precision {other:?} (expected fp32 or int8)")),
+        }
+    }
+}
+
 /// Everything [`crate::Detector::load`] needs.
 #[derive(Clone, Debug)]
 pub struct DetectorConfig {
@@ -82,6 +104,14 @@ pub struct DetectorConfig {
     /// Concurrent inferences the backend is prepared for (onnxruntime: one session each;
     /// 0 = one per core). See [`crate::Detector::recommended_workers`].
     pub workers: usize,
+    /// Largest model file accepted (`--max-model-bytes`); the bundled ones are 8-15 MB.
+    pub max_model_bytes: u64,
+    /// fp32 (default) or int8 (bundled NanoDet with onnxruntime).
+    pub precision: Precision,
+}
+
+impl DetectorConfig {
+    pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 20;
 }
 
 impl Default for DetectorConfig {
@@ -93,6 +123,8 @@ impl Default for DetectorConfig {
             threads: 0,
             detect_size: None,
             workers: 0,
+            max_model_bytes: Self::DEFAULT_MAX_MODEL_BYTES,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::backend::{input_dims, parse_onnx, Backend, TractBackend};
 use crate::bundled::{self, ModelSpec};
-use crate::config::{BackendChoice, DetectorConfig, ModelKind, ModelSource};
+use crate::config::{BackendChoice, DetectorConfig, ModelKind, ModelSource, Precision};
 use crate::decode::{decode, DecodeParams, Head};
 use crate::error::{Result, VisionError};
 use crate::labels;
@@ -62,6 +62,14 @@ impl Detector {
     /// Loads the model, picks the backend, and runs one warm-up inference whose outputs
     /// are checked against what the decoder expects (so a wrong model fails here).
     pub fn load(config: &DetectorConfig) -> Result<Detector> {
+        let resolved;
+        let config = match config.precision {
+            Precision::Fp32 => config,
+            Precision::Int8 => {
+                resolved = int8_config(config)?;
+                &resolved
+            }
+        };
         let (bytes, spec_hint, labels): (std::borrow::Cow<'static, [u8]>, Option<ModelSpec>, Vec<String>) =
             match &config.model {
                 ModelSource::Default => {
@@ -79,7 +87,7 @@ impl Detector {
                     (b.into(), Some(s), labels::coco80())
                 }
                 ModelSource::File { path, labels: lp, .. } => {
-                    let b = std::fs::read(path).map_err(|source| VisionError::Io { path: path.clone(), source })?;
+                    let b = crate::io::read_file_limited(path, config.max_model_bytes, "--max-model-bytes")?;
                     let l = match lp {
                         Some(p) => labels::load_labels(p)?,
                         None => labels::coco80(),
@@ -291,6 +299,37 @@ impl Detector {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / self.backend.threads().max(1)).max(1)
     }
+}
+
+/// `--precision int8`: the bundled int8 NanoDet on onnxruntime (auto means onnxruntime
+/// here: tract runs the int8 graph slower than the float one, models/README.md).
+fn int8_config(config: &DetectorConfig) -> Result<DetectorConfig> {
+    let name = match &config.model {
+        ModelSource::Default => bundled::DEFAULT_MODEL,
+        ModelSource::Bundled(n) => n.as_str(),
+        ModelSource::File { .. } => {
+            return Err(VisionError::Config(
+                "--precision int8 picks a bundled int8 model; for your own quantised model pass it with --model".into(),
+            ))
+        }
+    };
+    if name != "nanodet" {
+        return Err(VisionError::Config(format!("--precision int8 exists for nanodet only, not {name:?}")));
+    }
+    let backend = match config.backend {
+        BackendChoice::Tract => {
+            return Err(VisionError::Config(
+                "--precision int8 needs onnxruntime (tract runs the int8 model slower than float)".into(),
+            ))
+        }
+        BackendChoice::Auto | BackendChoice::Ort => BackendChoice::Ort,
+    };
+    Ok(DetectorConfig {
+        model: ModelSource::Bundled("nanodet-int8".into()),
+        backend,
+        precision: Precision::Fp32,
+        ..config.clone()
+    })
 }
 
 fn make_backend(

@@ -11,6 +11,8 @@ pub enum VisionError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is {size} bytes, over the limit of {limit} ({flag})")]
+    TooLarge { path: PathBuf, size: u64, limit: u64, flag: String },
     #[error("cannot decode image: {0}")]
     Image(String),
     #[error("invalid frame: {0}")]

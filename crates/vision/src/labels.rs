@@ -116,3 +116,11 @@ pub fn class_id(labels: &[String], name_or_id: &str) -> Option<u32> {
     }
     labels.iter().position(|l| l.eq_ignore_ascii_case(s)).map(|i| i as u32)
 }
+
+/// Parses `--classes person,car,2` against the labels.
+pub fn parse_classes(spec: &str, labels: &[String]) -> Result<Vec<u32>> {
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| class_id(labels, s).ok_or_else(|| VisionError::Config(format!("unknown class {:?}", s.trim()))))
+        .collect()
+}

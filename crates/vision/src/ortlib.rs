@@ -1,5 +1,5 @@
-//! Finding a usable libonnxruntime: explicit path, env vars, the `onnxruntime` Python
-//! package, system library paths. Every candidate is checked (ELF file, `OrtGetApiBase`,
+//! Finding a usable libonnxruntime: explicit path, env vars, the venv of
+//! `scripts/install-onnxruntime.sh`, the `onnxruntime` Python package, system library paths. Every candidate is checked (ELF file, `OrtGetApiBase`,
 //! version) before `ort` sees it, because `ort` panics or aborts on a bad library.
 
 use std::path::{Path, PathBuf};
@@ -33,8 +33,15 @@ pub fn min_minor_version() -> u32 {
 }
 
 /// Candidates in lookup order. `explicit` (config / `--onnxruntime`) comes first, then
-/// `CALLSIGHT_ONNXRUNTIME`, `ORT_DYLIB_PATH`, the Python package (repo `.venv` first, then
-/// `python3`), then system paths.
+/// `CALLSIGHT_ONNXRUNTIME`, `ORT_DYLIB_PATH`, the venv that `scripts/install-onnxruntime.sh`
+/// makes (`$XDG_DATA_HOME/callsight/onnxruntime`), the repository's own `.venv` (tests,
+/// `cargo run`), the user's site-packages, the `python3` on `PATH` (absolute entries only,
+/// run isolated), then system paths.
+///
+/// Nothing here runs code from the working directory: venvs are searched on disk without
+/// running their Python, and the one Python that is run is started with `-I` (no current
+/// directory or user paths on `sys.path`, no `PYTHON*` variables) and only asks where the
+/// package is (`importlib.util.find_spec`, which does not import it).
 pub fn candidates(explicit: Option<&Path>) -> Vec<Candidate> {
     let mut out = Vec::new();
     if let Some(p) = explicit {
@@ -48,10 +55,23 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<Candidate> {
             return out;
         }
     }
-    for py in python_candidates() {
-        if let Some(p) = python_lib(&py) {
-            out.push(Candidate { path: p, origin: format!("Python package via {}", py.display()) });
+    let mut push = |path: Option<PathBuf>, origin: String| {
+        if let Some(path) = path {
+            if !out.iter().any(|c: &Candidate| c.path == path) {
+                out.push(Candidate { path, origin });
+            }
         }
+    };
+    if let Some(venv) = install_dir() {
+        push(venv_lib(&venv), format!("venv {} (scripts/install-onnxruntime.sh)", venv.display()));
+    }
+    let repo_venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv");
+    push(venv_lib(&repo_venv), format!("venv {}", repo_venv.display()));
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute()) {
+        push(venv_lib(&home.join(".local")), "user site-packages".into());
+    }
+    if let Some(py) = python_on_path() {
+        push(python_lib(&py), format!("Python package via {}", py.display()));
     }
     for dir in [
         "/usr/local/lib",
@@ -60,39 +80,58 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<Candidate> {
         "/usr/lib/aarch64-linux-gnu",
         "/opt/onnxruntime/lib",
     ] {
-        if let Some(p) = newest_lib_in(Path::new(dir)) {
-            out.push(Candidate { path: p, origin: format!("system path {dir}") });
-        }
+        push(newest_lib_in(Path::new(dir)), format!("system path {dir}"));
     }
     out
 }
 
-fn python_candidates() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    let mut roots = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.push(cwd);
-    }
-    // The repository this crate was built from (tests, `cargo run`).
-    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    for r in roots {
-        let p = r.join(".venv/bin/python3");
-        if p.is_file() && !v.contains(&p) {
-            v.push(p);
-        }
-    }
-    v.push(PathBuf::from("python3"));
-    v
+/// Where `scripts/install-onnxruntime.sh` puts its venv: `$XDG_DATA_HOME/callsight/onnxruntime`,
+/// `XDG_DATA_HOME` defaulting to `~/.local/share`. Relative values are ignored (XDG spec).
+pub fn install_dir() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .filter(|p| p.is_absolute())?;
+    Some(data.join("callsight/onnxruntime"))
 }
 
-/// Asks a Python interpreter where its `onnxruntime` package keeps the shared library.
+/// `libonnxruntime.so*` of the `onnxruntime` package under a venv or prefix
+/// (`lib/python3*/site-packages/onnxruntime/capi/`), found on disk without running Python.
+pub fn venv_lib(prefix: &Path) -> Option<PathBuf> {
+    let mut libdirs: Vec<PathBuf> = std::fs::read_dir(prefix.join("lib"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+        .collect();
+    // Newest Python first (python3.12 before python3.11): lengths, then names.
+    libdirs.sort_by(|a, b| (b.as_os_str().len(), b).cmp(&(a.as_os_str().len(), a)));
+    libdirs.into_iter().find_map(|d| newest_lib_in(&d.join("site-packages/onnxruntime/capi")))
+}
+
+/// The first `python3` in an absolute `PATH` entry (a relative entry such as `.` would
+/// resolve against the working directory).
+fn python_on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).filter(|d| d.is_absolute()).map(|d| d.join("python3")).find(|p| p.is_file())
+}
+
+/// Asks a Python interpreter, isolated (`-I`), where its `onnxruntime` package lives,
+/// without importing it, and looks for the shared library there.
 fn python_lib(python: &Path) -> Option<PathBuf> {
-    let script = "import os, onnxruntime as o; print(os.path.join(os.path.dirname(o.__file__), 'capi'))";
-    let out = Command::new(python).args(["-c", script]).output().ok()?;
+    let script = "import importlib.util as u, os\n\
+s = u.find_spec('onnxruntime')\n\
+print(os.path.join(list(s.submodule_search_locations)[0], 'capi') if s and s.submodule_search_locations else '')";
+    // Started from the root directory, so not even a relative path in the interpreter's
+    // own configuration points into the caller's working directory.
+    let out = Command::new(python).args(["-I", "-c", script]).current_dir("/").output().ok()?;
     if !out.status.success() {
         return None;
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !dir.is_absolute() {
+        return None;
+    }
     newest_lib_in(&dir)
 }
 
@@ -178,7 +217,7 @@ fn api_version(path: &Path) -> Result<String, String> {
 pub fn find(explicit: Option<&Path>) -> Result<FoundLib, String> {
     let cands = candidates(explicit);
     if cands.is_empty() {
-        return Err("no candidates: no --onnxruntime, CALLSIGHT_ONNXRUNTIME or ORT_DYLIB_PATH, no Python onnxruntime package, no libonnxruntime.so in system paths".into());
+        return Err("no candidates: no --onnxruntime, CALLSIGHT_ONNXRUNTIME or ORT_DYLIB_PATH, no Python onnxruntime package, no libonnxruntime.so in system paths (scripts/install-onnxruntime.sh installs one)".into());
     }
     let mut tried = Vec::new();
     for c in cands {

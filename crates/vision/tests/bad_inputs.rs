@@ -1,6 +1,7 @@
 //! Untrusted inputs: clear errors, no panics.
 
 mod common;
+use callsight_vision::io::{decode_image, ImageLimits};
 use callsight_vision::{
     BackendChoice, DetectOptions, Detector, DetectorConfig, I420Frame, ModelKind, ModelSource, VisionError,
 };
@@ -8,9 +9,10 @@ use common::*;
 
 #[test]
 fn truncated_and_empty_images_are_errors() {
+    let lim = ImageLimits::default();
     let bytes = std::fs::read(test_data("bus.jpg")).expect("read");
     let cut = &bytes[..bytes.len() / 3];
-    match callsight_vision::cli::decode_image(cut) {
+    match decode_image(cut, &lim) {
         Err(VisionError::Image(m)) => assert!(m.contains("truncated"), "{m}"),
         Err(e) => panic!("wrong error for a truncated JPEG: {e}"),
         Ok(_) => panic!("a truncated JPEG decoded without error"),
@@ -22,11 +24,11 @@ fn truncated_and_empty_images_are_errors() {
             .expect("encode png");
         v
     };
-    assert!(callsight_vision::cli::decode_image(&png).is_ok());
-    assert!(callsight_vision::cli::decode_image(&png[..png.len() / 2]).is_err(), "truncated PNG");
-    assert!(callsight_vision::cli::decode_image(&[]).is_err());
-    assert!(callsight_vision::cli::decode_image(b"not an image at all").is_err());
-    assert!(callsight_vision::cli::decode_image(&bytes[..2]).is_err());
+    assert!(decode_image(&png, &lim).is_ok());
+    assert!(decode_image(&png[..png.len() / 2], &lim).is_err(), "truncated PNG");
+    assert!(decode_image(&[], &lim).is_err());
+    assert!(decode_image(b"not an image at all", &lim).is_err());
+    assert!(decode_image(&bytes[..2], &lim).is_err());
 
     let det = Detector::load(&tract(ModelSource::Default)).expect("load");
     let err = det.detect_rgb(&image::RgbImage::new(0, 0), &DetectOptions::default()).expect_err("zero-size image");

@@ -84,7 +84,7 @@ fn load_frame(path: Option<PathBuf>) -> anyhow::Result<Frame> {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test-data"));
         dir.join("bus.y4m")
     });
-    let mut y4m = callsight_vision::cli::Y4m::open(&path)
+    let mut y4m = callsight_vision::io::Y4m::open(&path, &Default::default())
         .with_context(|| format!("{}: run scripts/fetch-test-data.sh", path.display()))?;
     let (w, h) = (y4m.width, y4m.height);
     let Some((y, u, v)) = y4m.next_frame()? else { bail!("{}: no frames", path.display()) };
@@ -99,6 +99,7 @@ fn config(a: &Args, backend: &str, size: usize, threads: usize, workers: usize) 
         threads,
         detect_size: Some(size),
         workers,
+        ..DetectorConfig::default()
     })
 }
 
