@@ -5,8 +5,7 @@
 #   tfjs_graph_converter --compat_mode tflite       ->  TF saved model (fused ops split)
 #   tf2onnx, opset 13                              ->  models/centernet.onnx (512x512 only),
 #                                                      models/nanodet.onnx (relax_shapes.py:
-#                                                      any input size, multiples of 32;
-#                                                      fold_pads.py: Pads into the convs)
+#                                                      any input size, multiples of 32)
 #   make_heads.py                                  ->  models/centernet-heads.onnx (cut at the heads,
 #                                                      any input size, NCHW input)
 #   quantize.py                                    ->  models/nanodet-int8.onnx (onnxruntime static
@@ -104,11 +103,6 @@ for m in centernet nanodet; do
     if [[ $m == nanodet ]]; then
       # NanoDet is convolutional up to its outputs: free its input size.
       "$VENV/bin/python" "$HERE/relax_shapes.py" "$out.tmp" "$out.tmp"
-      # TF's SAME padding came out as 29 explicit Pad nodes that tract runs one by one:
-      # fold them into the convs/max-pools (checked for parity with onnxruntime).
-      "$ROOT/scripts/fetch-test-data.sh" >/dev/null
-      "$VENV/bin/python" "$HERE/fold_pads.py" "$out.tmp" "$out.tmp" \
-        --check-image "${CALLSIGHT_TEST_DATA:-$ROOT/test-data}/bus.jpg"
     fi
     mv "$out.tmp" "$out"
   fi

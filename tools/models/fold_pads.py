@@ -14,6 +14,11 @@ docs/vision.md). A Pad is folded when:
 The consumer's `pads` attribute ([h_begin, w_begin, h_end, w_end]) gets the spatial pads
 added and reads the Pad's input directly; the Pad goes.
 
+Result on NanoDet (docs/vision.md, "Pad folding"): all 29 folded, outputs identical in
+onnxruntime, but tract lowers every padded Conv into its own Pad + im2col + matmul, so
+tract still runs 27 Pad ops and is no faster. The bundled model is therefore left as
+converted; the script stays as the tool and the record.
+
 Parity: the rewritten model runs with onnxruntime next to the original on a photo (at
 416x416 and 320x416, or the model's fixed size; NCHW RGB/255 or NHWC RGB 0..255 as the
 input's layout says); every output must agree within 1e-5 (absolute), or the script fails
