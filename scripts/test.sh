@@ -16,6 +16,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v cc >/dev/null || missing+=(build-essential)
+# scripts/install-onnxruntime.sh is tested on Debian's own python3 (PEP 668).
+{ [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; } || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -35,6 +37,18 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests"
 cargo test --workspace --locked
+
+step "onnxruntime in one command on Debian's python3 (PEP 668: no global pip)"
+# A throwaway XDG_DATA_HOME; the binary must find the venv there by itself, from a
+# directory that is not the repository.
+xdg="$(mktemp -d)"
+PYTHON=/usr/bin/python3 XDG_DATA_HOME="$xdg" bash scripts/install-onnxruntime.sh >/dev/null
+found="$(cd "$xdg" && env -u CALLSIGHT_ONNXRUNTIME -u ORT_DYLIB_PATH XDG_DATA_HOME="$xdg" RUST_LOG=info \
+  "$CARGO_TARGET_DIR/debug/callsight" detect --backend ort "$CALLSIGHT_TEST_DATA/bus.jpg" 2>&1)" ||
+  { echo "$found"; exit 1; }
+grep -q "onnxruntime loaded.*$xdg/callsight/onnxruntime" <<<"$found" || { echo "$found"; exit 1; }
+rm -rf "$xdg"
+echo "onnxruntime from $xdg/callsight/onnxruntime: OK"
 
 step "browser end-to-end tests"
 export CALLSIGHT_BIN="$CARGO_TARGET_DIR/debug/callsight"

@@ -14,6 +14,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at start-up: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the web client, signaling, STUN and media (the default).

@@ -172,3 +172,29 @@ fn onnxruntime_discovery_runs_no_code_from_the_working_directory() {
     assert!(!marker.exists(), "discovery ran code from the working directory: {:?}", std::fs::read_to_string(&marker));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn precision_int8_runs_the_bundled_int8_model_on_onnxruntime_and_refuses_tract() {
+    // onnxruntime from the repository's .venv (scripts/fetch-test-data.sh), found by discovery.
+    let out = detect(&["--precision".as_ref(), "int8".as_ref(), test_data("bus.jpg").as_os_str()], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("nanodet-int8") && stderr.contains("onnxruntime"), "says what runs: {stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().expect("a line")).expect("JSON");
+    let labels: Vec<&str> =
+        line["detections"].as_array().expect("array").iter().filter_map(|d| d["label"].as_str()).collect();
+    assert!(labels.contains(&"bus") && labels.iter().filter(|l| **l == "person").count() >= 3, "{labels:?}");
+    let out = detect(
+        &[
+            "--precision".as_ref(),
+            "int8".as_ref(),
+            "--backend".as_ref(),
+            "tract".as_ref(),
+            test_data("bus.jpg").as_os_str(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--precision int8 needs onnxruntime"), "{stderr}");
+}

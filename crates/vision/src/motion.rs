@@ -122,12 +122,13 @@ impl MotionGate {
             *s /= (*c).max(1) as f32;
         }
 
-        let verdict = if self.reference.len() != self.scratch.len() || self.size != (w, h) || self.grid != (gw, gh) {
+        let new_shape = self.reference.len() != self.scratch.len() || self.size != (w, h) || self.grid != (gw, gh);
+        // A NaN time (unknown) counts as due: analyse rather than stall.
+        let since = t_ms - self.analysed_at;
+        let due = since.is_nan() || since >= self.config.recheck_ms;
+        let verdict = if new_shape || self.changed_share() >= self.config.changed_fraction {
             MotionVerdict::Changed
-        } else if self.changed_share() >= self.config.changed_fraction {
-            MotionVerdict::Changed
-        } else if !(t_ms - self.analysed_at < self.config.recheck_ms) {
-            // (also true when t_ms is NaN: analyse rather than stall)
+        } else if due {
             MotionVerdict::Recheck
         } else {
             MotionVerdict::Static

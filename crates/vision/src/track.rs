@@ -461,7 +461,7 @@ mod tests {
             let mut by_x: Vec<(u64, f32, f32)> = out.iter().map(|o| (o.track_id, o.bbox[0], o.bbox[1])).collect();
             by_x.sort_by(|a, b| (a.2, a.1).partial_cmp(&(b.2, b.1)).unwrap());
             let now: Vec<u64> = by_x.iter().map(|x| x.0).collect();
-            assert_eq!(&now, first.get_or_insert(now.clone()), "frame {i}");
+            assert_eq!(&now, first.get_or_insert_with(|| now.clone()), "frame {i}");
         }
         assert_eq!(tr.next_id, 5, "no track was restarted");
     }
