@@ -137,7 +137,7 @@ async fn published_bus_is_detected_with_the_sent_timestamps() {
     assert!(st.pending_frames <= 1);
     assert!(st.latency_p95_ms.is_some());
     // Serialised like the server forwards it: `box`, no room.
-    let json = serde_json::to_value(&*next_event(&mut events, "alice").await).expect("serialize");
+    let json = serde_json::to_value(&next_event(&mut events, "alice").await.result).expect("serialize");
     assert!(json.get("room").is_none() && json.get("rtp_timestamp").is_some());
     task.abort();
 }
