@@ -36,6 +36,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests"
+# The admission test holds 2000 client + 2000 server sockets in one process.
+ulimit -n 8192 2>/dev/null || true
 cargo test --workspace --locked
 
 step "onnxruntime in one command on Debian's python3 (PEP 668: no global pip)"
