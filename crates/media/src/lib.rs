@@ -11,6 +11,7 @@
 //! - `scheduler`: the detection worker pool (latest frame wins, round-robin, fps cap).
 //! - `stats`: counters and latency percentiles behind [`MediaStats`].
 //! - `h264`: tiny Annex-B helpers (NAL types, keyframe test).
+//! - `sps`: the decoder-bomb guard: each SPS parsed (`h264-reader`) and checked against [`sps::SpsLimits`].
 //! - `client`: a str0m publishing client (tests and `media-load` use it as the peer).
 //! - `synth`: synthetic H.264 from real photos (tests and `media-load`).
 //! - `error`: [`MediaError`].
@@ -23,6 +24,7 @@ pub mod error;
 pub mod h264;
 pub mod hub;
 mod scheduler;
+pub mod sps;
 mod stats;
 pub mod synth;
 
