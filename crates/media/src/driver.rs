@@ -263,7 +263,7 @@ impl Driver {
         if !alive {
             return Err(MediaError::Rtc("session failed at start".into()));
         }
-        tracing::info!(room = %key.room, participant = %key.participant, session = id, "publish accepted");
+        tracing::info!(room = %callsight_signal::redact::room_tag(&key.room), participant = %key.participant, session = id, "publish accepted");
         self.sessions.insert(key, session);
         self.shared.counters.sessions.fetch_add(1, Relaxed);
         self.shared.bump();
@@ -279,7 +279,7 @@ impl Driver {
         drop(s);
         self.shared.counters.sessions.fetch_sub(1, Relaxed);
         self.shared.bump();
-        tracing::info!(room = %key.room, participant = %key.participant, "media session closed: {why}");
+        tracing::info!(room = %callsight_signal::redact::room_tag(&key.room), participant = %key.participant, "media session closed: {why}");
     }
 
     fn datagram(&mut self, d: Datagram) {

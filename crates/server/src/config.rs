@@ -4,6 +4,7 @@ use crate::detector_args::DetectorArgs;
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
@@ -13,16 +14,42 @@ pub struct ServeArgs {
     /// UDP port of the built-in STUN server, on the `--bind` address (0 = any free port).
     #[arg(long, env = "CALLSIGHT_STUN_PORT", default_value_t = 3478)]
     pub stun_port: u16,
+    /// STUN replies per second to one source address (IPv6: per /64), so the server cannot
+    /// be used to amplify traffic towards an address.
+    #[arg(long, env = "CALLSIGHT_STUN_RATE", default_value_t = 10.0)]
+    pub stun_rate: f64,
+    /// STUN replies one source may get in a burst.
+    #[arg(long, env = "CALLSIGHT_STUN_BURST", default_value_t = 20.0)]
+    pub stun_burst: f64,
+    /// Source addresses the STUN rate limiter tracks at once; when all are busy, new
+    /// sources wait for a slot.
+    #[arg(long, env = "CALLSIGHT_STUN_MAX_SOURCES", default_value_t = 10_000)]
+    pub stun_max_sources: usize,
     /// Don't run the STUN server (e.g. when an external one is configured).
     #[arg(long, env = "CALLSIGHT_NO_STUN")]
     pub no_stun: bool,
-    /// External TURN server URL advertised to clients (repeatable), e.g. turn:turn.example.org:3478.
-    #[arg(long = "turn", env = "CALLSIGHT_TURN", value_delimiter = ',')]
+    /// TURN server URL handed to joined participants (repeatable), e.g.
+    /// turn:turn.example.org:3478. Needs the TURN REST secret (CALLSIGHT_TURN_SECRET or --turn-secret-file).
+    #[arg(long = "turn-url", alias = "turn", env = "CALLSIGHT_TURN_URLS", value_delimiter = ',')]
     pub turn_urls: Vec<String>,
-    #[arg(long, env = "CALLSIGHT_TURN_USERNAME", requires = "turn_urls")]
-    pub turn_username: Option<String>,
-    #[arg(long, env = "CALLSIGHT_TURN_CREDENTIAL", requires = "turn_urls")]
-    pub turn_credential: Option<String>,
+    /// File holding the secret shared with the TURN server (coturn `static-auth-secret`).
+    /// Or set CALLSIGHT_TURN_SECRET. Never on the command line.
+    #[arg(long, env = "CALLSIGHT_TURN_SECRET_FILE", requires = "turn_urls")]
+    pub turn_secret_file: Option<PathBuf>,
+    /// How long an issued TURN credential stays valid (e.g. 3600, 90s, 30m, 1h, 1d).
+    #[arg(long, env = "CALLSIGHT_TURN_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub turn_ttl: Duration,
+    /// Admit only joins that carry a room access token (`callsight token` mints them);
+    /// without it, rooms are open to whoever has the link.
+    #[arg(long, env = "CALLSIGHT_REQUIRE_TOKEN")]
+    pub require_token: bool,
+    /// File holding the secret room tokens are signed with; or set CALLSIGHT_TOKEN_SECRET.
+    #[arg(long, env = "CALLSIGHT_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// File holding a key that shows `/healthz`'s details to remote callers
+    /// (`Authorization: Bearer KEY`); or set CALLSIGHT_HEALTH_KEY. Local callers see them anyway.
+    #[arg(long, env = "CALLSIGHT_HEALTH_KEY_FILE")]
+    pub health_key_file: Option<PathBuf>,
 
     /// Participants per room; above 2 the UI tiles a small mesh.
     #[arg(long, env = "CALLSIGHT_ROOM_CAPACITY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
@@ -156,6 +183,14 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn stun_limits(&self) -> crate::source_limit::SourceLimits {
+        crate::source_limit::SourceLimits {
+            rate_per_sec: self.stun_rate,
+            burst: self.stun_burst,
+            max_sources: self.stun_max_sources,
+        }
+    }
+
     /// The media leg's configuration from these flags.
     pub fn media_config(&self) -> callsight_media::MediaConfig {
         let defaults = callsight_media::MediaConfig::default();
@@ -174,4 +209,36 @@ impl ServeArgs {
 /// A duration flag in seconds; negative or not-a-number counts as zero.
 pub fn secs(s: f64) -> std::time::Duration {
     std::time::Duration::try_from_secs_f64(s).unwrap_or_default()
+}
+
+/// A duration: whole seconds, or a number with unit `s`, `m`, `h` or `d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 3600, 90s, 30m, 1h or 1d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(scale).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "h", "1w", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::admission::Slot;
 use crate::serve::ConnectionSlot;
-use crate::state::{AppState, IceServer};
+use crate::state::AppState;
 use axum::extract::{ws::WebSocketUpgrade, ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use rust_embed::RustEmbed;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// The browser client, compiled into the binary so it runs from any directory.
 #[derive(RustEmbed)]
@@ -20,6 +21,7 @@ use std::sync::Arc;
 struct WebAssets;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let hsts = state.hsts;
     Router::new()
         .route("/", get(index))
         .route("/r/{room}", get(index))
@@ -29,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws", get(websocket))
         .fallback(get(asset))
         .with_state(state)
+        .layer(axum::middleware::map_response_with_state(hsts, crate::headers::secure))
 }
 
 /// `/ws`: checks the page's origin and the client's connection cap, then upgrades.
@@ -54,6 +57,7 @@ async fn websocket(
             Err(refusal) => return (StatusCode::TOO_MANY_REQUESTS, refusal.to_string()).into_response(),
         }
     }
+    let host = request_host(&headers);
     // The transport refuses frames far above the limit before buffering them; the hub
     // answers those just above it with a `too-large` error.
     let cap = state.max_message_bytes.saturating_mul(2).max(1024);
@@ -63,7 +67,7 @@ async fn websocket(
         // Signaling messages are small: modest buffers keep the memory per connection low.
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state, client, slots))
+        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state, client, slots, host))
 }
 
 async fn index() -> Response {
@@ -93,20 +97,39 @@ async fn labels(State(state): State<Arc<AppState>>) -> Json<Vec<String>> {
     })
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+/// `ok` for anyone; the counts and the media leg's state only for a local caller (loopback,
+/// and not relayed by a proxy) or one that shows `--health-key-file`'s key as
+/// `Authorization: Bearer KEY`.
+async fn healthz(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Json<serde_json::Value> {
+    if !may_see_details(peer, &headers, state.health_key.as_deref()) {
+        return Json(json!({ "status": "ok" }));
+    }
     let (connections, rooms) = state.counts();
     let media = state.media.as_ref().map(|m| json!({ "detector": m.detector.info(), "stats": m.hub.stats() }));
     Json(json!({ "status": "ok", "connections": connections, "rooms": rooms, "media": media }))
 }
 
-/// ICE servers for the client: our STUN server under the name the browser used to reach
-/// us (so it works for `localhost`, a LAN address or a DNS name alike), plus TURN.
-async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<serde_json::Value> {
-    let mut ice_servers = Vec::new();
-    if let (Some(port), Some(host)) = (state.stun_port, request_host(&headers)) {
-        ice_servers.push(IceServer { urls: vec![format!("stun:{host}:{port}")], username: None, credential: None });
+fn may_see_details(peer: SocketAddr, headers: &HeaderMap, key: Option<&[u8]>) -> bool {
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+    if peer.ip().is_loopback() && !proxied {
+        return true;
     }
-    ice_servers.extend(state.turn.clone());
+    let shown =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
+    match (key, shown) {
+        (Some(key), Some(shown)) => bool::from(key.ct_eq(shown)),
+        _ => false,
+    }
+}
+
+/// What the page needs before joining. Its ICE servers are STUN only: TURN credentials
+/// go to joined participants only (in `joined`), so this URL is no open relay.
+async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<serde_json::Value> {
+    let ice_servers = state.ice.public(request_host(&headers).as_deref());
     Json(json!({
         "ice_servers": ice_servers,
         "room_capacity": state.room_capacity(),
@@ -143,7 +166,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 }
 
 /// The host part of the `Host` header, if it looks like a host name or IP literal.
-fn request_host(headers: &HeaderMap) -> Option<String> {
+pub fn request_host(headers: &HeaderMap) -> Option<String> {
     let authority: axum::http::uri::Authority = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
     let host = authority.host();
     let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
@@ -187,5 +210,23 @@ mod tests {
         h.insert(header::HOST, "evil\"host".parse().unwrap());
         assert_eq!(request_host(&h), None);
         assert_eq!(request_host(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn health_details_need_a_local_caller_or_the_key() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+        let none = HeaderMap::new();
+        assert!(may_see_details(local, &none, None));
+        assert!(!may_see_details(remote, &none, None));
+        assert!(!may_see_details(remote, &none, Some(b"k3y")));
+        let mut bearer = HeaderMap::new();
+        bearer.insert(header::AUTHORIZATION, "Bearer k3y".parse().unwrap());
+        assert!(may_see_details(remote, &bearer, Some(b"k3y")));
+        assert!(!may_see_details(remote, &bearer, Some(b"k3y2")));
+        assert!(!may_see_details(remote, &bearer, None));
+        let mut proxied = HeaderMap::new();
+        proxied.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        assert!(!may_see_details(local, &proxied, None), "a proxy on loopback relays strangers");
     }
 }

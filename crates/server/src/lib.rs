@@ -10,6 +10,13 @@
 //! - [`state`]: what the handlers share: the hub, each connection's outbox, the media leg.
 //! - [`state_dir`]: the state directory and the resume-token key kept in it.
 //! - [`stun`]: a STUN (RFC 5389) Binding server on UDP.
+//! - [`source_limit`]: token buckets per source address in a bounded table (STUN).
+//! - [`ice`]: the ICE server list a browser gets (STUN for all, TURN for joined participants).
+//! - [`turn`]: time-limited TURN credentials (the TURN REST scheme, coturn `use-auth-secret`).
+//! - [`headers`]: security headers on every response (CSP, frame-ancestors, referrer, HSTS).
+//! - [`token`]: room access tokens (JWT, HS256): checked on join with `--require-token`.
+//! - [`token_cmd`]: the `callsight token` subcommand (mints a token and a join link).
+//! - [`secrets`]: secrets from the environment or a file, never from argv.
 //! - [`tls`]: certificates from files or self-signed at start.
 //! - [`detector_args`]: detector flags shared by serving and `callsight detect`.
 //! - [`detect_cmd`]: the `callsight detect` subcommand.
@@ -18,14 +25,21 @@ pub mod admission;
 pub mod config;
 pub mod detect_cmd;
 pub mod detector_args;
+pub mod headers;
 pub mod http;
+pub mod ice;
 pub mod media_sessions;
 pub mod outbox;
+pub mod secrets;
 pub mod serve;
+pub mod source_limit;
 pub mod state;
 pub mod state_dir;
 pub mod stun;
 pub mod tls;
+pub mod token;
+pub mod token_cmd;
+pub mod turn;
 pub mod ws;
 
 pub use config::ServeArgs;
@@ -49,15 +63,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         None
     } else {
         let addr = SocketAddr::new(args.bind.ip(), args.stun_port);
-        Some(stun::spawn(addr).await.with_context(|| format!("starting STUN on udp {addr}"))?)
+        Some(stun::spawn(addr, args.stun_limits()).await.with_context(|| format!("starting STUN on udp {addr}"))?)
     };
+    let access = access(&args, stun_addr)?;
     let media = if args.no_media { None } else { Some(start_media(&args).await?) };
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => state_dir::default_dir().context("no --state-dir given and neither XDG_DATA_HOME nor HOME is set")?,
     };
     let resume_key = state_dir::resume_key(&state_dir)?;
-    let state = Arc::new(state::AppState::new(&args, stun_addr, media, resume_key));
+    let state = Arc::new(state::AppState::new(&args, access, media, resume_key));
     tokio::spawn(state.clone().forward_detections());
     let app = http::router(state.clone());
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
@@ -68,6 +83,34 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let header_read_timeout = config::secs(args.header_read_timeout);
     let task = tokio::spawn(serve::run(listener, app, admission, tls_config, header_read_timeout));
     Ok(Running { http_addr, stun_addr, tls, task })
+}
+
+/// ICE servers, the health key and room admission, with their secrets from the
+/// environment or files.
+fn access(args: &ServeArgs, stun_addr: Option<SocketAddr>) -> anyhow::Result<state::Access> {
+    let ice = ice_servers(args, stun_addr)?;
+    let health_key = secrets::load("the health key", "CALLSIGHT_HEALTH_KEY", args.health_key_file.as_deref())?;
+    let rooms: Box<dyn callsight_signal::Admission> = if args.require_token {
+        let secret = secrets::load("the token secret", token::SECRET_ENV, args.token_secret_file.as_deref())?
+            .context("--require-token needs the token secret: set CALLSIGHT_TOKEN_SECRET or --token-secret-file")?;
+        Box::new(token::TokenAdmission::new(&secret)?)
+    } else {
+        Box::new(callsight_signal::admission::Open)
+    };
+    Ok(state::Access { ice, health_key, rooms })
+}
+
+/// Our STUN server, and TURN with the shared secret from the environment or a file.
+fn ice_servers(args: &ServeArgs, stun_addr: Option<SocketAddr>) -> anyhow::Result<ice::IceServers> {
+    let secret = secrets::load("the TURN secret", "CALLSIGHT_TURN_SECRET", args.turn_secret_file.as_deref())?;
+    let turn = match (args.turn_urls.is_empty(), secret) {
+        (true, _) => None,
+        (false, Some(secret)) => Some((args.turn_urls.clone(), turn::TurnRest::new(secret, args.turn_ttl))),
+        (false, None) => anyhow::bail!(
+            "--turn-url needs the secret shared with the TURN server: set CALLSIGHT_TURN_SECRET or --turn-secret-file"
+        ),
+    };
+    Ok(ice::IceServers { stun_port: stun_addr.map(|a| a.port()), turn })
 }
 
 /// Loads the detector (off the async threads: optimising a model takes a while) and

@@ -1,7 +1,7 @@
 //! `callsight`: serve calls (default) or run the detector on files.
 
 use anyhow::Context;
-use callsight_server::{detect_cmd, ServeArgs};
+use callsight_server::{detect_cmd, token_cmd, ServeArgs};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -22,6 +22,8 @@ enum Command {
     Serve(ServeArgs),
     /// Detect objects in images and y4m videos; one JSON line per image or frame.
     Detect(detect_cmd::DetectArgs),
+    /// Mint a room access token (for --require-token) and print it with a join link.
+    Token(token_cmd::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Detect(args)) => detect_cmd::run(args),
+        Some(Command::Token(args)) => token_cmd::run(args),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     };

@@ -2,16 +2,16 @@
 
 use crate::admission::Admission;
 use crate::config::ServeArgs;
+use crate::ice::IceServers;
 use crate::media_sessions::{Completion, MediaSessions};
 use crate::outbox::{Outbound, OutboxSender};
 use callsight_media::{DetectionEvent, MediaHub, PublisherKey};
 use callsight_signal::protocol::parse_client;
-use callsight_signal::{ConnId, ErrorCode, Hub, MemoryRoomStore, Output, ResumeKey, RoomId, ServerMessage};
-use serde::Serialize;
+use callsight_signal::{redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, ResumeKey, RoomId, ServerMessage};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub struct AppState {
     signaling: Mutex<Signaling>,
@@ -22,10 +22,22 @@ pub struct AppState {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub max_message_bytes: usize,
-    pub stun_port: Option<u16>,
-    pub turn: Option<IceServer>,
+    /// Shows `/healthz`'s details to remote callers that present it.
+    pub health_key: Option<Vec<u8>>,
+    /// Send `Strict-Transport-Security` (https with a real certificate).
+    pub hsts: bool,
+    /// STUN and TURN for the browsers (TURN credentials only in `joined`).
+    pub ice: IceServers,
     /// The media leg and its detector; `None` with `--no-media`.
     pub media: Option<Media>,
+}
+
+/// Who gets what: ICE servers (with TURN credentials), `/healthz` details, rooms.
+pub struct Access {
+    pub ice: IceServers,
+    pub health_key: Option<Vec<u8>>,
+    /// Who may join which room (`--require-token`), with which rights.
+    pub rooms: Box<dyn callsight_signal::Admission>,
 }
 
 pub struct Media {
@@ -41,33 +53,24 @@ struct Signaling {
     media_sessions: MediaSessions,
     /// Connections dropped for a full outbox, still to be taken out of the hub.
     overflowed: Vec<ConnId>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
+    /// The host name each connection's browser used to reach us (its STUN URL names it).
+    hosts: HashMap<ConnId, String>,
 }
 
 impl AppState {
     /// `resume_key`: the key of resume tokens (`state_dir`), kept across restarts.
-    pub fn new(args: &ServeArgs, stun_addr: Option<SocketAddr>, media: Option<Media>, resume_key: ResumeKey) -> Self {
-        let turn = (!args.turn_urls.is_empty()).then(|| IceServer {
-            urls: args.turn_urls.clone(),
-            username: args.turn_username.clone(),
-            credential: args.turn_credential.clone(),
-        });
+    pub fn new(args: &ServeArgs, access: Access, media: Option<Media>, resume_key: ResumeKey) -> Self {
+        let Access { ice, health_key, rooms } = access;
         AppState {
             signaling: Mutex::new(Signaling {
                 hub: Hub::new(args.limits(), Box::<MemoryRoomStore>::default())
-                    .with_resume_key(resume_key, Instant::now()),
+                    .with_resume_key(resume_key, Instant::now())
+                    .with_admission(rooms),
                 outboxes: HashMap::new(),
                 clients: HashMap::new(),
                 media_sessions: MediaSessions::new(args.media_session_caps()),
                 overflowed: Vec::new(),
+                hosts: HashMap::new(),
             }),
             admission: Admission::new(args.admission()),
             allowed_origins: args.allowed_origins.iter().map(|o| crate::http::normalise_origin(o)).collect(),
@@ -75,8 +78,9 @@ impl AppState {
             heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs.max(0.05)),
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout_secs.max(0.1)),
             max_message_bytes: args.max_message_bytes,
-            stun_port: stun_addr.map(|a| a.port()),
-            turn,
+            health_key,
+            hsts: args.tls_cert.is_some(),
+            ice,
             media,
         }
     }
@@ -101,11 +105,15 @@ impl AppState {
         self.lock().hub.join_deadline_passed(conn, Instant::now())
     }
 
-    pub fn connect(&self, outbox: OutboxSender, client: IpAddr) -> ConnId {
+    /// A new WebSocket from `client`; `host` is the host name its browser used to reach us.
+    pub fn connect(&self, outbox: OutboxSender, client: IpAddr, host: Option<String>) -> ConnId {
         let mut s = self.lock();
         let id = s.hub.connect(Instant::now());
         s.outboxes.insert(id, outbox);
         s.clients.insert(id, client);
+        if let Some(host) = host {
+            s.hosts.insert(id, host);
+        }
         id
     }
 
@@ -130,16 +138,25 @@ impl AppState {
         self.apply(&mut s, out);
         s.outboxes.remove(&conn);
         s.clients.remove(&conn);
+        s.hosts.remove(&conn);
     }
 
     /// Carries out the hub's outputs. Media work is ordered per participant under the
     /// lock: publishes are recorded before they are handed over, unpublishes are sent at
     /// once, and a publish that completes for a participant who left is undone
-    /// ([`MediaSessions`]).
+    /// ([`MediaSessions`]). A `joined` gets the ICE servers (with TURN credentials) of the
+    /// participant it admits.
     fn apply(self: &Arc<Self>, s: &mut Signaling, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { to, msg } => s.send(to, Outbound::Text(msg.to_json())),
+                Output::Send { to, mut msg } => {
+                    if let ServerMessage::Joined { room, id, ice_servers, .. } = &mut msg {
+                        tracing::info!(room = %redact::room_tag(room), participant = %id, "joined");
+                        let host = s.hosts.get(&to).map(String::as_str);
+                        *ice_servers = self.ice.for_participant(id.as_str(), host, SystemTime::now());
+                    }
+                    s.send(to, Outbound::Text(msg.to_json()))
+                }
                 Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
                 Output::Publish { conn, room, peer, sdp } => {
                     let Some(media) = &self.media else {
@@ -175,6 +192,7 @@ impl AppState {
                     });
                 }
                 Output::Unpublish { room, peer } => {
+                    tracing::info!(room = %room.tag(), participant = %peer, "left");
                     let key = PublisherKey { room: room.to_string(), participant: peer.to_string() };
                     s.media_sessions.unpublished(&key);
                     if let Some(media) = &self.media {
@@ -192,6 +210,7 @@ impl AppState {
         while let Some(conn) = s.overflowed.pop() {
             let out = s.hub.disconnect(conn, Instant::now());
             s.clients.remove(&conn);
+            s.hosts.remove(&conn);
             self.apply(s, out);
         }
     }
@@ -216,7 +235,7 @@ impl AppState {
         // Serialised once, sent to everyone in the room.
         let text = ServerMessage::Detections(event.result.clone()).to_json();
         let mut s = self.lock();
-        for (_, conn) in s.hub.room_connections(&room) {
+        for conn in s.hub.room_subscribers(&room) {
             s.send(conn, Outbound::Text(text.clone()));
         }
         self.drop_overflowed(&mut s);

@@ -3,8 +3,14 @@
 //!
 //! The answer is computed by the pure [`binding_response`]; the UDP loop only moves
 //! bytes. Tests check it with an independent STUN implementation (`stun_codec`).
+//!
+//! A reply is larger than its request and UDP sources are easily forged, so each source
+//! address gets a token bucket ([`SourceLimiter`]): no one can aim more than
+//! `--stun-rate` replies a second at an address through us.
 
+use crate::source_limit::{SourceLimiter, SourceLimits};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 use thiserror::Error;
 use tokio::net::UdpSocket;
 
@@ -75,13 +81,15 @@ pub fn binding_response(request: &[u8], from: SocketAddr) -> Result<Vec<u8>, Stu
     Ok(out)
 }
 
-/// Binds `addr` and answers Binding requests until the process ends.
-pub async fn spawn(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+/// Binds `addr` and answers Binding requests, within `limits` per source, until the
+/// process ends.
+pub async fn spawn(addr: SocketAddr, limits: SourceLimits) -> std::io::Result<SocketAddr> {
     let socket = UdpSocket::bind(addr).await?;
     let local = socket.local_addr()?;
     tracing::info!("STUN listening on udp {local}");
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut limiter = SourceLimiter::new(limits);
         loop {
             let (n, from) = match socket.recv_from(&mut buf).await {
                 Ok(x) => x,
@@ -92,6 +100,9 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SocketAddr> {
                 }
             };
             match binding_response(&buf[..n], from) {
+                Ok(_) if !limiter.allow(from.ip(), Instant::now()) => {
+                    tracing::trace!("stun: {from} is over its rate; not answering")
+                }
                 Ok(reply) => {
                     if let Err(e) = socket.send_to(&reply, from).await {
                         tracing::debug!("stun send to {from}: {e}");

@@ -15,10 +15,16 @@ use tokio::time::{interval, timeout, MissedTickBehavior};
 const CLOSE_POLICY: u16 = 1008;
 
 /// `client`: the client's address (media caps count by it). `_slots`: the connection
-/// places this socket holds until it ends.
-pub async fn serve_socket(socket: WebSocket, state: Arc<AppState>, client: IpAddr, _slots: Vec<Arc<Slot>>) {
+/// places this socket holds until it ends. `host`: the host name the browser used to reach us.
+pub async fn serve_socket(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    client: IpAddr,
+    _slots: Vec<Arc<Slot>>,
+    host: Option<String>,
+) {
     let (tx, mut outbox) = outbox(state.max_outbox_bytes);
-    let conn = state.connect(tx, client);
+    let conn = state.connect(tx, client, host);
     tracing::debug!(conn = conn.0, "websocket open");
     let (mut sink, mut stream) = socket.split();
     let mut heartbeat = interval(state.heartbeat_interval);

@@ -2,10 +2,11 @@
 //! message text, disconnect) with the current time and carries out the [`Output`]s it
 //! returns; no sockets or clocks live here.
 
+use crate::admission::{Admission, Grant, Open};
 use crate::ids::{PeerId, RoomId};
 use crate::limits::{Limits, RateLimiter};
 use crate::names::clean_name;
-use crate::protocol::{parse_client, ClientMessage, ErrorCode, PeerInfo, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{parse_client, ClientMessage, ErrorCode, Join, PeerInfo, ServerMessage, PROTOCOL_VERSION};
 use crate::resume::{Departures, ResumeKey};
 use crate::rooms::{JoinError, RoomStore};
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ pub enum Output {
 
 struct Conn {
     membership: Option<(RoomId, PeerId)>,
+    /// Rights in the room it joined (all rights while not joined: they are not used).
+    grant: Grant,
     limiter: RateLimiter,
     refusals: u32,
     /// Since when the connection is in no room (`None` while it is in one).
@@ -61,6 +64,7 @@ enum Leaving {
 pub struct Hub {
     limits: Limits,
     store: Box<dyn RoomStore>,
+    admission: Box<dyn Admission>,
     conns: HashMap<ConnId, Conn>,
     by_peer: HashMap<(RoomId, PeerId), ConnId>,
     next_conn: u64,
@@ -75,6 +79,7 @@ impl Hub {
         Hub {
             limits,
             store,
+            admission: Box::new(Open),
             conns: HashMap::new(),
             by_peer: HashMap::new(),
             next_conn: 0,
@@ -91,6 +96,12 @@ impl Hub {
         self
     }
 
+    /// Decides joins with `admission` instead of letting everyone in.
+    pub fn with_admission(mut self, admission: Box<dyn Admission>) -> Self {
+        self.admission = admission;
+        self
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -99,7 +110,10 @@ impl Hub {
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
         let limiter = RateLimiter::new(self.limits.rate_per_sec, self.limits.rate_burst, now);
-        self.conns.insert(id, Conn { membership: None, limiter, refusals: 0, unjoined_since: Some(now) });
+        self.conns.insert(
+            id,
+            Conn { membership: None, grant: Grant::open(), limiter, refusals: 0, unjoined_since: Some(now) },
+        );
         id
     }
 
@@ -126,6 +140,13 @@ impl Hub {
 
     pub fn room_count(&self) -> usize {
         self.store.room_count()
+    }
+
+    /// Connections of the members of `room` that may receive what the server derives
+    /// from others' media (`detections`).
+    pub fn room_subscribers(&self, room: &RoomId) -> Vec<ConnId> {
+        let subscribes = |c: &ConnId| self.conns.get(c).is_some_and(|c| c.grant.can_subscribe);
+        self.room_connections(room).into_iter().map(|(_, c)| c).filter(subscribes).collect()
     }
 
     /// Connections of the members of `room`, each with its peer id.
@@ -186,10 +207,7 @@ impl Hub {
         }
         match parsed {
             Err(msg) => out.push(Output::Send { to: conn, msg }),
-            Ok(ClientMessage::Join { room, name, version, resume, resume_token }) => {
-                let resume = resume.zip(resume_token);
-                self.join(conn, &room, name, version, resume, now, &mut out)
-            }
+            Ok(ClientMessage::Join(request)) => self.join(conn, request, now, &mut out),
             Ok(ClientMessage::Signal { to, data }) => self.signal(conn, &to, data, &mut out),
             Ok(ClientMessage::Leave) => {
                 if !self.leave_room(conn, Leaving::OnPurpose, now, &mut out) {
@@ -197,6 +215,9 @@ impl Hub {
                 }
             }
             Ok(ClientMessage::Publish { sdp }) => match self.membership(conn) {
+                Some(_) if !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => {
+                    out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant publishing"))
+                }
                 Some((room, peer)) => out.push(Output::Publish { conn, room, peer, sdp }),
                 None => out.push(reply(conn, ErrorCode::NotJoined, "join a room before publishing")),
             },
@@ -208,18 +229,10 @@ impl Hub {
         self.conns.get(&conn).and_then(|c| c.membership.clone())
     }
 
-    /// `resume`: the id asked for and its token.
-    #[allow(clippy::too_many_arguments)]
-    fn join(
-        &mut self,
-        conn: ConnId,
-        room: &str,
-        name: Option<String>,
-        version: Option<u32>,
-        resume: Option<(String, String)>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    fn join(&mut self, conn: ConnId, request: Join, now: Instant, out: &mut Vec<Output>) {
+        let Join { room, name, version, resume, resume_token, token } = request;
+        // `resume`: the id asked for and its token.
+        let resume = resume.zip(resume_token);
         if self.membership(conn).is_some() {
             return out.push(reply(
                 conn,
@@ -235,10 +248,14 @@ impl Hub {
                 format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
             ));
         }
-        let Some(room) = RoomId::parse(room) else {
+        let Some(room) = RoomId::parse(&room) else {
             return out.push(reply(conn, ErrorCode::BadRoom, "a room id is 8-64 characters of A-Z a-z 0-9 _ -"));
         };
-        let name = match clean_name(name, self.limits.max_name_chars) {
+        let grant = match self.admission.admit(&room, token.as_deref()) {
+            Ok(grant) => grant,
+            Err(refusal) => return out.push(reply(conn, refusal.code, refusal.message)),
+        };
+        let name = match clean_name(grant.name.clone().or(name), self.limits.max_name_chars) {
             Ok(name) => name,
             Err(message) => return out.push(reply(conn, ErrorCode::BadName, message)),
         };
@@ -274,6 +291,7 @@ impl Hub {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.membership = Some((room.clone(), id.clone()));
             c.unjoined_since = None;
+            c.grant = grant;
         }
         let resume_token = self.resume_key.token(&room, &id);
         let joined = ServerMessage::Joined {
@@ -283,6 +301,8 @@ impl Hub {
             capacity,
             protocol: PROTOCOL_VERSION,
             resume_token,
+            // TURN credentials need a clock and a secret: the server fills these in.
+            ice_servers: Vec::new(),
         };
         out.push(Output::Send { to: conn, msg: joined });
     }
@@ -608,5 +628,42 @@ mod tests {
             out,
             vec![Output::Publish { conn: c, room: RoomId::parse("room-0007").unwrap(), peer: id, sdp: "v=0".into() }]
         );
+    }
+
+    /// Admits only the token "good", naming the participant and withholding publish.
+    struct OneToken;
+
+    impl Admission for OneToken {
+        fn admit(&self, _room: &RoomId, token: Option<&str>) -> Result<Grant, crate::Refusal> {
+            match token {
+                Some("good") => Ok(Grant { name: Some("From Token".into()), can_publish: false, can_subscribe: false }),
+                None => Err(crate::Refusal { code: ErrorCode::TokenRequired, message: "no token".into() }),
+                Some(_) => Err(crate::Refusal { code: ErrorCode::TokenInvalid, message: "bad token".into() }),
+            }
+        }
+    }
+
+    #[test]
+    fn admission_decides_joins_and_its_grant_names_and_limits() {
+        let now = Instant::now();
+        let mut h = hub(Limits::default()).with_admission(Box::new(OneToken));
+        let (a, b) = (h.connect(now), h.connect(now));
+        let out = h.on_message(a, r#"{"type":"join","room":"room-0008"}"#, now);
+        assert_eq!(error_code(&out, a), Some(ErrorCode::TokenRequired));
+        let out = h.on_message(a, r#"{"type":"join","room":"room-0008","token":"forged"}"#, now);
+        assert_eq!(error_code(&out, a), Some(ErrorCode::TokenInvalid));
+        assert_eq!(h.room_count(), 0, "refused joins leave no trace");
+        let out = h.on_message(a, r#"{"type":"join","room":"room-0008","token":"good","name":"Mallory"}"#, now);
+        let joined = sends_to(&out, a);
+        assert!(matches!(&joined[0], ServerMessage::Joined { .. }), "{joined:?}");
+        let out = h.on_message(b, r#"{"type":"join","room":"room-0008","token":"good"}"#, now);
+        let peers = sends_to(&out, b).into_iter().find_map(|m| match m {
+            ServerMessage::Joined { peers, .. } => Some(peers),
+            _ => None,
+        });
+        assert_eq!(peers.unwrap()[0].name.as_deref(), Some("From Token"), "the token's name, not the client's");
+        let out = h.on_message(a, r#"{"type":"publish","sdp":"v=0"}"#, now);
+        assert_eq!(error_code(&out, a), Some(ErrorCode::Forbidden));
+        assert!(h.room_subscribers(&RoomId::parse("room-0008").unwrap()).is_empty());
     }
 }

@@ -43,6 +43,11 @@ impl RoomId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What logs print for this room: a short keyed hash, never the id (the room's secret).
+    pub fn tag(&self) -> crate::redact::Tag {
+        crate::redact::room_tag(&self.0)
+    }
 }
 
 impl fmt::Display for RoomId {

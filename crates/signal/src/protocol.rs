@@ -15,19 +15,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ClientMessage {
-    Join {
-        room: String,
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default)]
-        version: Option<u32>,
-        /// A peer id this tab held before its WebSocket was re-established.
-        #[serde(default)]
-        resume: Option<String>,
-        /// The `resume_token` that came with that id's `joined`; without it `resume` is ignored.
-        #[serde(default)]
-        resume_token: Option<String>,
-    },
+    Join(Join),
     /// Relayed verbatim to peer `to` in the sender's room.
     Signal {
         to: String,
@@ -40,12 +28,41 @@ pub enum ClientMessage {
     },
 }
 
+/// The fields of a `join`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct Join {
+    pub room: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// A peer id this tab held before its WebSocket was re-established.
+    #[serde(default)]
+    pub resume: Option<String>,
+    /// The `resume_token` that came with that id's `joined`; without it `resume` is ignored.
+    #[serde(default)]
+    pub resume_token: Option<String>,
+    /// A room access token (JWT), needed when the server runs with `--require-token`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
 /// A participant as others see it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct PeerInfo {
     pub id: PeerId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// One entry of the `RTCIceServer` list a browser passes to `RTCPeerConnection`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// What the server sends.
@@ -60,6 +77,10 @@ pub enum ServerMessage {
         protocol: u32,
         /// The secret that resumes this id after a reconnect; sent to this participant only.
         resume_token: String,
+        /// STUN and TURN servers for this participant's peer connections; TURN entries
+        /// carry credentials issued to this participant only. Filled in by the server.
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
     },
     PeerJoined {
         peer: PeerInfo,
@@ -108,6 +129,14 @@ pub enum ErrorCode {
     TooLarge,
     RateLimited,
     MediaUnavailable,
+    /// `--require-token`: the join carried no token.
+    TokenRequired,
+    /// The token is malformed, not yet valid, or its signature is wrong.
+    TokenInvalid,
+    /// The token's `exp` has passed.
+    TokenExpired,
+    /// The token is good but does not grant this (another room, no publish right).
+    Forbidden,
     Internal,
 }
 
@@ -134,13 +163,7 @@ mod tests {
         let join = parse_client(r#"{"type":"join","room":"abcdefgh","name":"Ann"}"#).unwrap();
         assert_eq!(
             join,
-            ClientMessage::Join {
-                room: "abcdefgh".into(),
-                name: Some("Ann".into()),
-                version: None,
-                resume: None,
-                resume_token: None
-            }
+            ClientMessage::Join(Join { room: "abcdefgh".into(), name: Some("Ann".into()), ..Join::default() })
         );
         let sig = parse_client(r#"{"type":"signal","to":"x","data":{"candidate":{"candidate":"c"}}}"#).unwrap();
         assert_eq!(sig, ClientMessage::Signal { to: "x".into(), data: json!({"candidate":{"candidate":"c"}}) });
