@@ -19,7 +19,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::driver::ABS_CAPTURE_TIME_ID;
+use crate::types::ABS_CAPTURE_TIME_ID;
 use crate::MediaError;
 
 /// A client that made its offer and waits for the answer.

@@ -1,5 +1,5 @@
-//! One decoder thread per track: encoded access units in, newest I420 frame out to the
-//! scheduler.
+//! One decoder thread per track: encoded access units in, I420 frames out to a
+//! [`FrameSink`] (the detection stage).
 //!
 //! Decoding every access unit is required (P-frames depend on their predecessors), and
 //! cheap next to detection (~1 ms per 640×480 frame), so it is never skipped; only
@@ -11,43 +11,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::Instant;
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
-use crate::scheduler::Scheduler;
 use crate::stats::Counters;
-
-/// One encoded frame as str0m depacketised it.
-pub(crate) struct Au {
-    pub data: Arc<[u8]>,
-    pub rtp_timestamp: u32,
-    pub capture_time: Option<f64>,
-    /// Arrival of the frame's first packet: the start of the latency we report.
-    pub arrival: Instant,
-    /// Frames were lost before this one.
-    pub discontinuity: bool,
-}
-
-/// A decoded frame, compact (strides = widths), at most `max_pixels` large.
-pub(crate) struct Frame {
-    pub width: usize,
-    pub height: usize,
-    pub y: Vec<u8>,
-    pub u: Vec<u8>,
-    pub v: Vec<u8>,
-    pub orig_width: usize,
-    pub orig_height: usize,
-    pub rtp_timestamp: u32,
-    pub capture_time: Option<f64>,
-    pub arrival: Instant,
-}
+use crate::types::{AccessUnit as Au, Frame, FrameSink};
 
 /// What a decoder thread needs besides its input.
 pub(crate) struct DecoderCtx {
     pub track_id: u64,
-    pub scheduler: Arc<Scheduler>,
+    pub sink: Arc<dyn FrameSink>,
     pub counters: Arc<Counters>,
     pub max_pixels: usize,
     pub max_dimension: usize,
@@ -98,7 +72,7 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
         match outcome {
             Ok(Ok(Some(Some(frame)))) => {
                 Counters::inc(&ctx.counters.decoded);
-                ctx.scheduler.submit(ctx.track_id, frame);
+                ctx.sink.submit(ctx.track_id, frame);
             }
             Ok(Ok(Some(None))) => {
                 // Decoded but refused (too large).
@@ -124,7 +98,7 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
             }
         }
     }
-    ctx.scheduler.remove_track(ctx.track_id);
+    ctx.sink.close(ctx.track_id);
     ctx.counters.decoders.fetch_sub(1, Relaxed);
     (ctx.on_exit)();
 }

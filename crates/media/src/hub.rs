@@ -1,114 +1,23 @@
-//! [`MediaHub`]: what the server talks to.
+//! [`MediaHub`]: what the server talks to, and the only module that wires the stages:
+//! sockets + sessions (`driver`) → decoders (`decode`) → detection (`scheduler`) →
+//! events.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
 
-use callsight_signal::TrackDetections;
-use callsight_vision::{DetectOptions, Detector};
-use serde::Serialize;
+use callsight_vision::Detector;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::decode::{self, DecoderCtx};
 use crate::driver::{self, Command};
+use crate::error::MediaError;
 use crate::scheduler::Scheduler;
 use crate::stats::Counters;
-use crate::MediaError;
-
-/// Limits and knobs of the media leg. Every limit has a name and a default.
-#[derive(Clone, Debug)]
-pub struct MediaConfig {
-    /// The one UDP port all sessions share (port 0 = any free port). With an unspecified
-    /// IP (0.0.0.0) one socket per candidate IP is bound, all on the same port.
-    pub udp_bind: SocketAddr,
-    /// Host candidate IPs to announce; empty = the bind IP if it is specified, else
-    /// 127.0.0.1 plus the address of the interface that holds the default route.
-    pub candidate_ips: Vec<IpAddr>,
-    /// Detections per second per track at most (0 = as fast as the workers go).
-    pub max_detect_fps: f32,
-    /// Detection worker threads shared by all tracks (0 = `Detector::recommended_workers`).
-    /// Give the detector as many concurrent slots (`DetectorConfig::workers`).
-    pub workers: usize,
-    /// Frames larger than this are downscaled (aspect kept) before detection.
-    pub max_pixels: usize,
-    /// Frames wider or taller than this are refused (not decoded further into memory).
-    pub max_dimension: usize,
-    /// Publishing sessions at most; `publish` fails beyond it.
-    pub max_sessions: usize,
-    /// A session that received no datagram for this long is closed.
-    pub idle_timeout: Duration,
-    /// Encoded frames queued per track before the decoder (beyond: dropped + keyframe request).
-    pub decode_queue: usize,
-    /// Keyframe requests per track at most once per this interval.
-    pub keyframe_interval: Duration,
-    /// Largest SDP offer accepted, in bytes.
-    pub max_offer_bytes: usize,
-    /// Options handed to the detector for every frame.
-    pub detect: DetectOptions,
-    /// Nice value of the detection threads (Linux; 0 = unchanged). Under overload the
-    /// transport and decoders then keep their real-time pace and only detection slows.
-    pub detect_nice: i32,
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        MediaConfig {
-            udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            candidate_ips: Vec::new(),
-            max_detect_fps: 15.0,
-            workers: 0,
-            max_pixels: 1920 * 1080,
-            max_dimension: 4096,
-            max_sessions: 32,
-            idle_timeout: Duration::from_secs(30),
-            decode_queue: 32,
-            keyframe_interval: Duration::from_millis(500),
-            max_offer_bytes: 64 * 1024,
-            detect: DetectOptions::default(),
-            detect_nice: 5,
-        }
-    }
-}
-
-/// Who publishes: one participant of one room (one session each).
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct PublisherKey {
-    pub room: String,
-    pub participant: String,
-}
-
-/// Detections of one frame of one published track, addressed to its room.
-#[derive(Clone, Debug)]
-pub struct DetectionEvent {
-    pub room: String,
-    /// What the room's participants receive, as the wire carries it.
-    pub result: TrackDetections,
-}
-
-/// Counters since start; latency = frame arrival (first packet) → event sent.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct MediaStats {
-    pub sessions: usize,
-    pub decoders: usize,
-    /// Decoded frames waiting for a worker (≤ one per track).
-    pub pending_frames: usize,
-    pub workers: usize,
-    pub frames_received: u64,
-    pub frames_decoded: u64,
-    pub frames_detected: u64,
-    /// Received but never detected: replaced by a newer frame, skipped while waiting for a
-    /// keyframe, refused (too large), or queue overflow.
-    pub frames_dropped: u64,
-    pub frames_downscaled: u64,
-    pub frames_refused: u64,
-    pub decode_errors: u64,
-    pub detect_errors: u64,
-    pub keyframe_requests: u64,
-    /// Datagrams no session accepted, or that were not STUN/DTLS/RTP at all.
-    pub garbage_packets: u64,
-    pub latency_p50_ms: Option<f32>,
-    pub latency_p95_ms: Option<f32>,
-}
+use crate::types::{
+    AccessUnit, DetectionEvent, FrameSink, MediaConfig, MediaStats, ParticipantKey, TrackMeta, TrackStages,
+};
 
 struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
@@ -133,6 +42,49 @@ pub struct MediaHub {
     inner: Arc<Inner>,
 }
 
+/// Decoder thread + detection slot per published video track.
+struct DecodeThenDetect {
+    sink: Arc<Scheduler>,
+    counters: Arc<Counters>,
+    lifecycle: Arc<watch::Sender<u64>>,
+    max_pixels: usize,
+    max_dimension: usize,
+    queue: usize,
+    next_track: u64,
+}
+
+impl TrackStages for DecodeThenDetect {
+    fn open(&mut self, meta: TrackMeta, request_keyframe: Box<dyn Fn() + Send>) -> Option<SyncSender<AccessUnit>> {
+        self.next_track += 1;
+        let track_id = self.next_track;
+        let (tx, rx) = sync_channel(self.queue.max(1));
+        let sink: Arc<dyn FrameSink> = self.sink.clone();
+        sink.open(track_id, meta);
+        self.counters.decoders.fetch_add(1, Relaxed);
+        let lifecycle = self.lifecycle.clone();
+        let counters = self.counters.clone();
+        let ctx = DecoderCtx {
+            track_id,
+            sink: sink.clone(),
+            counters: self.counters.clone(),
+            max_pixels: self.max_pixels,
+            max_dimension: self.max_dimension,
+            request_keyframe,
+            on_exit: Box::new(move || {
+                counters.decoders.fetch_sub(1, Relaxed);
+                lifecycle.send_modify(|v| *v = v.wrapping_add(1));
+            }),
+        };
+        if let Err(e) = decode::spawn(ctx, rx) {
+            tracing::error!("cannot start decoder thread: {e}");
+            sink.close(track_id);
+            self.counters.decoders.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(tx)
+    }
+}
+
 impl MediaHub {
     /// Binds the UDP port, starts the driver task (on the current tokio runtime) and the
     /// detection workers (plain threads, so inference never blocks the runtime).
@@ -152,14 +104,24 @@ impl MediaHub {
             events.clone(),
         )?;
         let (lifecycle_tx, lifecycle) = watch::channel(0u64);
-        let (cmd, local_addrs) = driver::start(config, counters.clone(), scheduler.clone(), lifecycle_tx).await?;
+        let lifecycle_tx = Arc::new(lifecycle_tx);
+        let stages = DecodeThenDetect {
+            sink: scheduler.clone(),
+            counters: counters.clone(),
+            lifecycle: lifecycle_tx.clone(),
+            max_pixels: config.max_pixels,
+            max_dimension: config.max_dimension,
+            queue: config.decode_queue,
+            next_track: 0,
+        };
+        let (cmd, local_addrs) = driver::start(config, counters.clone(), Box::new(stages), lifecycle_tx).await?;
         tracing::info!(?local_addrs, workers, "media hub started");
         Ok(MediaHub { inner: Arc::new(Inner { cmd, events, counters, scheduler, lifecycle, local_addrs }) })
     }
 
-    /// Accepts a send-only H.264 video offer from `key` (replacing that key's previous
-    /// session) and returns the SDP answer, with host candidates, no trickle.
-    pub async fn publish(&self, key: PublisherKey, offer_sdp: &str) -> Result<String, MediaError> {
+    /// Accepts a send-only H.264 video offer from `key` (replacing that participant's
+    /// previous session) and returns the SDP answer, with host candidates, no trickle.
+    pub async fn publish(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
@@ -169,7 +131,7 @@ impl MediaHub {
     }
 
     /// Participant left: its session, decoders and pending frames are freed.
-    pub fn unpublish(&self, key: &PublisherKey) {
+    pub fn unpublish(&self, key: &ParticipantKey) {
         let _ = self.inner.cmd.send(Command::Unpublish { key: key.clone() });
     }
 
@@ -196,6 +158,9 @@ impl MediaHub {
             detect_errors: c.detect_errors.load(Relaxed),
             keyframe_requests: c.keyframe_requests.load(Relaxed),
             garbage_packets: c.garbage_packets.load(Relaxed),
+            datagrams_dropped: c.datagrams_dropped.load(Relaxed),
+            sessions_panicked: c.sessions_panicked.load(Relaxed),
+            tracks_rejected: c.tracks_rejected.load(Relaxed),
             latency_p50_ms: p50,
             latency_p95_ms: p95,
         }

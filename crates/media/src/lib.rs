@@ -1,32 +1,48 @@
 //! The server's media leg: browsers (or any WebRTC peer) publish H.264 video to the
 //! server, which decodes it and runs the detector on the newest frame of every track.
 //!
-//! Module map:
-//! - `hub`: [`MediaHub`], the public entry point (`start`, `publish`, `unpublish`,
-//!   `events`, `stats`) and its configuration [`MediaConfig`].
-//! - `driver`: one tokio task driving every str0m session over one shared UDP port
-//!   (datagrams routed with `Rtc::accepts`), plus the host-candidate discovery.
-//! - `decode`: one openh264 decoder thread per track; keyframe handling; downscaling.
-//! - `capture`: sender capture time per frame (abs-capture-time + RTP clock).
-//! - `scheduler`: the detection worker pool (latest frame wins, round-robin, fps cap).
-//! - `stats`: counters and latency percentiles behind [`MediaStats`].
-//! - `h264`: tiny Annex-B helpers (NAL types, keyframe test).
-//! - `sps`: the decoder-bomb guard: each SPS parsed (`h264-reader`) and checked against [`sps::SpsLimits`].
-//! - `client`: a str0m publishing client (tests and `media-load` use it as the peer).
-//! - `synth`: synthetic H.264 from real photos (tests and `media-load`).
-//! - `error`: [`MediaError`].
+//! Module map (arrows = imports; no module imports its importer):
+//! - `types`: keys ([`ParticipantKey`]), [`MediaConfig`], [`DetectionEvent`],
+//!   [`MediaStats`], the units between stages (access units, frames) and the stage
+//!   interfaces (`FrameSink`, `TrackStages`). A leaf.
+//! - `session`: `Session`, one participant's str0m `Rtc` and its behaviour, sans-IO
+//!   (`handle_input` / `poll_output`). → types, capture, offer, contain.
+//! - `udp`: sockets; routes each datagram on the socket task (known session / new-session
+//!   STUN / junk) before anything is queued. → stats, error.
+//! - `driver`: the task that feeds routed datagrams, timeouts and commands to sessions
+//!   and carries their outputs out. → session, udp, types, contain.
+//! - `decode`: one openh264 decoder thread per track, frames out to a `FrameSink`.
+//! - `scheduler`: the detection worker pool (latest frame wins, round-robin, fps cap);
+//!   a `FrameSink`.
+//! - `hub`: [`MediaHub`], the public entry point and the only module that wires the
+//!   stages together.
+//! - leaves: `capture` (sender capture time per frame), `offer` (SDP offer edits),
+//!   `contain` (panic containment), `stats` (counters), `h264` (Annex-B helpers),
+//!   `sps` (the decoder-bomb guard: each SPS parsed with `h264-reader` and checked),
+//!   `error` ([`MediaError`]).
+//! - with the `testing` feature: `client` (a str0m publishing peer) and `synth`
+//!   (synthetic H.264 from real photos), for tests and `media-load`.
 
 mod capture;
-pub mod client;
+mod contain;
 mod decode;
 mod driver;
 pub mod error;
 pub mod h264;
-pub mod hub;
+mod hub;
+mod offer;
 mod scheduler;
+mod session;
 pub mod sps;
 mod stats;
+mod types;
+mod udp;
+
+#[cfg(feature = "testing")]
+pub mod client;
+#[cfg(feature = "testing")]
 pub mod synth;
 
 pub use error::MediaError;
-pub use hub::{DetectionEvent, MediaConfig, MediaHub, MediaStats, PublisherKey};
+pub use hub::MediaHub;
+pub use types::{DetectionEvent, MediaConfig, MediaStats, ParticipantKey, ABS_CAPTURE_TIME_ID};

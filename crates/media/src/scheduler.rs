@@ -15,18 +15,9 @@ use callsight_signal::{DetectedObject, TrackDetections};
 use callsight_vision::{DetectOptions, Detector, I420Frame};
 use tokio::sync::broadcast;
 
-use crate::decode::Frame;
-use crate::hub::DetectionEvent;
+use crate::error::MediaError;
 use crate::stats::Counters;
-use crate::MediaError;
-
-/// Who a track belongs to, copied into each event.
-#[derive(Clone, Debug)]
-pub(crate) struct TrackMeta {
-    pub room: String,
-    pub participant: String,
-    pub track: String,
-}
+use crate::types::{DetectionEvent, Frame, FrameSink, TrackMeta};
 
 struct Slot {
     meta: TrackMeta,
@@ -88,36 +79,6 @@ impl Scheduler {
 
     pub(crate) fn workers(&self) -> usize {
         self.workers
-    }
-
-    pub(crate) fn add_track(&self, id: u64, meta: TrackMeta) {
-        let mut st = self.lock();
-        st.slots.insert(id, Slot { meta, latest: None, next_allowed: Instant::now() });
-        st.ring.push_back(id);
-    }
-
-    pub(crate) fn remove_track(&self, id: u64) {
-        let mut st = self.lock();
-        if let Some(slot) = st.slots.remove(&id) {
-            if slot.latest.is_some() {
-                Counters::inc(&self.counters.dropped);
-            }
-        }
-        st.ring.retain(|t| *t != id);
-    }
-
-    /// Hands the newest decoded frame of a track over; an undetected older one is dropped.
-    pub(crate) fn submit(&self, id: u64, frame: Frame) {
-        let mut st = self.lock();
-        let Some(slot) = st.slots.get_mut(&id) else {
-            Counters::inc(&self.counters.dropped);
-            return;
-        };
-        if slot.latest.replace(frame).is_some() {
-            Counters::inc(&self.counters.dropped);
-        }
-        drop(st);
-        self.wake.notify_one();
     }
 
     pub(crate) fn pending_frames(&self) -> usize {
@@ -226,6 +187,38 @@ impl Scheduler {
             // No receiver is fine (nobody in the room listens yet).
             let _ = events.send(event);
         }
+    }
+}
+
+impl FrameSink for Scheduler {
+    fn open(&self, id: u64, meta: TrackMeta) {
+        let mut st = self.lock();
+        st.slots.insert(id, Slot { meta, latest: None, next_allowed: Instant::now() });
+        st.ring.push_back(id);
+    }
+
+    /// Hands the newest decoded frame of a track over; an undetected older one is dropped.
+    fn submit(&self, id: u64, frame: Frame) {
+        let mut st = self.lock();
+        let Some(slot) = st.slots.get_mut(&id) else {
+            Counters::inc(&self.counters.dropped);
+            return;
+        };
+        if slot.latest.replace(frame).is_some() {
+            Counters::inc(&self.counters.dropped);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    fn close(&self, id: u64) {
+        let mut st = self.lock();
+        if let Some(slot) = st.slots.remove(&id) {
+            if slot.latest.is_some() {
+                Counters::inc(&self.counters.dropped);
+            }
+        }
+        st.ring.retain(|t| *t != id);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Counters shared by the driver, the decoders and the workers.
+//! Counters shared by the sockets, the driver, the decoders and the workers. A leaf module.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -17,6 +17,9 @@ pub(crate) struct Counters {
     pub detect_errors: AtomicU64,
     pub keyframe_requests: AtomicU64,
     pub garbage_packets: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
+    pub sessions_panicked: AtomicU64,
+    pub tracks_rejected: AtomicU64,
     pub downscaled: AtomicU64,
     pub refused: AtomicU64,
     pub sessions: AtomicUsize,

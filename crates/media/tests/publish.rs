@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callsight_media::client::{PendingPublisher, Publisher};
 use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
-use callsight_media::{DetectionEvent, MediaConfig, MediaError, MediaHub, PublisherKey};
+use callsight_media::{DetectionEvent, MediaConfig, MediaError, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
 use tokio::sync::broadcast;
 
@@ -36,15 +36,15 @@ fn bus_640() -> Vec<EncodedFrame> {
     F.get_or_init(|| bus_frames(640, 480, 30)).clone()
 }
 
-fn key(p: &str) -> PublisherKey {
-    PublisherKey { room: "room-1".into(), participant: p.into() }
+fn key(p: &str) -> ParticipantKey {
+    ParticipantKey { room: "room-1".into(), participant: p.into() }
 }
 
 fn local_config() -> MediaConfig {
     MediaConfig { udp_bind: SocketAddr::new(LOCALHOST, 0), ..MediaConfig::default() }
 }
 
-async fn connect(hub: &MediaHub, k: &PublisherKey) -> Publisher {
+async fn connect(hub: &MediaHub, k: &ParticipantKey) -> Publisher {
     let pending = PendingPublisher::new(LOCALHOST).await.expect("client socket");
     let answer = hub.publish(k.clone(), pending.offer()).await.expect("offer accepted");
     pending.connect(&answer, Duration::from_secs(10)).await.expect("ICE + DTLS connect on loopback")
@@ -297,4 +297,62 @@ async fn silent_publisher_is_closed_after_the_idle_timeout() {
     // The client vanishes without a word (no DTLS close, no more STUN).
     drop(publisher);
     wait_stats(&hub, "idle session closed, decoder freed", |s| s.sessions == 0 && s.decoders == 0).await;
+}
+
+/// A stranger floods the media port with junk (~100 k datagrams/s) while a publisher
+/// streams 30 fps: the junk is dropped on the socket task, before the queue real media
+/// waits in, so the publisher's frames keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_session_keeps_flowing_under_a_junk_flood() {
+    let hub = MediaHub::start(local_config(), detector()).await.expect("hub starts");
+    let hub_addr = hub.local_addrs()[0];
+    let mut events = hub.events();
+    let k = key("fran");
+    let publisher = Arc::new(connect(&hub, &k).await);
+    let (task, sent) = stream(publisher.clone(), bus_640());
+    next_event(&mut events, "fran").await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let flooder = std::thread::spawn(move || {
+        let sock = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let (start, mut n) = (std::time::Instant::now(), 0u64);
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            let due = (start.elapsed().as_secs_f64() * 100_000.0) as u64;
+            while n < due {
+                let len = 20 + (n as usize * 31) % 180;
+                let _ = sock.send_to(&junk(&mut seed, len), hub_addr);
+                n += 1;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        (n, start.elapsed().as_secs_f64())
+    });
+    let sent_before = sent.lock().unwrap().len();
+    let s0 = hub.stats();
+    // The measurement window: three seconds of flood.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s1 = hub.stats();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (junk_sent, secs) = flooder.join().unwrap();
+    let frames_sent = sent.lock().unwrap().len() - sent_before;
+    let frames_received = s1.frames_received - s0.frames_received;
+    println!(
+        "junk flood: {:.0} junk pkts/s for {secs:.1} s; publisher sent {frames_sent} frames, hub received {frames_received} \
+         ({:.1} fps); garbage counted {}, queue drops {}",
+        junk_sent as f64 / secs,
+        frames_received as f64 / secs,
+        s1.garbage_packets - s0.garbage_packets,
+        s1.datagrams_dropped - s0.datagrams_dropped,
+    );
+    assert!(s1.garbage_packets > s0.garbage_packets, "the junk reached the port: {s1:?}");
+    assert!(
+        frames_received as f64 >= frames_sent as f64 * 0.8,
+        "only {frames_received} of {frames_sent} frames got through the flood"
+    );
+    // And the session still produces detections afterwards.
+    let ev = next_event(&mut events, "fran").await;
+    assert_eq!(ev.result.participant, "fran");
+    task.abort();
 }

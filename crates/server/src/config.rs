@@ -141,6 +141,9 @@ pub struct ServeArgs {
     /// Media sessions per client address at most (0 = no cap).
     #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS_PER_IP", default_value_t = 4)]
     pub max_media_sessions_per_ip: usize,
+    /// Video tracks (m-lines) accepted per publish; further ones are rejected in the answer.
+    #[arg(long, env = "CALLSIGHT_MAX_TRACKS_PER_PUBLISH", default_value_t = 3)]
+    pub max_tracks_per_publish: usize,
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
@@ -200,6 +203,7 @@ impl ServeArgs {
             max_detect_fps: self.max_detect_fps,
             workers: self.detect_workers,
             max_sessions: self.max_media_sessions,
+            max_tracks_per_publish: self.max_tracks_per_publish,
             detect: callsight_vision::DetectOptions { score_threshold: self.min_score, ..defaults.detect.clone() },
             ..defaults
         }

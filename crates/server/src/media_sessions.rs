@@ -7,7 +7,7 @@
 //! publishes in flight; when one completes for a participant who left meanwhile, the
 //! caller unpublishes it again. A media session never outlives its participant.
 
-use callsight_media::PublisherKey;
+use callsight_media::ParticipantKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -28,8 +28,8 @@ struct InFlight {
 pub struct MediaSessions {
     caps: SessionCaps,
     /// Sessions published or being published, with the publisher's client address.
-    sessions: HashMap<PublisherKey, IpAddr>,
-    in_flight: HashMap<PublisherKey, InFlight>,
+    sessions: HashMap<ParticipantKey, IpAddr>,
+    in_flight: HashMap<ParticipantKey, InFlight>,
 }
 
 /// What to do when a publish completes.
@@ -49,7 +49,7 @@ impl MediaSessions {
     /// A publish is about to be handed to the media leg; refused (with the reason) when
     /// a cap is reached. Publishing again replaces the participant's session, so its own
     /// session never counts against it.
-    pub fn publishing(&mut self, key: &PublisherKey, client: IpAddr) -> Result<(), String> {
+    pub fn publishing(&mut self, key: &ParticipantKey, client: IpAddr) -> Result<(), String> {
         let others = || self.sessions.iter().filter(|(k, _)| *k != key);
         let in_room = others().filter(|(k, _)| k.room == key.room).count();
         if self.caps.per_room > 0 && in_room >= self.caps.per_room {
@@ -67,7 +67,7 @@ impl MediaSessions {
     }
 
     /// The participant is gone (left or disconnected); the caller unpublishes now.
-    pub fn unpublished(&mut self, key: &PublisherKey) {
+    pub fn unpublished(&mut self, key: &ParticipantKey) {
         self.sessions.remove(key);
         if let Some(f) = self.in_flight.get_mut(key) {
             f.gone = true;
@@ -75,7 +75,7 @@ impl MediaSessions {
     }
 
     /// The media leg answered a publish (`ok`: a session was made).
-    pub fn published(&mut self, key: &PublisherKey, ok: bool) -> Completion {
+    pub fn published(&mut self, key: &ParticipantKey, ok: bool) -> Completion {
         let Some(f) = self.in_flight.get_mut(key) else { return Completion::Answer };
         f.publishes = f.publishes.saturating_sub(1);
         let gone = f.gone;
@@ -107,8 +107,8 @@ impl MediaSessions {
 mod tests {
     use super::*;
 
-    fn key(room: &str, p: &str) -> PublisherKey {
-        PublisherKey { room: room.into(), participant: p.into() }
+    fn key(room: &str, p: &str) -> ParticipantKey {
+        ParticipantKey { room: room.into(), participant: p.into() }
     }
 
     fn ip(s: &str) -> IpAddr {

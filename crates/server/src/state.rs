@@ -5,7 +5,7 @@ use crate::config::ServeArgs;
 use crate::ice::IceServers;
 use crate::media_sessions::{Completion, MediaSessions};
 use crate::outbox::{Outbound, OutboxSender};
-use callsight_media::{DetectionEvent, MediaHub, PublisherKey};
+use callsight_media::{DetectionEvent, MediaHub, ParticipantKey};
 use callsight_signal::protocol::parse_client;
 use callsight_signal::{redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, ResumeKey, RoomId, ServerMessage};
 use std::collections::HashMap;
@@ -165,7 +165,7 @@ impl AppState {
                         s.send(conn, Outbound::Text(msg.to_json()));
                         continue;
                     };
-                    let key = PublisherKey { room: room.to_string(), participant: peer.to_string() };
+                    let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
                     let client = s.clients.get(&conn).copied().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
                     if let Err(why) = s.media_sessions.publishing(&key, client) {
                         let msg = ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {why}"));
@@ -193,7 +193,7 @@ impl AppState {
                 }
                 Output::Unpublish { room, peer } => {
                     tracing::info!(room = %room.tag(), participant = %peer, "left");
-                    let key = PublisherKey { room: room.to_string(), participant: peer.to_string() };
+                    let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
                     s.media_sessions.unpublished(&key);
                     if let Some(media) = &self.media {
                         media.hub.unpublish(&key);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use callsight_media::client::{PendingPublisher, Publisher};
 use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
-use callsight_media::{MediaConfig, MediaHub, PublisherKey};
+use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
 use clap::Parser;
 
@@ -57,6 +57,10 @@ struct Args {
     /// Explicit libonnxruntime path.
     #[arg(long, env = "CALLSIGHT_ONNXRUNTIME")]
     onnxruntime: Option<std::path::PathBuf>,
+    /// Junk datagrams per second sent to the media port from a stranger's socket while
+    /// measuring (0 = none): shows whether real streams keep flowing under a flood.
+    #[arg(long, default_value_t = 0)]
+    junk_pps: u64,
     /// Photos (in the test data folder) the streams cycle through.
     #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
     photos: Vec<String>,
@@ -99,6 +103,7 @@ type SendLog = Arc<Mutex<HashMap<u32, Instant>>>;
 
 struct Row {
     k: usize,
+    received_fps: f64,
     decoded_fps: f64,
     detected_fps_min: f64,
     detected_fps_mean: f64,
@@ -173,13 +178,15 @@ async fn main() -> Result<()> {
 
     println!();
     println!(
-        "| K | decoded fps/stream | detected fps/stream (min / mean) | latency p50 ms | latency p95 ms | inference p50 ms | CPU % (of 1 core) | RSS MiB | dropped |"
+        "| K | junk pkts/s | received fps/stream | decoded fps/stream | detected fps/stream (min / mean) | latency p50 ms | latency p95 ms | inference p50 ms | CPU % (of 1 core) | RSS MiB | dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {} |",
             r.k,
+            args.junk_pps,
+            r.received_fps,
             r.decoded_fps,
             r.detected_fps_min,
             r.detected_fps_mean,
@@ -204,7 +211,7 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
     let mut publishers: Vec<Arc<Publisher>> = Vec::new();
     let mut keys = Vec::new();
     for i in 0..k {
-        let key = PublisherKey { room: format!("load-{round}"), participant: format!("p{i}") };
+        let key = ParticipantKey { room: format!("load-{round}"), participant: format!("p{i}") };
         let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await?;
         let answer = hub.publish(key.clone(), pending.offer()).await?;
         publishers.push(Arc::new(pending.connect(&answer, Duration::from_secs(10)).await?));
@@ -249,6 +256,7 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
             bail!("event channel closed");
         }
     }
+    let flood = (args.junk_pps > 0).then(|| Flood::start(hub.local_addrs()[0], args.junk_pps));
     let s0 = hub.stats();
     let c0 = cpu_seconds().unwrap_or(f64::NAN);
     let t0 = Instant::now();
@@ -287,6 +295,15 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
     let secs = t0.elapsed().as_secs_f64();
     let c1 = cpu_seconds().unwrap_or(f64::NAN);
     let s1 = hub.stats();
+    if let Some(flood) = flood {
+        let sent = flood.stop();
+        eprintln!(
+            "junk: {:.0} pkts/s sent, {} counted as garbage, {} dropped from full queues",
+            sent as f64 / secs,
+            s1.garbage_packets - s0.garbage_packets,
+            s1.datagrams_dropped - s0.datagrams_dropped
+        );
+    }
     let (rss, _) = rss_mib();
 
     for t in tasks {
@@ -308,6 +325,7 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
     let fps: Vec<f64> = per_stream.iter().map(|&n| n as f64 / secs).collect();
     let row = Row {
         k,
+        received_fps: (s1.frames_received - s0.frames_received) as f64 / secs / k as f64,
         decoded_fps: (s1.frames_decoded - s0.frames_decoded) as f64 / secs / k as f64,
         detected_fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
         detected_fps_mean: fps.iter().sum::<f64>() / k as f64,
@@ -329,4 +347,47 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
         row.rss
     );
     Ok(row)
+}
+
+/// A stranger flooding the media port with junk from its own thread (paced per ms).
+struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Flood {
+    fn start(to: SocketAddr, pps: u64) -> Flood {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(sock) = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else { return 0 };
+            let mut seed = 0x2545_f491_4f6c_dd1du64;
+            let mut sent = 0u64;
+            let start = Instant::now();
+            let mut packet = [0u8; 200];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                // Catch up to the schedule, then sleep a little.
+                let due = (start.elapsed().as_secs_f64() * pps as f64) as u64;
+                while sent < due {
+                    for b in packet.iter_mut() {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        *b = seed as u8;
+                    }
+                    let len = 20 + (seed % 180) as usize;
+                    let _ = sock.send_to(&packet[..len], to);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            sent
+        });
+        Flood { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
 }
