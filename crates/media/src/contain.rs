@@ -34,7 +34,7 @@ mod tests {
 
     #[test]
     fn a_panicking_session_is_reported_and_the_others_keep_working() {
-        let mut sessions = vec![Fragile { handled: 0 }, Fragile { handled: 0 }, Fragile { handled: 0 }];
+        let mut sessions = [Fragile { handled: 0 }, Fragile { handled: 0 }, Fragile { handled: 0 }];
         let inputs: [(usize, &[u8]); 5] = [(0, b"a"), (1, &[0xff, 1]), (2, b"b"), (0, b"c"), (2, b"d")];
         let mut dropped = Vec::new();
         for (i, input) in inputs {

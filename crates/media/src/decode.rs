@@ -7,14 +7,13 @@
 //! the thread asks for a keyframe and skips frames until one arrives, so no broken
 //! picture is ever detected.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
+use crate::contain::contain;
 use crate::stats::Counters;
 use crate::types::{AccessUnit as Au, Frame, FrameSink};
 
@@ -27,7 +26,7 @@ pub(crate) struct DecoderCtx {
     pub max_dimension: usize,
     /// Ask the sender for a keyframe (the driver rate-limits).
     pub request_keyframe: Box<dyn Fn() + Send>,
-    /// Called once when the thread ends (track freed).
+    /// Called once when the thread ends (track freed; the decoder count goes down).
     pub on_exit: Box<dyn FnOnce() + Send>,
 }
 
@@ -64,11 +63,11 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
             waiting_for_keyframe = false;
         }
         // openh264 is C behind a thin wrapper: never let a panic in it kill the track.
-        let outcome = catch_unwind(AssertUnwindSafe(|| match dec.decode(&au.data) {
+        let outcome = contain(|| match dec.decode(&au.data) {
             Ok(Some(yuv)) => Ok(Some(copy_frame(&yuv, &au, &ctx))),
             Ok(None) => Ok(None),
             Err(e) => Err(e.to_string()),
-        }));
+        });
         match outcome {
             Ok(Ok(Some(Some(frame)))) => {
                 Counters::inc(&ctx.counters.decoded);
@@ -99,7 +98,6 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
         }
     }
     ctx.sink.close(ctx.track_id);
-    ctx.counters.decoders.fetch_sub(1, Relaxed);
     (ctx.on_exit)();
 }
 

@@ -294,7 +294,7 @@ impl Driver {
     fn drain(&mut self, e: &mut Entry) -> Result<(), End> {
         loop {
             match contain(|| e.session.poll_output()).map_err(|_| End::Panicked)? {
-                SessionOutput::Timeout(_) => return Ok(()),
+                SessionOutput::Timeout => return Ok(()),
                 SessionOutput::Transmit(t) => self.sockets.send(t.source, t.destination, &t.contents),
                 SessionOutput::Video { mid, au } => self.video(e, mid, au),
                 SessionOutput::Ignored => {

@@ -28,8 +28,8 @@ const MAX_REMOTES: usize = 8;
 pub(crate) enum SessionOutput {
     /// Send this datagram.
     Transmit(Transmit),
-    /// Nothing more until this instant (or new input).
-    Timeout(Instant),
+    /// Nothing more until [`Session::next_timeout`] (or new input).
+    Timeout,
     /// A whole H.264 access unit of a published video track.
     Video { mid: Mid, au: AccessUnit },
     /// Media that is not published H.264 video (counted and dropped).
@@ -154,7 +154,7 @@ impl Session {
         match self.rtc.poll_output() {
             Ok(Output::Timeout(t)) => {
                 self.next_timeout = t;
-                SessionOutput::Timeout(t)
+                SessionOutput::Timeout
             }
             Ok(Output::Transmit(t)) => SessionOutput::Transmit(t),
             Ok(Output::Event(e)) => match e {
@@ -183,7 +183,7 @@ impl Session {
             .or_insert_with(|| VideoIn { clock: CaptureClock::default(), last_keyframe_request: None });
         let stamp = d.ext_vals.abs_capture_time.map(|a| a.capture_time);
         let au = AccessUnit {
-            data: d.data.into(),
+            data: d.data,
             rtp_timestamp: d.time.numer() as u32,
             capture_time: track.clock.frame(d.time.numer(), stamp),
             arrival: d.network_time,
@@ -317,7 +317,7 @@ mod tests {
                 }
                 loop {
                     match self.server.poll_output() {
-                        SessionOutput::Timeout(_) => break,
+                        SessionOutput::Timeout => break,
                         SessionOutput::Transmit(t) => {
                             assert_eq!(t.source, SERVER.parse().unwrap());
                             to_client.push(t.contents.to_vec())
@@ -428,8 +428,8 @@ mod tests {
         // The client may still write on the rejected mids: nothing of it arrives.
         for (i, mid) in mids.iter().enumerate() {
             if let Some(w) = p.client.writer(*mid) {
-                if let Some(pt) = w.payload_params().next().map(|p| p.pt()) {
-                    let w = p.client.writer(*mid).unwrap();
+                let pt = w.payload_params().next().map(|p| p.pt());
+                if let Some(pt) = pt {
                     let _ = w.write(pt, p.now, MediaTime::from_90khz(1000 + i as u64), Arc::<[u8]>::from(keyframe(0)));
                 }
             }

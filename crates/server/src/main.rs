@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the web client, signaling, STUN and media (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Detect objects in images and y4m videos; one JSON line per image or frame.
     Detect(detect_cmd::DetectArgs),
     /// Mint a room access token (for --require-token) and print it with a join link.
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Detect(args)) => detect_cmd::run(args),
         Some(Command::Token(args)) => token_cmd::run(args),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         None => serve(cli.serve),
     };
     result.unwrap_or_else(|e| {
