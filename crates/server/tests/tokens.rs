@@ -100,16 +100,6 @@ async fn joining_needs_a_good_token_for_the_room() {
 
 #[tokio::test]
 async fn require_token_without_a_secret_refuses_to_start() {
-    let args = <TestCli as clap::Parser>::try_parse_from([
-        "callsight",
-        "--bind",
-        "127.0.0.1:0",
-        "--no-stun",
-        "--no-media",
-        "--require-token",
-    ])
-    .unwrap()
-    .serve;
-    let err = callsight_server::start(args).await.err().expect("no secret, no start");
-    assert!(format!("{err:#}").contains("CALLSIGHT_TOKEN_SECRET"), "{err:#}");
+    let err = start_error(&["--require-token"]).await;
+    assert!(err.contains("CALLSIGHT_TOKEN_SECRET"), "{err}");
 }

@@ -155,17 +155,6 @@ async fn joined_participants_get_turn_credentials_that_coturn_accepts_and_nobody
 
 #[tokio::test]
 async fn turn_urls_without_a_secret_refuse_to_start() {
-    let args = <TestCli as clap::Parser>::try_parse_from([
-        "callsight",
-        "--bind",
-        "127.0.0.1:0",
-        "--no-stun",
-        "--no-media",
-        "--turn-url",
-        "turn:127.0.0.1:3478",
-    ])
-    .unwrap()
-    .serve;
-    let err = callsight_server::start(args).await.err().expect("no secret, no start");
-    assert!(format!("{err:#}").contains("CALLSIGHT_TURN_SECRET"), "{err:#}");
+    let err = start_error(&["--turn-url", "turn:127.0.0.1:3478"]).await;
+    assert!(err.contains("CALLSIGHT_TURN_SECRET"), "{err}");
 }

@@ -40,6 +40,15 @@ pub async fn start_server(extra: &[&str]) -> callsight_server::Running {
     callsight_server::start(args).await.expect("server starts")
 }
 
+/// The error a signaling-only server with `extra` flags refuses to start with.
+pub async fn start_error(extra: &[&str]) -> String {
+    let mut argv = vec!["callsight", "--bind", "127.0.0.1:0", "--no-stun", "--no-media"];
+    argv.extend_from_slice(extra);
+    let args = TestCli::try_parse_from(argv).expect("test flags parse").serve;
+    let err = callsight_server::start(args).await.err().expect("the server refuses to start");
+    format!("{err:#}")
+}
+
 /// A signaling-only server (no media leg).
 pub async fn start(extra: &[&str]) -> SocketAddr {
     let mut argv = vec!["--no-stun", "--no-media"];
