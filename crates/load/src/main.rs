@@ -14,6 +14,7 @@
 mod peer;
 
 use anyhow::Context;
+use callsight_load::{percentile_ms as percentile, rss_kib};
 use clap::{Parser, ValueEnum};
 use std::time::{Duration, Instant};
 
@@ -52,20 +53,6 @@ pub struct Args {
     /// Print the table header.
     #[arg(long)]
     pub header: bool,
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 #[tokio::main]

@@ -16,6 +16,7 @@
 mod callers;
 mod hostile;
 
+use callsight_load::{percentile_ms, rss_kib};
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -72,18 +73,14 @@ pub fn source_ip(net: u8, i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, net, (i / 250 % 256) as u8, (i % 250 + 1) as u8))
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-}
-
 fn p99_ms(mut v: Vec<u64>) -> String {
-    if v.is_empty() {
-        return "-".into();
-    }
     v.sort_unstable();
-    format!("{:.1}", v[(v.len() - 1) * 99 / 100] as f64 / 1000.0)
+    let p = percentile_ms(&v, 0.99);
+    if p.is_nan() {
+        "-".into()
+    } else {
+        format!("{p:.1}")
+    }
 }
 
 #[tokio::main]
@@ -106,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         tick.tick().await;
         let relayed = tally.relayed.load(Relaxed);
         let lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap_or_else(|e| e.into_inner()));
-        let rss = args.server_pid.and_then(rss_mib).map_or("n/a".into(), |m| format!("{m:.1}"));
+        let rss = args.server_pid.and_then(rss_kib).map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0));
         println!(
             "| {} | {} | {:.0} | {} | {} | {} | {} |",
             start.elapsed().as_secs(),
