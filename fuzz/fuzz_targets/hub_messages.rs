@@ -118,7 +118,7 @@ impl Harness {
                     assert!(self.live.contains(conn), "close of a dead connection {conn:?}");
                     closes.push(*conn);
                 }
-                Output::Publish { conn, room, peer, .. } => {
+                Output::Publish { conn, room, peer, .. } | Output::Renegotiate { conn, room, peer, .. } => {
                     assert_eq!(cause, Cause::Message(*conn), "publish for {conn:?}, not the sender");
                     let held = (room.clone(), peer.clone());
                     assert_eq!(self.membership.get(conn), Some(&held), "publish under a foreign identity");

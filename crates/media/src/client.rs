@@ -1,60 +1,84 @@
-//! A publishing WebRTC peer built on str0m: what a browser's send-only connection does,
-//! minus the browser. Tests and `media-load` publish H.264 to a [`crate::MediaHub`] with it
-//! over real UDP.
+//! A WebRTC participant built on str0m: what a browser's connection to the server does,
+//! minus the browser. Tests and `media-load` publish H.264 (and Opus) to a
+//! [`crate::MediaHub`] with it over real UDP, and receive what the server forwards.
 //!
-//! Usage: [`PendingPublisher::new`] → send [`PendingPublisher::offer`] to the server →
-//! [`PendingPublisher::connect`] with the answer → [`Publisher::send_frame`] per frame.
+//! Usage: [`PendingClient::new`] (or [`PendingClient::with_tracks`]) → send
+//! [`PendingClient::offer`] to the server → [`PendingClient::connect`] with the answer →
+//! [`Client::send_frame`] per frame; server offers (renegotiation) go to
+//! [`Client::accept_offer`], whose answer goes back to the server.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::types::ABS_CAPTURE_TIME_ID;
 use crate::MediaError;
 
 /// A client that made its offer and waits for the answer.
-pub struct PendingPublisher {
+pub struct PendingClient {
     rtc: Rtc,
     socket: Arc<UdpSocket>,
-    mid: Mid,
+    video: Vec<Mid>,
+    audio: Option<Mid>,
     offer: String,
     pending: SdpPendingOffer,
 }
 
-enum ClientCmd {
-    Frame { data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime> },
+/// One frame the client received from the server (a forwarded track).
+#[derive(Clone, Debug)]
+pub struct ReceivedFrame {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    pub rtp_timestamp: u32,
+    pub data: Arc<[u8]>,
 }
 
-/// A connected publisher; dropping it ends its task (the server notices via idle timeout
+enum ClientCmd {
+    Frame { mid: Mid, data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime> },
+    Offer { sdp: String, reply: oneshot::Sender<Result<String, MediaError>> },
+    Keyframe { mid: Mid },
+    Receiving { reply: oneshot::Sender<Vec<(Mid, MediaKind)>> },
+}
+
+/// A connected client; dropping it ends its task (the server notices via idle timeout
 /// or `unpublish`).
-pub struct Publisher {
+pub struct Client {
     cmd: mpsc::UnboundedSender<ClientCmd>,
     socket: Arc<UdpSocket>,
+    video: Vec<Mid>,
+    audio: Option<Mid>,
     keyframe_requests: Arc<AtomicU64>,
     keyframe_watch: watch::Receiver<u64>,
+    received: Arc<Mutex<Vec<ReceivedFrame>>>,
+    received_watch: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Publisher {
+impl Drop for Client {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl PendingPublisher {
-    /// Binds a UDP socket on `ip` (any port) and makes a send-only H.264 video offer
+impl PendingClient {
+    /// Binds a UDP socket on `ip` (any port) and offers one send-only H.264 video track
     /// (with abs-capture-time, as Callsight's web client negotiates it).
-    pub async fn new(ip: IpAddr) -> Result<PendingPublisher, MediaError> {
+    pub async fn new(ip: IpAddr) -> Result<PendingClient, MediaError> {
+        PendingClient::with_tracks(ip, 1, false).await
+    }
+
+    /// Offers `video` send-only H.264 tracks and, with `audio`, one send-only Opus track.
+    pub async fn with_tracks(ip: IpAddr, video: usize, audio: bool) -> Result<PendingClient, MediaError> {
         str0m::crypto::from_feature_flags().install_process_default();
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
@@ -63,14 +87,17 @@ impl PendingPublisher {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
+            .enable_opus(true, false)
             .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
             .build(Instant::now());
         let cand = Candidate::host(local, "udp").map_err(|e| MediaError::Rtc(e.to_string()))?;
         rtc.add_local_candidate(cand);
         let mut change = rtc.sdp_api();
-        let mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let video: Vec<Mid> =
+            (0..video).map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)).collect();
+        let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         let (offer, pending) = change.apply().ok_or_else(|| MediaError::Rtc("no SDP change to offer".into()))?;
-        Ok(PendingPublisher { rtc, socket: Arc::new(socket), mid, offer: offer.to_sdp_string(), pending })
+        Ok(PendingClient { rtc, socket: Arc::new(socket), video, audio, offer: offer.to_sdp_string(), pending })
     }
 
     pub fn offer(&self) -> &str {
@@ -78,36 +105,99 @@ impl PendingPublisher {
     }
 
     /// Applies the server's answer and waits (at most `timeout`) until ICE + DTLS are up.
-    pub async fn connect(mut self, answer: &str, timeout: Duration) -> Result<Publisher, MediaError> {
+    pub async fn connect(mut self, answer: &str, timeout: Duration) -> Result<Client, MediaError> {
         let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| MediaError::Rtc(e.to_string()))?;
         self.rtc.sdp_api().accept_answer(self.pending, answer).map_err(|e| MediaError::Rtc(e.to_string()))?;
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (connected_tx, mut connected) = watch::channel(false);
         let (kf_tx, keyframe_watch) = watch::channel(0u64);
+        let (rx_tx, received_watch) = watch::channel(0u64);
         let keyframe_requests = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(client_loop(
-            self.rtc,
-            self.socket.clone(),
-            self.mid,
-            cmd_rx,
-            connected_tx,
-            kf_tx,
-            keyframe_requests.clone(),
-        ));
-        let publisher = Publisher { cmd, socket: self.socket, keyframe_requests, keyframe_watch, task };
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(
+            Loop {
+                rtc: self.rtc,
+                socket: self.socket.clone(),
+                connected: connected_tx,
+                kf: kf_tx,
+                kf_count: keyframe_requests.clone(),
+                received: received.clone(),
+                received_tx: rx_tx,
+                added: Vec::new(),
+            }
+            .run(cmd_rx),
+        );
+        let client = Client {
+            cmd,
+            socket: self.socket,
+            video: self.video,
+            audio: self.audio,
+            keyframe_requests,
+            keyframe_watch,
+            received,
+            received_watch,
+            task,
+        };
         tokio::time::timeout(timeout, connected.wait_for(|c| *c))
             .await
             .map_err(|_| MediaError::Rtc(format!("not connected within {timeout:?}")))?
             .map_err(|_| MediaError::Rtc("client task ended before connecting".into()))?;
-        Ok(publisher)
+        Ok(client)
     }
 }
 
-impl Publisher {
-    /// Sends one access unit (Annex-B) stamped with `rtp_timestamp` (90 kHz), and with
-    /// abs-capture-time when `capture_time` is given.
+impl Client {
+    /// Sends one access unit (Annex-B) on the first video track, stamped with
+    /// `rtp_timestamp` (90 kHz), and with abs-capture-time when `capture_time` is given.
     pub fn send_frame(&self, data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime>) {
-        let _ = self.cmd.send(ClientCmd::Frame { data, rtp_timestamp, capture_time });
+        if let Some(mid) = self.video.first() {
+            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, data, rtp_timestamp, capture_time });
+        }
+    }
+
+    /// Sends one access unit on video track `index` (in offer order).
+    pub fn send_video(&self, index: usize, data: Arc<[u8]>, rtp_timestamp: u32) {
+        if let Some(mid) = self.video.get(index) {
+            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, data, rtp_timestamp, capture_time: None });
+        }
+    }
+
+    /// Sends one Opus packet (48 kHz RTP clock) on the audio track.
+    pub fn send_audio(&self, data: Arc<[u8]>, rtp_timestamp: u32) {
+        if let Some(mid) = self.audio {
+            let _ = self.cmd.send(ClientCmd::Frame { mid, data, rtp_timestamp, capture_time: None });
+        }
+    }
+
+    /// Applies a server offer (renegotiation) and returns the answer to send back.
+    pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(ClientCmd::Offer { sdp: sdp.to_owned(), reply }).map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Asks the server for a keyframe of a received video track (PLI).
+    pub fn request_keyframe(&self, mid: Mid) {
+        let _ = self.cmd.send(ClientCmd::Keyframe { mid });
+    }
+
+    /// The tracks the server currently sends to this client (negotiated, not stopped).
+    pub async fn receiving(&self) -> Vec<(Mid, MediaKind)> {
+        let (reply, rx) = oneshot::channel();
+        if self.cmd.send(ClientCmd::Receiving { reply }).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Frames received so far (forwarded tracks).
+    pub fn received(&self) -> Vec<ReceivedFrame> {
+        self.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes on every received frame.
+    pub fn received_watch(&self) -> watch::Receiver<u64> {
+        self.received_watch.clone()
     }
 
     /// Sends raw bytes from this client's own socket (fault injection).
@@ -135,68 +225,124 @@ impl Publisher {
     }
 }
 
-async fn client_loop(
-    mut rtc: Rtc,
+struct Loop {
+    rtc: Rtc,
     socket: Arc<UdpSocket>,
-    mid: Mid,
-    mut cmd_rx: mpsc::UnboundedReceiver<ClientCmd>,
     connected: watch::Sender<bool>,
     kf: watch::Sender<u64>,
     kf_count: Arc<AtomicU64>,
-) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
-    let mut buf = vec![0u8; 2048];
-    let mut pt = None;
-    loop {
-        // Drain outputs until str0m waits.
-        let deadline = loop {
-            match rtc.poll_output() {
-                Ok(Output::Timeout(t)) => break t,
+    received: Arc<Mutex<Vec<ReceivedFrame>>>,
+    received_tx: watch::Sender<u64>,
+    /// Every m-line str0m announced (the server's included).
+    added: Vec<Mid>,
+}
+
+impl Loop {
+    async fn run(mut self, mut cmd_rx: mpsc::UnboundedReceiver<ClientCmd>) {
+        let Ok(local) = self.socket.local_addr() else { return };
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let Some(deadline) = self.drain() else { return };
+            tokio::select! {
+                cmd = cmd_rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    self.command(cmd);
+                }
+                r = self.socket.recv_from(&mut buf) => {
+                    let Ok((n, source)) = r else { continue };
+                    let Ok(contents) = buf[..n].try_into() else { continue };
+                    let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+                    let _ = self.rtc.handle_input(input);
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if self.rtc.handle_input(Input::Timeout(Instant::now())).is_err() { return; }
+                }
+            }
+        }
+    }
+
+    /// Polls until str0m waits; None when the connection failed.
+    fn drain(&mut self) -> Option<Instant> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Transmit(t)) => {
-                    let _ = socket.try_send_to(&t.contents, t.destination);
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
-                        pt = rtc
-                            .writer(mid)
-                            .and_then(|w| w.payload_params().find(|p| p.spec().codec == Codec::H264).map(|p| p.pt()));
-                        let _ = connected.send(true);
+                        let _ = self.connected.send(true);
                     }
                     Event::KeyframeRequest(_) => {
-                        let n = kf_count.fetch_add(1, Relaxed) + 1;
-                        let _ = kf.send(n);
+                        let n = self.kf_count.fetch_add(1, Relaxed) + 1;
+                        let _ = self.kf.send(n);
+                    }
+                    Event::MediaAdded(m) => self.added.push(m.mid),
+                    Event::MediaData(d) => {
+                        let kind = self.rtc.media(d.mid).map_or(MediaKind::Video, |m| m.kind());
+                        let f = ReceivedFrame { mid: d.mid, kind, rtp_timestamp: d.time.numer() as u32, data: d.data };
+                        let n = {
+                            let mut r = self.received.lock().unwrap_or_else(|e| e.into_inner());
+                            r.push(f);
+                            r.len() as u64
+                        };
+                        let _ = self.received_tx.send(n);
                     }
                     _ => {}
                 },
                 Err(e) => {
-                    tracing::debug!("publisher client failed: {e}");
-                    return;
+                    tracing::debug!("client failed: {e}");
+                    return None;
                 }
             }
-        };
-        tokio::select! {
-            cmd = cmd_rx.recv() => {
-                let Some(ClientCmd::Frame { data, rtp_timestamp, capture_time }) = cmd else { return };
-                let (Some(pt), Some(w)) = (pt, rtc.writer(mid)) else { continue };
+        }
+    }
+
+    fn command(&mut self, cmd: ClientCmd) {
+        match cmd {
+            ClientCmd::Frame { mid, data, rtp_timestamp, capture_time } => {
+                let rate =
+                    if self.rtc.media(mid).is_some_and(|m| m.kind() == MediaKind::Audio) { 48_000 } else { 90_000 };
+                let Some(w) = self.rtc.writer(mid) else { return };
+                let Some(pt) =
+                    w.payload_params().find(|p| matches!(p.spec().codec, Codec::H264 | Codec::Opus)).map(|p| p.pt())
+                else {
+                    return;
+                };
                 let w = match capture_time {
                     Some(t) => w.abs_capture_time(AbsCaptureTime { capture_time: t, clock_offset: None }),
                     None => w,
                 };
-                if let Err(e) = w.write(pt, Instant::now(), MediaTime::from_90khz(rtp_timestamp as u64), data) {
+                let time = MediaTime::new(
+                    rtp_timestamp as u64,
+                    if rate == 48_000 { Frequency::FORTY_EIGHT_KHZ } else { Frequency::NINETY_KHZ },
+                );
+                if let Err(e) = w.write(pt, Instant::now(), time, data) {
                     tracing::debug!("write failed: {e}");
                 }
             }
-            r = socket.recv_from(&mut buf) => {
-                let Ok((n, source)) = r else { continue };
-                let Ok(contents) = buf[..n].try_into() else { continue };
-                let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-                if rtc.handle_input(input).is_err() { continue; }
+            ClientCmd::Offer { sdp, reply } => {
+                let r = SdpOffer::from_sdp_string(&sdp)
+                    .map_err(|e| MediaError::BadOffer(e.to_string()))
+                    .and_then(|o| self.rtc.sdp_api().accept_offer(o).map_err(|e| MediaError::Rejected(e.to_string())))
+                    .map(|a| a.to_sdp_string());
+                let _ = reply.send(r);
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                if rtc.handle_input(Input::Timeout(Instant::now())).is_err() { return; }
+            ClientCmd::Keyframe { mid } => {
+                if let Some(mut w) = self.rtc.writer(mid) {
+                    let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+                }
+            }
+            ClientCmd::Receiving { reply } => {
+                let rtc = &self.rtc;
+                let mids: Vec<(Mid, MediaKind)> = self
+                    .added
+                    .iter()
+                    .filter_map(|mid| rtc.media(*mid))
+                    .filter(|m| m.direction().is_receiving() && !m.disabled())
+                    .map(|m| (m.mid(), m.kind()))
+                    .collect();
+                let _ = reply.send(mids);
             }
         }
     }

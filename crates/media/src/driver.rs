@@ -1,7 +1,9 @@
 //! One tokio task drives every [`Session`] over the shared UDP port: it takes routed
 //! datagrams and commands in, feeds them to the session they belong to
 //! (`Session::accepts`), and carries each session's outputs out — datagrams to the
-//! sockets, video access units to the track's stages. It holds no session behaviour.
+//! sockets, video access units to the track's stages, published frames to the other
+//! sessions of the room (forwarding), keyframe requests to the publisher, offers to
+//! signalling. It holds no session behaviour.
 //!
 //! A panic inside a session (str0m included) is contained: that session is dropped and
 //! counted, every other one keeps running.
@@ -12,25 +14,47 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::media::Mid;
+use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::Input;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::contain::contain;
 use crate::error::MediaError;
-use crate::session::{Session, SessionOutput};
+use crate::session::{InMedia, Session, SessionOutput, TrackRef};
 use crate::stats::Counters;
-use crate::types::{AccessUnit, MediaConfig, ParticipantKey, TrackMeta, TrackStages};
+use crate::types::{AccessUnit, MediaConfig, ParticipantKey, ServerOffer, TrackMeta, TrackStages};
 use crate::udp::{Datagram, Inbound, Routes, Sockets};
 
 /// How often idle / dead sessions are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) enum Command {
-    Publish { key: ParticipantKey, offer: String, reply: oneshot::Sender<Result<String, MediaError>> },
-    Unpublish { key: ParticipantKey },
-    Keyframe { session: u64, mid: Mid },
+    Publish {
+        key: ParticipantKey,
+        offer: String,
+        subscribe: bool,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// The participant's answer to the server's last offer.
+    Answer {
+        key: ParticipantKey,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// The participant's renegotiation offer; the reply is the answer.
+    Offer {
+        key: ParticipantKey,
+        sdp: String,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    Unpublish {
+        key: ParticipantKey,
+    },
+    Keyframe {
+        session: u64,
+        mid: Mid,
+    },
     Shutdown,
 }
 
@@ -61,6 +85,13 @@ pub(crate) struct Driver {
     next_id: u64,
     sessions: HashMap<u64, Entry>,
     by_key: HashMap<ParticipantKey, u64>,
+    /// Every published track: its kind and its publisher's room and participant id.
+    published: HashMap<TrackRef, (MediaKind, ParticipantKey)>,
+    /// Sessions with new outputs to carry out (changed by another session's output).
+    dirty: Vec<u64>,
+    /// Sessions that panicked while another session's output was applied to them.
+    doomed: Vec<u64>,
+    offers: mpsc::Sender<ServerOffer>,
 }
 
 /// Binds the sockets and spawns the driver; returns its command channel and addresses.
@@ -69,6 +100,7 @@ pub(crate) async fn start(
     counters: Arc<Counters>,
     stages: Box<dyn TrackStages>,
     lifecycle: Arc<watch::Sender<u64>>,
+    offers: mpsc::Sender<ServerOffer>,
 ) -> Result<(mpsc::UnboundedSender<Command>, Vec<std::net::SocketAddr>), MediaError> {
     // str0m needs a process-wide crypto provider; installing it twice is harmless.
     str0m::crypto::from_feature_flags().install_process_default();
@@ -94,6 +126,10 @@ pub(crate) async fn start(
         next_id: 0,
         sessions: HashMap::new(),
         by_key: HashMap::new(),
+        published: HashMap::new(),
+        dirty: Vec::new(),
+        doomed: Vec::new(),
+        offers,
     };
     tokio::spawn(driver.run(cmd_rx, inbound));
     Ok((cmd_tx, local_addrs))
@@ -125,6 +161,7 @@ impl Driver {
                 Some(d) = inbound.stun.recv() => self.datagram(d),
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+            self.flush();
         }
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
         for id in ids {
@@ -137,9 +174,15 @@ impl Driver {
 
     fn command(&mut self, c: Command) {
         match c {
-            Command::Publish { key, offer, reply } => {
-                let r = self.publish(key, &offer);
+            Command::Publish { key, offer, subscribe, reply } => {
+                let r = self.publish(key, &offer, subscribe);
                 let _ = reply.send(r);
+            }
+            Command::Answer { key, sdp, reply } => {
+                let _ = reply.send(self.renegotiate(&key, |s| s.accept_answer(&sdp)));
+            }
+            Command::Offer { key, sdp, reply } => {
+                let _ = reply.send(self.renegotiate(&key, |s| s.accept_offer(&sdp)));
             }
             Command::Unpublish { key } => {
                 if let Some(e) = self.by_key.get(&key).copied().and_then(|id| self.take(id)) {
@@ -160,14 +203,45 @@ impl Driver {
         }
     }
 
-    fn publish(&mut self, key: ParticipantKey, offer: &str) -> Result<String, MediaError> {
+    /// Applies one step of a renegotiation to `key`'s session.
+    fn renegotiate<T>(
+        &mut self,
+        key: &ParticipantKey,
+        f: impl FnOnce(&mut Session) -> Result<T, MediaError>,
+    ) -> Result<T, MediaError> {
+        let Some(mut e) = self.by_key.get(key).copied().and_then(|id| self.take(id)) else {
+            return Err(MediaError::Rejected("no media session".into()));
+        };
+        match contain(|| f(&mut e.session)) {
+            Ok(r) => {
+                self.drain_and_keep(e);
+                self.flush();
+                r
+            }
+            Err(_) => {
+                self.close(e, End::Panicked);
+                self.flush();
+                Err(MediaError::Rejected("session failed".into()))
+            }
+        }
+    }
+
+    fn publish(&mut self, key: ParticipantKey, offer: &str, subscribe: bool) -> Result<String, MediaError> {
         let replaces = self.by_key.contains_key(&key);
         if !replaces && self.sessions.len() >= self.config.max_sessions {
             return Err(MediaError::TooManySessions(self.config.max_sessions));
         }
         self.next_id += 1;
         let id = self.next_id;
-        let acc = Session::accept(key.clone(), id, offer, &self.config, self.sockets.local_addrs(), Instant::now())?;
+        let acc = Session::accept(
+            key.clone(),
+            id,
+            subscribe,
+            offer,
+            &self.config,
+            self.sockets.local_addrs(),
+            Instant::now(),
+        )?;
         if acc.rejected_tracks > 0 {
             self.counters.tracks_rejected.fetch_add(acc.rejected_tracks as u64, Relaxed);
         }
@@ -175,6 +249,12 @@ impl Driver {
             self.close(old, End::Closed("republished".into()));
         }
         let mut e = Entry { session: acc.session, pipes: HashMap::new() };
+        // Everything the room already publishes (offered once the session is connected).
+        for (src, (kind, owner)) in &self.published {
+            if owner.room == key.room {
+                e.session.subscribe(*src, *kind, &owner.participant);
+            }
+        }
         self.counters.sessions.fetch_add(1, Relaxed);
         self.bump();
         if let Err(end) = self.drain(&mut e) {
@@ -225,7 +305,17 @@ impl Driver {
         for r in e.session.remotes() {
             self.routes.remove(*r);
         }
+        let id = e.session.id();
         let key = e.session.key().clone();
+        self.published.retain(|src, _| src.session != id);
+        for other in self.room_of(&key.room) {
+            if let Some(o) = self.sessions.get_mut(&other) {
+                if contain(|| o.session.unsubscribe_session(id)).is_err() {
+                    self.doomed.push(other);
+                }
+                self.dirty.push(other);
+            }
+        }
         drop(e);
         self.counters.sessions.fetch_sub(1, Relaxed);
         self.bump();
@@ -296,12 +386,104 @@ impl Driver {
             match contain(|| e.session.poll_output()).map_err(|_| End::Panicked)? {
                 SessionOutput::Timeout => return Ok(()),
                 SessionOutput::Transmit(t) => self.sockets.send(t.source, t.destination, &t.contents),
-                SessionOutput::Video { mid, au } => self.video(e, mid, au),
-                SessionOutput::Ignored => {
-                    Counters::inc(&self.counters.received);
-                    Counters::inc(&self.counters.dropped);
+                SessionOutput::Media { mid, media } => self.media(e, mid, media),
+                SessionOutput::Published { mid, kind } => self.announce(e, mid, kind),
+                SessionOutput::KeyframeWanted(src) => self.keyframe_wanted(src),
+                SessionOutput::Unpublished { mid } => self.unpublished(e, mid),
+                SessionOutput::Offer { sdp, tracks } => {
+                    let offer = ServerOffer { key: e.session.key().clone(), sdp, tracks };
+                    if self.offers.try_send(offer).is_err() {
+                        tracing::warn!(participant = %e.session.key().participant, "server offer dropped: nobody reads offers");
+                    }
                 }
                 SessionOutput::Closed(why) => return Err(End::Closed(why)),
+            }
+        }
+    }
+
+    /// Ids of the sessions of `room` that are in the map.
+    fn room_of(&self, room: &str) -> Vec<u64> {
+        self.sessions.iter().filter(|(_, o)| o.session.key().room == room).map(|(id, _)| *id).collect()
+    }
+
+    /// Applies `f` to another session (not the taken one), containing a panic.
+    fn with_other(&mut self, id: u64, f: impl FnOnce(&mut Session) -> bool) {
+        let Some(o) = self.sessions.get_mut(&id) else { return };
+        match contain(|| f(&mut o.session)) {
+            Ok(true) => self.dirty.push(id),
+            Ok(false) => {}
+            Err(_) => self.doomed.push(id),
+        }
+    }
+
+    /// A participant publishes a new track: every other session of its room subscribes.
+    fn announce(&mut self, e: &Entry, mid: Mid, kind: MediaKind) {
+        let src = TrackRef { session: e.session.id(), mid };
+        let owner = e.session.key().clone();
+        tracing::debug!(participant = %owner.participant, %mid, ?kind, "track published");
+        for other in self.room_of(&owner.room) {
+            self.with_other(other, |s| {
+                s.subscribe(src, kind, &owner.participant);
+                true
+            });
+        }
+        self.published.insert(src, (kind, owner));
+    }
+
+    /// A participant stopped publishing a track: its subscribers stop receiving it.
+    fn unpublished(&mut self, e: &mut Entry, mid: Mid) {
+        let src = TrackRef { session: e.session.id(), mid };
+        tracing::debug!(participant = %e.session.key().participant, %mid, "track unpublished");
+        self.published.remove(&src);
+        // Dropping the sender ends the track's decoder.
+        e.pipes.remove(&mid);
+        for other in self.room_of(&e.session.key().room) {
+            self.with_other(other, |s| {
+                s.unsubscribe_track(src);
+                true
+            });
+        }
+    }
+
+    /// A subscriber wants a keyframe: ask the publisher (rate-limited there).
+    fn keyframe_wanted(&mut self, src: TrackRef) {
+        let now = Instant::now();
+        let counters = self.counters.clone();
+        self.with_other(src.session, |s| {
+            let asked = s.request_keyframe(src.mid, now);
+            if asked {
+                Counters::inc(&counters.keyframe_requests);
+            }
+            asked
+        });
+    }
+
+    /// One published frame: to the decoder (H.264 video) and to every subscriber.
+    fn media(&mut self, e: &mut Entry, mid: Mid, media: InMedia) {
+        let src = TrackRef { session: e.session.id(), mid };
+        for other in self.room_of(&e.session.key().room) {
+            self.with_other(other, |s| s.forward(src, &media));
+        }
+        if media.kind == MediaKind::Video && media.params.spec().codec == str0m::format::Codec::H264 {
+            self.video(e, mid, media.au);
+        }
+    }
+
+    /// Carries out what other sessions' outputs changed, until nothing is left.
+    fn flush(&mut self) {
+        while !self.dirty.is_empty() || !self.doomed.is_empty() {
+            for id in std::mem::take(&mut self.doomed) {
+                if let Some(e) = self.take(id) {
+                    self.close(e, End::Panicked);
+                }
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for id in dirty {
+                if let Some(e) = self.take(id) {
+                    self.drain_and_keep(e);
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! sockets + sessions (`driver`) → decoders (`decode`) → detection (`scheduler`) →
 //! events.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -16,8 +17,11 @@ use crate::error::MediaError;
 use crate::scheduler::Scheduler;
 use crate::stats::Counters;
 use crate::types::{
-    AccessUnit, DetectionEvent, FrameSink, MediaConfig, MediaStats, ParticipantKey, TrackMeta, TrackStages,
+    AccessUnit, DetectionEvent, FrameSink, MediaConfig, MediaStats, ParticipantKey, ServerOffer, TrackMeta, TrackStages,
 };
+
+/// Server offers waiting for the signalling side (beyond: dropped with a warning).
+const OFFER_QUEUE: usize = 1024;
 
 struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
@@ -26,6 +30,7 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     lifecycle: watch::Receiver<u64>,
     local_addrs: Vec<SocketAddr>,
+    offers: std::sync::Mutex<Option<mpsc::Receiver<ServerOffer>>>,
 }
 
 impl Drop for Inner {
@@ -114,20 +119,68 @@ impl MediaHub {
             queue: config.decode_queue,
             next_track: 0,
         };
-        let (cmd, local_addrs) = driver::start(config, counters.clone(), Box::new(stages), lifecycle_tx).await?;
+        let (offers_tx, offers) = mpsc::channel(OFFER_QUEUE);
+        let (cmd, local_addrs) =
+            driver::start(config, counters.clone(), Box::new(stages), lifecycle_tx, offers_tx).await?;
         tracing::info!(?local_addrs, workers, "media hub started");
-        Ok(MediaHub { inner: Arc::new(Inner { cmd, events, counters, scheduler, lifecycle, local_addrs }) })
+        let offers = std::sync::Mutex::new(Some(offers));
+        Ok(MediaHub { inner: Arc::new(Inner { cmd, events, counters, scheduler, lifecycle, local_addrs, offers }) })
     }
 
-    /// Accepts a send-only H.264 video offer from `key` (replacing that participant's
-    /// previous session) and returns the SDP answer, with host candidates, no trickle.
+    /// Accepts a publish offer (H.264 video, Opus audio) from `key` (replacing that
+    /// participant's previous session) and returns the SDP answer, with host candidates,
+    /// no trickle. Its tracks are detected (video) and forwarded to the room's subscribers.
     pub async fn publish(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
+        self.publish_with(key, offer_sdp, false).await
+    }
+
+    /// Like [`MediaHub::publish`], and the session also receives every other track of the
+    /// room: the hub adds them by [`ServerOffer`]s (see [`MediaHub::offers`]).
+    pub async fn publish_and_subscribe(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
+        self.publish_with(key, offer_sdp, true).await
+    }
+
+    async fn publish_with(&self, key: ParticipantKey, offer_sdp: &str, subscribe: bool) -> Result<String, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
-            .send(Command::Publish { key, offer: offer_sdp.to_owned(), reply })
+            .send(Command::Publish { key, offer: offer_sdp.to_owned(), subscribe, reply })
             .map_err(|_| MediaError::Stopped)?;
         rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// The participant's answer to its last [`ServerOffer`]. The command is queued when
+    /// this is called (not when the future is first polled), so calls keep their order.
+    pub fn answer(&self, key: ParticipantKey, sdp: &str) -> impl Future<Output = Result<(), MediaError>> + use<> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.cmd.send(Command::Answer { key, sdp: sdp.to_owned(), reply });
+        async move {
+            sent.map_err(|_| MediaError::Stopped)?;
+            rx.await.map_err(|_| MediaError::Stopped)?
+        }
+    }
+
+    /// A renegotiation offer from the participant (it adds or stops its own tracks);
+    /// resolves to the answer. An offer of the server's that crossed it is dropped and made
+    /// again later (the server is the polite side of perfect negotiation). Queued when
+    /// called, like [`MediaHub::answer`].
+    pub fn renegotiate(
+        &self,
+        key: ParticipantKey,
+        offer_sdp: &str,
+    ) -> impl Future<Output = Result<String, MediaError>> + use<> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.cmd.send(Command::Offer { key, sdp: offer_sdp.to_owned(), reply });
+        async move {
+            sent.map_err(|_| MediaError::Stopped)?;
+            rx.await.map_err(|_| MediaError::Stopped)?
+        }
+    }
+
+    /// The renegotiation offers for subscribing participants, to deliver over signalling.
+    /// One reader: the first call takes the receiver, later calls get `None`.
+    pub fn offers(&self) -> Option<mpsc::Receiver<ServerOffer>> {
+        self.inner.offers.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Participant left: its session, decoders and pending frames are freed.

@@ -45,4 +45,4 @@ pub mod synth;
 
 pub use error::MediaError;
 pub use hub::MediaHub;
-pub use types::{DetectionEvent, MediaConfig, MediaStats, ParticipantKey, ABS_CAPTURE_TIME_ID};
+pub use types::{DetectionEvent, MediaConfig, MediaStats, ParticipantKey, ServerOffer, ABS_CAPTURE_TIME_ID};

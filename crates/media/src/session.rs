@@ -1,16 +1,27 @@
 //! [`Session`]: one participant's WebRTC session, owning its str0m `Rtc` and its
 //! behaviour, sans-IO like str0m itself: datagrams and timeouts go in through
 //! [`Session::handle_input`], and [`Session::poll_output`] gives back what to send,
-//! when to wake up, and the published video frames. No sockets, no clocks, no threads:
-//! the unit tests below drive it with str0m's own client `Rtc` in memory.
+//! when to wake up, the media the participant publishes, the tracks it starts to
+//! publish, keyframe requests for tracks it receives, and renegotiation offers.
+//! No sockets, no clocks, no threads: the unit tests below drive it with str0m's own
+//! client `Rtc` in memory.
+//!
+//! Forwarding (SFU): the participant publishes on the m-lines of its own offer; every
+//! track of another participant it subscribes to gets a send-only m-line that the
+//! session adds by a server offer (`SessionOutput::Offer`, answered through
+//! [`Session::accept_answer`]), once connected and one offer at a time. Media is written
+//! frame by frame with the publisher's RTP timestamp unchanged; str0m does the
+//! per-leg RTP (own SSRCs and sequence numbers, NACK/RTX, receiver and sender reports,
+//! TWCC feedback for the publisher's bandwidth estimation).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
-use str0m::format::Codec;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::bwe::Bitrate;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::Transmit;
 use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
@@ -19,10 +30,29 @@ use crate::capture::CaptureClock;
 use crate::contain::contain;
 use crate::error::MediaError;
 use crate::offer::limit_video_lines;
-use crate::types::{AccessUnit, MediaConfig, ParticipantKey, ABS_CAPTURE_TIME_ID};
+use crate::types::{AccessUnit, MediaConfig, ParticipantKey, SubscribedTrack, ABS_CAPTURE_TIME_ID};
 
 /// Remote addresses one session accepts datagrams from at most (ICE candidates of one peer).
 const MAX_REMOTES: usize = 8;
+
+/// Initial send-side bandwidth estimate for the forwarded tracks.
+const INITIAL_BWE_KBPS: u64 = 1_000;
+
+/// A published track, named across sessions: the publishing session and its mid there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TrackRef {
+    pub session: u64,
+    pub mid: Mid,
+}
+
+/// One frame of a published track (video access unit or audio packet).
+pub(crate) struct InMedia {
+    pub kind: MediaKind,
+    pub params: PayloadParams,
+    /// The publisher's RTP time (extended), passed on unchanged when forwarding.
+    pub time: MediaTime,
+    pub au: AccessUnit,
+}
 
 /// What a session wants done next.
 pub(crate) enum SessionOutput {
@@ -30,12 +60,43 @@ pub(crate) enum SessionOutput {
     Transmit(Transmit),
     /// Nothing more until [`Session::next_timeout`] (or new input).
     Timeout,
-    /// A whole H.264 access unit of a published video track.
-    Video { mid: Mid, au: AccessUnit },
-    /// Media that is not published H.264 video (counted and dropped).
-    Ignored,
+    /// The participant started publishing a track (a receiving m-line of its offer).
+    Published { mid: Mid, kind: MediaKind },
+    /// One frame of a published track.
+    Media { mid: Mid, media: InMedia },
+    /// The participant asks for a keyframe of a track it receives.
+    KeyframeWanted(TrackRef),
+    /// The participant stopped publishing a track (its m-line stopped or turned away
+    /// from sending in a renegotiation).
+    Unpublished { mid: Mid },
+    /// A renegotiation offer for the participant (send it over signalling; the answer
+    /// comes back through [`Session::accept_answer`]) and what it will receive after it.
+    Offer { sdp: String, tracks: Vec<SubscribedTrack> },
     /// The session is over (ICE disconnected, DTLS closed, str0m failed).
     Closed(String),
+}
+
+/// One forwarded track on its way to this session's participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutState {
+    /// Wanted; goes into the next offer.
+    ToOpen,
+    /// In an offer that awaits its answer.
+    Negotiating(Mid),
+    /// Negotiated: media flows.
+    Open(Mid),
+    /// Its publisher left; stopped in the next offer.
+    ToStop(Mid),
+    /// Stopped in an offer that awaits its answer.
+    Stopping(Mid),
+}
+
+struct TrackOut {
+    source: TrackRef,
+    kind: MediaKind,
+    /// The publisher's participant id (the stream id the subscriber sees in `msid`).
+    stream_id: String,
+    state: OutState,
 }
 
 struct VideoIn {
@@ -60,13 +121,26 @@ pub(crate) struct Session {
     remotes: Vec<SocketAddr>,
     video: HashMap<Mid, VideoIn>,
     keyframe_interval: Duration,
+    /// Receives other participants' tracks (else publish-only, as before forwarding).
+    subscriber: bool,
+    connected: bool,
+    tracks_out: Vec<TrackOut>,
+    pending: Option<SdpPendingOffer>,
+    /// Mids the participant publishes on.
+    published: Vec<Mid>,
+    /// Forwarded video tracks that just opened here: their publishers are asked for a keyframe.
+    keyframes_wanted: Vec<TrackRef>,
+    max_offer_bytes: usize,
+    max_tracks_per_publish: usize,
 }
 
 impl Session {
-    /// Answers a publish offer (send-only H.264 video, anything else is ignored).
+    /// Answers a publish offer (H.264 video and Opus audio; video m-lines beyond the cap
+    /// are rejected). A `subscriber` session also receives the room's other tracks.
     pub(crate) fn accept(
         key: ParticipantKey,
         id: u64,
+        subscriber: bool,
         offer: &str,
         config: &MediaConfig,
         local_addrs: &[SocketAddr],
@@ -82,6 +156,8 @@ impl Session {
             let mut rtc = Rtc::builder()
                 .clear_codecs()
                 .enable_h264(true)
+                .enable_opus(true, false)
+                .enable_bwe(Some(Bitrate::kbps(INITIAL_BWE_KBPS)))
                 .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
                 .build(now);
             for addr in local_addrs {
@@ -106,6 +182,14 @@ impl Session {
             remotes: Vec::new(),
             video: HashMap::new(),
             keyframe_interval: config.keyframe_interval,
+            subscriber,
+            connected: false,
+            tracks_out: Vec::new(),
+            pending: None,
+            published: Vec::new(),
+            keyframes_wanted: Vec::new(),
+            max_offer_bytes: config.max_offer_bytes,
+            max_tracks_per_publish: config.max_tracks_per_publish,
         };
         Ok(Accepted { session, answer, rejected_tracks })
     }
@@ -151,45 +235,243 @@ impl Session {
 
     /// The next thing to do; call until it returns `Timeout` or `Closed`.
     pub(crate) fn poll_output(&mut self) -> SessionOutput {
-        match self.rtc.poll_output() {
-            Ok(Output::Timeout(t)) => {
-                self.next_timeout = t;
-                SessionOutput::Timeout
+        if let Some(src) = self.keyframes_wanted.pop() {
+            return SessionOutput::KeyframeWanted(src);
+        }
+        loop {
+            let out = match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    // Quiet: the moment to renegotiate, if anything changed.
+                    if let Some((sdp, tracks)) = self.negotiate() {
+                        return SessionOutput::Offer { sdp, tracks };
+                    }
+                    self.next_timeout = t;
+                    return SessionOutput::Timeout;
+                }
+                Ok(Output::Transmit(t)) => return SessionOutput::Transmit(t),
+                Ok(Output::Event(e)) => self.event(e),
+                Err(e) => return SessionOutput::Closed(format!("rtc failed: {e}")),
+            };
+            if let Some(out) = out {
+                return out;
             }
-            Ok(Output::Transmit(t)) => SessionOutput::Transmit(t),
-            Ok(Output::Event(e)) => match e {
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                    SessionOutput::Closed("ICE disconnected".into())
-                }
-                Event::MediaData(d) => self.media(d),
-                Event::Connected => {
-                    tracing::debug!(participant = %self.key.participant, session = self.id, "media session connected");
-                    self.poll_output()
-                }
-                _ => self.poll_output(),
-            },
-            Err(e) => SessionOutput::Closed(format!("rtc failed: {e}")),
         }
     }
 
-    fn media(&mut self, d: MediaData) -> SessionOutput {
-        let is_video = self.rtc.media(d.mid).is_some_and(|m| m.kind() == MediaKind::Video);
-        if !is_video || d.params.spec().codec != Codec::H264 {
-            return SessionOutput::Ignored;
+    fn event(&mut self, e: Event) -> Option<SessionOutput> {
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                Some(SessionOutput::Closed("ICE disconnected".into()))
+            }
+            Event::Connected => {
+                tracing::debug!(participant = %self.key.participant, session = self.id, "media session connected");
+                self.connected = true;
+                None
+            }
+            // A receiving m-line of the participant's own offer: it publishes there.
+            Event::MediaAdded(m) if m.direction.is_receiving() && !self.is_forwarded(m.mid) => {
+                self.published.push(m.mid);
+                Some(SessionOutput::Published { mid: m.mid, kind: m.kind })
+            }
+            Event::MediaChanged(m) if !m.direction.is_receiving() && self.published.contains(&m.mid) => {
+                self.published.retain(|p| *p != m.mid);
+                Some(SessionOutput::Unpublished { mid: m.mid })
+            }
+            Event::MediaData(d) => self.media(d),
+            Event::KeyframeRequest(r) => self
+                .tracks_out
+                .iter()
+                .find(|t| t.state == OutState::Open(r.mid))
+                .map(|t| SessionOutput::KeyframeWanted(t.source)),
+            Event::EgressBitrateEstimate(b) => {
+                tracing::trace!(participant = %self.key.participant, "egress estimate {b:?}");
+                None
+            }
+            _ => None,
         }
-        let track = self
-            .video
-            .entry(d.mid)
-            .or_insert_with(|| VideoIn { clock: CaptureClock::default(), last_keyframe_request: None });
-        let stamp = d.ext_vals.abs_capture_time.map(|a| a.capture_time);
-        let au = AccessUnit {
+    }
+
+    fn is_forwarded(&self, mid: Mid) -> bool {
+        self.tracks_out.iter().any(|t| match t.state {
+            OutState::Negotiating(m) | OutState::Open(m) | OutState::ToStop(m) | OutState::Stopping(m) => m == mid,
+            OutState::ToOpen => false,
+        })
+    }
+
+    fn media(&mut self, d: MediaData) -> Option<SessionOutput> {
+        let kind = self.rtc.media(d.mid).map(|m| m.kind())?;
+        let mut au = AccessUnit {
             data: d.data,
             rtp_timestamp: d.time.numer() as u32,
-            capture_time: track.clock.frame(d.time.numer(), stamp),
+            capture_time: None,
             arrival: d.network_time,
             discontinuity: !d.contiguous,
         };
-        SessionOutput::Video { mid: d.mid, au }
+        if kind == MediaKind::Video && d.params.spec().codec == Codec::H264 {
+            let track = self
+                .video
+                .entry(d.mid)
+                .or_insert_with(|| VideoIn { clock: CaptureClock::default(), last_keyframe_request: None });
+            let stamp = d.ext_vals.abs_capture_time.map(|a| a.capture_time);
+            au.capture_time = track.clock.frame(d.time.numer(), stamp);
+        }
+        Some(SessionOutput::Media { mid: d.mid, media: InMedia { kind, params: d.params, time: d.time, au } })
+    }
+
+    /// Starts forwarding `source` (a track of participant `stream_id`) to this participant;
+    /// the m-line is added by the next offer. No-op for a publish-only session.
+    pub(crate) fn subscribe(&mut self, source: TrackRef, kind: MediaKind, stream_id: &str) {
+        if !self.subscriber || self.tracks_out.iter().any(|t| t.source == source) {
+            return;
+        }
+        self.tracks_out.push(TrackOut { source, kind, stream_id: stream_id.to_owned(), state: OutState::ToOpen });
+    }
+
+    /// Stops forwarding every track of session `publisher` (it left).
+    pub(crate) fn unsubscribe_session(&mut self, publisher: u64) {
+        self.unsubscribe(|src| src.session == publisher);
+    }
+
+    /// Stops forwarding one track (its publisher stopped it).
+    pub(crate) fn unsubscribe_track(&mut self, source: TrackRef) {
+        self.unsubscribe(|src| src == source);
+    }
+
+    fn unsubscribe(&mut self, gone: impl Fn(TrackRef) -> bool) {
+        self.tracks_out.retain_mut(|t| {
+            if !gone(t.source) {
+                return true;
+            }
+            match t.state {
+                OutState::ToOpen => return false,
+                OutState::Negotiating(m) | OutState::Open(m) => t.state = OutState::ToStop(m),
+                OutState::ToStop(_) | OutState::Stopping(_) => {}
+            }
+            true
+        });
+    }
+
+    /// Mids of the forwarded tracks that are negotiated (media flows).
+    pub(crate) fn forwarding(&self) -> impl Iterator<Item = (TrackRef, Mid)> + '_ {
+        self.tracks_out.iter().filter_map(|t| match t.state {
+            OutState::Open(m) => Some((t.source, m)),
+            _ => None,
+        })
+    }
+
+    /// An offer for what changed, when connected and no other offer is outstanding.
+    fn negotiate(&mut self) -> Option<(String, Vec<SubscribedTrack>)> {
+        if !self.connected || self.pending.is_some() {
+            return None;
+        }
+        if !self.tracks_out.iter().any(|t| matches!(t.state, OutState::ToOpen | OutState::ToStop(_))) {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        for t in &mut self.tracks_out {
+            match t.state {
+                OutState::ToOpen => {
+                    let track_id = Some(t.source.mid.to_string());
+                    let mid = change.add_media(t.kind, Direction::SendOnly, Some(t.stream_id.clone()), track_id, None);
+                    t.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    t.state = OutState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        let tracks = self
+            .tracks_out
+            .iter()
+            .filter_map(|t| match t.state {
+                OutState::Negotiating(m) | OutState::Open(m) => Some(SubscribedTrack {
+                    mid: m.to_string(),
+                    participant: t.stream_id.clone(),
+                    track: t.source.mid.to_string(),
+                    kind: if t.kind == MediaKind::Audio { "audio" } else { "video" }.to_owned(),
+                }),
+                _ => None,
+            })
+            .collect();
+        Some((offer.to_sdp_string(), tracks))
+    }
+
+    /// A renegotiation offer from the participant (it adds or stops its own tracks).
+    /// Perfect negotiation with the server as the polite side: an offer of ours that
+    /// crossed it is dropped (str0m voids it) and what it carried goes into the next one.
+    pub(crate) fn accept_offer(&mut self, sdp: &str) -> Result<String, MediaError> {
+        if sdp.len() > self.max_offer_bytes {
+            return Err(MediaError::BadOffer(format!("{} bytes, limit {}", sdp.len(), self.max_offer_bytes)));
+        }
+        let (sdp, _) = limit_video_lines(sdp, self.max_tracks_per_publish);
+        let offer = contain(|| SdpOffer::from_sdp_string(&sdp))
+            .map_err(|_| MediaError::BadOffer("unparseable SDP".into()))?
+            .map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        if self.pending.take().is_some() {
+            self.void_offer();
+        }
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Our outstanding offer is void: what it carried goes into the next one.
+    fn void_offer(&mut self) {
+        for t in &mut self.tracks_out {
+            match t.state {
+                OutState::Negotiating(_) => t.state = OutState::ToOpen,
+                OutState::Stopping(m) => t.state = OutState::ToStop(m),
+                _ => {}
+            }
+        }
+    }
+
+    /// The participant's answer to our last offer.
+    pub(crate) fn accept_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+        let Some(pending) = self.pending.take() else {
+            return Err(MediaError::Rejected("no offer is waiting for an answer".into()));
+        };
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadOffer(e.to_string()));
+        let accepted = answer.and_then(|a| {
+            self.rtc.sdp_api().accept_answer(pending, a).map_err(|e| MediaError::Rejected(e.to_string()))
+        });
+        match accepted {
+            Ok(()) => {
+                for t in &mut self.tracks_out {
+                    if let OutState::Negotiating(m) = t.state {
+                        t.state = OutState::Open(m);
+                        // A new subscriber can only start decoding at a keyframe.
+                        if t.kind == MediaKind::Video {
+                            self.keyframes_wanted.push(t.source);
+                        }
+                    }
+                }
+                self.tracks_out.retain(|t| !matches!(t.state, OutState::Stopping(_)));
+                Ok(())
+            }
+            Err(e) => {
+                self.void_offer();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes one frame of `source` to this participant, RTP time unchanged. False when
+    /// the track is not forwarded here (yet) or str0m refused the frame.
+    pub(crate) fn forward(&mut self, source: TrackRef, media: &InMedia) -> bool {
+        let Some(mid) = self.forwarding().find(|(s, _)| *s == source).map(|(_, m)| m) else { return false };
+        let Some(writer) = self.rtc.writer(mid) else { return false };
+        let Some(pt) = writer.match_params(media.params) else { return false };
+        match writer.write(pt, media.au.arrival, media.time, media.au.data.clone()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%mid, "forward write failed: {e}");
+                false
+            }
+        }
     }
 
     /// Asks the publisher of `mid` for a keyframe (PLI, else FIR), at most once per
@@ -239,7 +521,7 @@ mod tests {
     use std::sync::Arc;
 
     use str0m::change::SdpAnswer;
-    use str0m::media::{Direction, MediaTime};
+    use str0m::media::MediaTime;
     use str0m::net::{Protocol, Receive};
 
     #[test]
@@ -253,127 +535,231 @@ mod tests {
         assert!(!has_h264_video("garbage"));
     }
 
-    const CLIENT: &str = "10.0.0.1:5000";
-    const SERVER: &str = "10.0.0.2:6000";
-
-    /// str0m's own client and our server session, wired by an in-memory "network" on a
-    /// simulated clock.
-    struct Pair {
+    /// One participant: str0m's own client `Rtc` and its server-side [`Session`].
+    struct Leg {
         client: Rtc,
         server: Session,
-        now: Instant,
+        client_addr: SocketAddr,
+        server_addr: SocketAddr,
         client_timeout: Instant,
-        video: Vec<(Mid, AccessUnit)>,
+        connected: bool,
+        video: Vec<Mid>,
+        audio: Option<Mid>,
+        /// What the client received: (mid, kind, RTP timestamp, payload).
+        received: Vec<(Mid, MediaKind, u32, Vec<u8>)>,
         keyframe_requests: usize,
-        client_connected: bool,
+        published: Vec<(Mid, MediaKind)>,
+        offers: Vec<String>,
+        /// The tracks the last offer names.
+        offered_tracks: Vec<SubscribedTrack>,
         closed: Option<String>,
     }
 
-    impl Pair {
-        fn new(video_lines: usize, config: &MediaConfig) -> (Pair, Vec<Mid>, usize) {
+    /// Participants and the server's sessions on an in-memory network with a simulated
+    /// clock; the test itself plays the driver (forwarding between sessions).
+    struct Net {
+        legs: Vec<Leg>,
+        now: Instant,
+        /// Keyframe requests subscribers sent, as the sessions reported them.
+        wanted: Vec<TrackRef>,
+        /// Every published frame the sessions gave out: (session, mid, RTP timestamp).
+        media: Vec<(u64, Mid, u32)>,
+    }
+
+    impl Net {
+        fn new() -> Net {
             str0m::crypto::from_feature_flags().install_process_default();
-            let now = Instant::now();
-            let mut client = Rtc::builder().clear_codecs().enable_h264(true).build(now);
-            client.add_local_candidate(Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap());
-            let mut change = client.sdp_api();
-            let mids: Vec<Mid> = (0..video_lines)
-                .map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None))
-                .collect();
-            let (offer, pending) = change.apply().expect("an offer");
-            let key = ParticipantKey { room: "r".into(), participant: "p".into() };
-            let acc = Session::accept(key, 1, &offer.to_sdp_string(), config, &[SERVER.parse().unwrap()], now)
-                .expect("offer accepted");
-            let answer = SdpAnswer::from_sdp_string(&acc.answer).expect("answer parses");
-            client.sdp_api().accept_answer(pending, answer).expect("answer accepted");
-            let pair = Pair {
-                client,
-                server: acc.session,
-                now,
-                client_timeout: now,
-                video: Vec::new(),
-                keyframe_requests: 0,
-                client_connected: false,
-                closed: None,
-            };
-            (pair, mids, acc.rejected_tracks)
+            Net { legs: Vec::new(), now: Instant::now(), wanted: Vec::new(), media: Vec::new() }
         }
 
-        /// Polls both sides and carries datagrams across until both wait for time.
+        /// Adds a participant offering `video` H.264 tracks and maybe one Opus track;
+        /// returns its index (= its session id - 1) and how many video lines were refused.
+        fn join(&mut self, video: usize, audio: bool, subscriber: bool, config: &MediaConfig) -> (usize, usize) {
+            let n = self.legs.len();
+            let client_addr: SocketAddr = format!("10.0.0.{}:5000", n + 1).parse().unwrap();
+            let server_addr: SocketAddr = "10.0.1.1:6000".parse().unwrap();
+            let mut client = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(self.now);
+            client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
+            let mut change = client.sdp_api();
+            let video: Vec<Mid> =
+                (0..video).map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)).collect();
+            let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+            let (offer, pending) = change.apply().expect("an offer");
+            let key = ParticipantKey { room: "r".into(), participant: format!("p{n}") };
+            let acc = Session::accept(
+                key,
+                n as u64 + 1,
+                subscriber,
+                &offer.to_sdp_string(),
+                config,
+                &[server_addr],
+                self.now,
+            )
+            .expect("offer accepted");
+            let answer = SdpAnswer::from_sdp_string(&acc.answer).expect("answer parses");
+            client.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+            self.legs.push(Leg {
+                client,
+                server: acc.session,
+                client_addr,
+                server_addr,
+                client_timeout: self.now,
+                connected: false,
+                video,
+                audio,
+                received: Vec::new(),
+                keyframe_requests: 0,
+                published: Vec::new(),
+                offers: Vec::new(),
+                offered_tracks: Vec::new(),
+                closed: None,
+            });
+            (n, acc.rejected_tracks)
+        }
+
+        /// Polls everyone and carries datagrams (and forwarded frames) until all wait.
         fn exchange(&mut self) {
             for _ in 0..1000 {
-                let mut to_server = Vec::new();
-                let mut to_client = Vec::new();
-                loop {
-                    match self.client.poll_output().expect("client rtc") {
-                        Output::Timeout(t) => {
-                            self.client_timeout = t;
-                            break;
-                        }
-                        Output::Transmit(t) => to_server.push(t.contents.to_vec()),
-                        Output::Event(Event::Connected) => self.client_connected = true,
-                        Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
-                        Output::Event(_) => {}
-                    }
-                }
-                loop {
-                    match self.server.poll_output() {
-                        SessionOutput::Timeout => break,
-                        SessionOutput::Transmit(t) => {
-                            assert_eq!(t.source, SERVER.parse().unwrap());
-                            to_client.push(t.contents.to_vec())
-                        }
-                        SessionOutput::Video { mid, au } => self.video.push((mid, au)),
-                        SessionOutput::Ignored => {}
-                        SessionOutput::Closed(why) => {
-                            self.closed = Some(why);
-                            return;
+                let mut moved = false;
+                let mut forwards: Vec<(TrackRef, InMedia)> = Vec::new();
+                for leg in &mut self.legs {
+                    let mut to_server = Vec::new();
+                    loop {
+                        match leg.client.poll_output().expect("client rtc") {
+                            Output::Timeout(t) => {
+                                leg.client_timeout = t;
+                                break;
+                            }
+                            Output::Transmit(t) => to_server.push(t.contents.to_vec()),
+                            Output::Event(Event::Connected) => leg.connected = true,
+                            Output::Event(Event::KeyframeRequest(_)) => leg.keyframe_requests += 1,
+                            Output::Event(Event::MediaData(d)) => {
+                                let kind = leg.client.media(d.mid).unwrap().kind();
+                                leg.received.push((d.mid, kind, d.time.numer() as u32, d.data.to_vec()));
+                            }
+                            Output::Event(_) => {}
                         }
                     }
+                    let mut to_client = Vec::new();
+                    if leg.closed.is_none() {
+                        loop {
+                            match leg.server.poll_output() {
+                                SessionOutput::Timeout => break,
+                                SessionOutput::Transmit(t) => {
+                                    assert_eq!(t.source, leg.server_addr);
+                                    to_client.push(t.contents.to_vec())
+                                }
+                                SessionOutput::Published { mid, kind } => leg.published.push((mid, kind)),
+                                SessionOutput::Media { mid, media } => {
+                                    let src = TrackRef { session: leg.server.id(), mid };
+                                    self.media.push((src.session, mid, media.au.rtp_timestamp));
+                                    forwards.push((src, media));
+                                }
+                                SessionOutput::KeyframeWanted(src) => self.wanted.push(src),
+                                SessionOutput::Offer { sdp, tracks } => {
+                                    leg.offers.push(sdp);
+                                    leg.offered_tracks = tracks;
+                                }
+                                SessionOutput::Unpublished { mid } => leg.published.retain(|(m, _)| *m != mid),
+                                SessionOutput::Closed(why) => {
+                                    leg.closed = Some(why);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    moved |= !to_server.is_empty() || !to_client.is_empty();
+                    for d in to_server {
+                        let input = receive(self.now, leg.client_addr, leg.server_addr, &d);
+                        assert!(leg.server.accepts(&input), "a session accepts its own client's datagrams");
+                        leg.server.handle_input(input).expect("server input");
+                    }
+                    for d in to_client {
+                        leg.client
+                            .handle_input(receive(self.now, leg.server_addr, leg.client_addr, &d))
+                            .expect("input");
+                    }
                 }
-                if to_server.is_empty() && to_client.is_empty() {
+                for (src, media) in &forwards {
+                    for leg in &mut self.legs {
+                        moved |= leg.server.forward(*src, media);
+                    }
+                }
+                if !moved {
                     return;
-                }
-                for d in to_server {
-                    let input = receive(self.now, CLIENT, SERVER, &d);
-                    assert!(self.server.accepts(&input), "server session accepts its client's datagram");
-                    self.server.handle_input(input).expect("server input");
-                }
-                for d in to_client {
-                    self.client.handle_input(receive(self.now, SERVER, CLIENT, &d)).expect("client input");
                 }
             }
             panic!("no quiet point after 1000 rounds");
         }
 
-        /// Advances the simulated clock to the next timeout of either side.
+        /// Advances the simulated clock to the next timeout (at most 20 ms).
         fn tick(&mut self) {
-            let next = self.client_timeout.min(self.server.next_timeout()).max(self.now);
-            self.now = next.min(self.now + Duration::from_millis(50)).max(self.now + Duration::from_millis(1));
-            self.client.handle_input(Input::Timeout(self.now)).expect("client timeout");
-            self.server.handle_input(Input::Timeout(self.now)).expect("server timeout");
+            let next = self.legs.iter().map(|l| l.client_timeout.min(l.server.next_timeout())).min().unwrap();
+            self.now = next.clamp(self.now + Duration::from_millis(1), self.now + Duration::from_millis(20));
+            for leg in &mut self.legs {
+                leg.client.handle_input(Input::Timeout(self.now)).expect("client timeout");
+                if leg.closed.is_none() {
+                    leg.server.handle_input(Input::Timeout(self.now)).expect("server timeout");
+                }
+            }
             self.exchange();
+        }
+
+        fn run(&mut self, ticks: usize) {
+            for _ in 0..ticks {
+                self.tick();
+            }
         }
 
         fn connect(&mut self) {
             self.exchange();
             for _ in 0..500 {
-                if self.client_connected {
+                if self.legs.iter().all(|l| l.connected) {
                     return;
                 }
                 self.tick();
             }
             panic!("not connected after 500 ticks");
         }
+
+        /// Delivers the sessions' pending offers to their clients and the answers back.
+        fn renegotiate(&mut self) {
+            for leg in &mut self.legs {
+                for sdp in std::mem::take(&mut leg.offers) {
+                    let offer = SdpOffer::from_sdp_string(&sdp).expect("server offer parses");
+                    let answer = leg.client.sdp_api().accept_offer(offer).expect("client accepts the offer");
+                    leg.server.accept_answer(&answer.to_sdp_string()).expect("session accepts the answer");
+                }
+            }
+            self.exchange();
+        }
+
+        fn send_video(&mut self, leg: usize, track: usize, ts: u32, data: Vec<u8>) {
+            let l = &mut self.legs[leg];
+            let mid = l.video[track];
+            let w = l.client.writer(mid).expect("writer");
+            let pt = w.payload_params().find(|p| p.spec().codec == Codec::H264).unwrap().pt();
+            w.write(pt, self.now, MediaTime::from_90khz(ts as u64), Arc::<[u8]>::from(data)).expect("write");
+        }
+
+        fn send_audio(&mut self, leg: usize, ts: u32, data: Vec<u8>) {
+            let l = &mut self.legs[leg];
+            let mid = l.audio.expect("audio track");
+            let w = l.client.writer(mid).expect("writer");
+            let pt = w.payload_params().find(|p| p.spec().codec == Codec::Opus).unwrap().pt();
+            let time = MediaTime::new(ts as u64, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+            w.write(pt, self.now, time, Arc::<[u8]>::from(data)).expect("write");
+        }
     }
 
-    fn receive<'a>(at: Instant, from: &str, to: &str, data: &'a [u8]) -> Input<'a> {
+    fn receive(at: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) -> Input<'_> {
         Input::Receive(
             at,
             Receive {
                 proto: Protocol::Udp,
-                source: from.parse().unwrap(),
-                destination: to.parse().unwrap(),
-                contents: data.try_into().expect("a datagram str0m understands"),
+                source: from,
+                destination: to,
+                contents: data.try_into().expect("datagram"),
             },
         )
     }
@@ -385,59 +771,189 @@ mod tests {
 
     #[test]
     fn session_receives_frames_with_the_sent_rtp_timestamps_and_asks_for_keyframes() {
-        let (mut p, mids, rejected) = Pair::new(1, &MediaConfig::default());
+        let mut net = Net::new();
+        let (a, rejected) = net.join(1, false, false, &MediaConfig::default());
         assert_eq!(rejected, 0);
-        p.connect();
-        assert!(!p.server.remotes().is_empty());
-        let mid = mids[0];
-        let pt = p.client.writer(mid).unwrap().payload_params().next().unwrap().pt();
+        net.connect();
+        assert!(!net.legs[a].server.remotes().is_empty());
+        let mid = net.legs[a].video[0];
+        assert_eq!(net.legs[a].published, vec![(mid, MediaKind::Video)], "the offer's track is announced");
         let sent: Vec<u32> = vec![4_294_960_000, 4_294_963_000, 1_704, 4_704];
         for (i, ts) in sent.iter().enumerate() {
-            let w = p.client.writer(mid).expect("writer");
-            w.write(pt, p.now, MediaTime::from_90khz(*ts as u64), Arc::<[u8]>::from(keyframe(i as u8))).expect("write");
-            p.tick();
+            net.send_video(a, 0, *ts, keyframe(i as u8));
+            net.tick();
         }
-        for _ in 0..10 {
-            p.tick();
-        }
-        let got: Vec<u32> = p.video.iter().map(|(_, au)| au.rtp_timestamp).collect();
+        net.run(10);
+        let got: Vec<u32> = net.media.iter().map(|(_, _, ts)| *ts).collect();
         assert_eq!(got, sent, "every frame, with the publisher's RTP timestamps (across the wrap)");
-        assert!(p.video.iter().all(|(m, _)| *m == mid));
-        assert_eq!(&*p.video[1].1.data, &keyframe(1)[..], "the access unit arrives as sent");
 
-        let now = p.now;
-        assert!(p.server.request_keyframe(mid, now));
-        assert!(!p.server.request_keyframe(mid, now), "rate-limited within keyframe_interval");
-        for _ in 0..5 {
-            p.tick();
-        }
-        assert_eq!(p.keyframe_requests, 1, "the PLI reached the publisher");
-
-        p.server.disconnect();
-        p.exchange();
-        assert!(p.closed.is_some() || !p.server.is_live(p.now, Duration::from_secs(30)));
+        let now = net.now;
+        assert!(net.legs[a].server.request_keyframe(mid, now));
+        assert!(!net.legs[a].server.request_keyframe(mid, now), "rate-limited within keyframe_interval");
+        net.run(5);
+        assert_eq!(net.legs[a].keyframe_requests, 1, "the PLI reached the publisher");
+        assert!(net.legs[a].offers.is_empty(), "a publish-only session never renegotiates");
     }
 
     #[test]
     fn video_lines_beyond_the_cap_are_rejected_in_the_answer() {
         let config = MediaConfig { max_tracks_per_publish: 1, ..MediaConfig::default() };
-        let (mut p, mids, rejected) = Pair::new(3, &config);
+        let mut net = Net::new();
+        let (a, rejected) = net.join(3, false, false, &config);
         assert_eq!(rejected, 2);
-        p.connect();
-        assert_eq!(mids.len(), 3);
-        // The client may still write on the rejected mids: nothing of it arrives.
-        for (i, mid) in mids.iter().enumerate() {
-            if let Some(w) = p.client.writer(*mid) {
+        net.connect();
+        let first = net.legs[a].video[0];
+        assert_eq!(net.legs[a].published, vec![(first, MediaKind::Video)], "only the first video track opens");
+        for track in 0..3 {
+            let l = &mut net.legs[a];
+            let mid = l.video[track];
+            // The client may still try to write on the refused mids: nothing of it arrives.
+            if let Some(w) = l.client.writer(mid) {
                 let pt = w.payload_params().next().map(|p| p.pt());
                 if let Some(pt) = pt {
-                    let _ = w.write(pt, p.now, MediaTime::from_90khz(1000 + i as u64), Arc::<[u8]>::from(keyframe(0)));
+                    let _ = w.write(
+                        pt,
+                        net.now,
+                        MediaTime::from_90khz(1000 + track as u64),
+                        Arc::<[u8]>::from(keyframe(0)),
+                    );
                 }
             }
         }
-        for _ in 0..10 {
-            p.tick();
+        net.run(10);
+        let mids: Vec<Mid> = net.media.iter().map(|(_, m, _)| *m).collect();
+        assert_eq!(mids, vec![first], "only the first video track is published");
+    }
+
+    #[test]
+    fn tracks_are_forwarded_with_unchanged_timestamps_and_removed_when_the_publisher_leaves() {
+        let cfg = MediaConfig::default();
+        let mut net = Net::new();
+        let (a, _) = net.join(1, true, true, &cfg);
+        let (b, _) = net.join(1, false, true, &cfg);
+        net.connect();
+        // The test plays the driver: each session subscribes to the other's tracks.
+        let (a_id, b_id) = (net.legs[a].server.id(), net.legs[b].server.id());
+        for (mid, kind) in net.legs[a].published.clone() {
+            net.legs[b].server.subscribe(TrackRef { session: a_id, mid }, kind, "p0");
         }
-        let got: Vec<Mid> = p.video.iter().map(|(m, _)| *m).collect();
-        assert_eq!(got, vec![mids[0]], "only the first video track is published");
+        for (mid, kind) in net.legs[b].published.clone() {
+            net.legs[a].server.subscribe(TrackRef { session: b_id, mid }, kind, "p1");
+        }
+        assert_eq!(net.legs[a].published.len(), 2, "a publishes video and audio");
+        net.exchange();
+        assert_eq!(net.legs[b].offers.len(), 1, "one offer for both of a's tracks");
+        assert_eq!(net.legs[a].offers.len(), 1);
+        net.renegotiate();
+        assert_eq!(net.legs[b].server.forwarding().count(), 2);
+        let (a_video, b_video) = (
+            TrackRef { session: a_id, mid: net.legs[a].video[0] },
+            TrackRef { session: b_id, mid: net.legs[b].video[0] },
+        );
+        let mut opened = std::mem::take(&mut net.wanted);
+        opened.sort_by_key(|t| t.session);
+        assert_eq!(opened, vec![a_video, b_video], "each new subscriber asks the publisher for a keyframe");
+
+        let video_ts = [3_000_000_000u32, 3_000_003_000, 3_000_006_000];
+        let audio_ts = [7_000_000u32, 7_000_960, 7_001_920];
+        for i in 0..3 {
+            net.send_video(a, 0, video_ts[i], keyframe(i as u8));
+            net.send_audio(a, audio_ts[i], vec![0xfc, i as u8, 1, 2, 3]);
+            net.send_video(b, 0, 100 + i as u32 * 3000, keyframe(9));
+            net.tick();
+        }
+        net.run(20);
+        let got = |leg: &Leg, kind: MediaKind| -> Vec<u32> {
+            leg.received.iter().filter(|r| r.1 == kind).map(|r| r.2).collect()
+        };
+        assert_eq!(got(&net.legs[b], MediaKind::Video), video_ts, "b gets a's video, RTP timestamps unchanged");
+        assert_eq!(got(&net.legs[b], MediaKind::Audio), audio_ts, "b gets a's audio, RTP timestamps unchanged");
+        let first_video = net.legs[b].received.iter().find(|r| r.1 == MediaKind::Video).unwrap();
+        assert_eq!(first_video.3, keyframe(0), "payload intact");
+        let tracks = &net.legs[b].offered_tracks;
+        assert_eq!(tracks.len(), 2, "the offer names both forwarded tracks: {tracks:?}");
+        let video = tracks.iter().find(|t| t.kind == "video").expect("a video track");
+        assert_eq!((video.participant.as_str(), video.mid.clone()), ("p0", first_video.0.to_string()));
+        assert_eq!(video.track, net.legs[a].video[0].to_string(), "named as the publisher publishes it");
+        assert_eq!(got(&net.legs[a], MediaKind::Video), vec![100, 3100, 6100], "a gets b's video");
+
+        // b asks for a keyframe of a's video: the session names a's track.
+        let (out_mid, _) = net.legs[b].received.iter().find(|r| r.1 == MediaKind::Video).map(|r| (r.0, ())).unwrap();
+        net.legs[b].client.writer(out_mid).unwrap().request_keyframe(None, KeyframeRequestKind::Pli).unwrap();
+        net.run(5);
+        assert_eq!(net.wanted, vec![a_video], "the subscriber's PLI names the publisher's track");
+
+        // a leaves: b's session stops both forwarded m-lines by a new offer.
+        net.legs[b].server.unsubscribe_session(a_id);
+        net.exchange();
+        assert_eq!(net.legs[b].offers.len(), 1);
+        net.renegotiate();
+        assert_eq!(net.legs[b].server.forwarding().count(), 0);
+        let client = &net.legs[b].client;
+        let active: Vec<Mid> = net.legs[b]
+            .received
+            .iter()
+            .filter_map(|r| client.media(r.0))
+            .filter(|m| m.direction().is_receiving() && !m.disabled())
+            .map(|m| m.mid())
+            .collect();
+        assert!(active.is_empty(), "b's client receives nothing any more: {active:?}");
+    }
+
+    #[test]
+    fn a_participant_offer_that_crosses_the_servers_wins_and_can_publish_and_unpublish() {
+        let cfg = MediaConfig::default();
+        let mut net = Net::new();
+        let (a, _) = net.join(1, false, true, &cfg);
+        let (b, _) = net.join(1, false, true, &cfg);
+        net.connect();
+        let a_id = net.legs[a].server.id();
+        for (mid, kind) in net.legs[a].published.clone() {
+            net.legs[b].server.subscribe(TrackRef { session: a_id, mid }, kind, "p0");
+        }
+        net.exchange();
+        assert_eq!(net.legs[b].offers.len(), 1, "the server offers a's video to b");
+        // b adds a microphone at the same moment (its own offer): the impolite side keeps
+        // its offer and ignores the server's; the server answers b's and offers again.
+        let crossed = net.legs[b].offers.pop().unwrap();
+        let mut change = net.legs[b].client.sdp_api();
+        let mic = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = change.apply().expect("b's offer");
+        let answer = net.legs[b].server.accept_offer(&offer.to_sdp_string()).expect("the server answers b's offer");
+        assert!(net.legs[b].server.accept_answer("v=0").is_err(), "the crossed offer is void");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
+        net.legs[b].client.sdp_api().accept_answer(pending, answer).expect("b takes the answer");
+        net.exchange();
+        assert!(net.legs[b].published.contains(&(mic, MediaKind::Audio)), "b publishes its microphone");
+        assert_eq!(net.legs[b].offers.len(), 1, "offered again");
+        assert_ne!(net.legs[b].offers[0], crossed);
+        net.renegotiate();
+        assert_eq!(net.legs[b].server.forwarding().count(), 1, "b receives a's video after all");
+
+        // b stops its microphone: the server reports the track unpublished.
+        let mut change = net.legs[b].client.sdp_api();
+        change.stop_media(mic);
+        let (offer, pending) = change.apply().expect("b's offer");
+        let answer = net.legs[b].server.accept_offer(&offer.to_sdp_string()).expect("answered");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
+        net.legs[b].client.sdp_api().accept_answer(pending, answer).expect("b takes the answer");
+        net.exchange();
+        assert!(!net.legs[b].published.iter().any(|(m, _)| *m == mic), "the microphone is unpublished");
+    }
+
+    #[test]
+    fn a_bad_answer_keeps_the_changes_for_the_next_offer() {
+        let cfg = MediaConfig::default();
+        let mut net = Net::new();
+        let (a, _) = net.join(1, false, true, &cfg);
+        net.connect();
+        let src = TrackRef { session: 99, mid: Mid::from("x") };
+        net.legs[a].server.subscribe(src, MediaKind::Video, "someone");
+        net.exchange();
+        assert_eq!(net.legs[a].offers.len(), 1);
+        assert!(net.legs[a].server.accept_answer("not sdp").is_err());
+        assert!(net.legs[a].server.accept_answer("v=0").is_err(), "no offer outstanding any more");
+        net.exchange();
+        assert_eq!(net.legs[a].offers.len(), 2, "offered again");
     }
 }

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use callsight_signal::SubscribedTrack;
 use callsight_signal::TrackDetections;
 use callsight_vision::DetectOptions;
 use serde::Serialize;
@@ -84,6 +85,16 @@ impl Default for MediaConfig {
 pub struct ParticipantKey {
     pub room: String,
     pub participant: String,
+}
+
+/// A renegotiation offer the server makes to a participant (tracks of others added or
+/// stopped); the participant's answer goes back through `MediaHub::answer`.
+#[derive(Clone, Debug)]
+pub struct ServerOffer {
+    pub key: ParticipantKey,
+    pub sdp: String,
+    /// Every track the participant receives once it has answered.
+    pub tracks: Vec<SubscribedTrack>,
 }
 
 /// Detections of one frame of one published track, addressed to its room.

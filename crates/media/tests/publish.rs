@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use callsight_media::client::{PendingPublisher, Publisher};
+use callsight_media::client::{Client, PendingClient};
 use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
 use callsight_media::{DetectionEvent, MediaConfig, MediaError, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
@@ -44,8 +44,8 @@ fn local_config() -> MediaConfig {
     MediaConfig { udp_bind: SocketAddr::new(LOCALHOST, 0), ..MediaConfig::default() }
 }
 
-async fn connect(hub: &MediaHub, k: &ParticipantKey) -> Publisher {
-    let pending = PendingPublisher::new(LOCALHOST).await.expect("client socket");
+async fn connect(hub: &MediaHub, k: &ParticipantKey) -> Client {
+    let pending = PendingClient::new(LOCALHOST).await.expect("client socket");
     let answer = hub.publish(k.clone(), pending.offer()).await.expect("offer accepted");
     pending.connect(&answer, Duration::from_secs(10)).await.expect("ICE + DTLS connect on loopback")
 }
@@ -55,7 +55,7 @@ type Sent = Arc<Mutex<HashMap<u32, f64>>>;
 
 /// Streams `frames` in a loop at 30 fps; abs-capture-time on every 30th frame (as
 /// Chromium does about once a second).
-fn stream(publisher: Arc<Publisher>, frames: Vec<EncodedFrame>) -> (tokio::task::JoinHandle<()>, Sent) {
+fn stream(publisher: Arc<Client>, frames: Vec<EncodedFrame>) -> (tokio::task::JoinHandle<()>, Sent) {
     let sent: Sent = Arc::default();
     let s = sent.clone();
     let base_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as f64;
@@ -276,13 +276,13 @@ async fn bad_offers_and_session_limit_are_clear_errors() {
     let r = hub.publish(key("x"), &huge).await;
     assert!(matches!(r, Err(MediaError::BadOffer(_))), "{r:?}");
 
-    let first = PendingPublisher::new(LOCALHOST).await.unwrap();
+    let first = PendingClient::new(LOCALHOST).await.unwrap();
     hub.publish(key("one"), first.offer()).await.expect("first session");
-    let second = PendingPublisher::new(LOCALHOST).await.unwrap();
+    let second = PendingClient::new(LOCALHOST).await.unwrap();
     let r = hub.publish(key("two"), second.offer()).await;
     assert!(matches!(r, Err(MediaError::TooManySessions(1))), "{r:?}");
     // Re-publishing the same key replaces its session instead of counting twice.
-    let again = PendingPublisher::new(LOCALHOST).await.unwrap();
+    let again = PendingClient::new(LOCALHOST).await.unwrap();
     hub.publish(key("one"), again.offer()).await.expect("republish replaces");
     assert_eq!(hub.stats().sessions, 1);
 }

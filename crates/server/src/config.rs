@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Video tracks (m-lines) accepted per publish; further ones are rejected in the answer.
     #[arg(long, env = "CALLSIGHT_MAX_TRACKS_PER_PUBLISH", default_value_t = 3)]
     pub max_tracks_per_publish: usize,
+    /// Keyframe requests (PLI/FIR) sent to a publisher per track at most once per this
+    /// many milliseconds: the subscribers' requests are forwarded, and coalesced beyond it.
+    #[arg(long, env = "CALLSIGHT_KEYFRAME_INTERVAL_MS", default_value_t = 500)]
+    pub keyframe_interval_ms: u64,
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
@@ -204,6 +208,7 @@ impl ServeArgs {
             workers: self.detect_workers,
             max_sessions: self.max_media_sessions,
             max_tracks_per_publish: self.max_tracks_per_publish,
+            keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
             detect: callsight_vision::DetectOptions { score_threshold: self.min_score, ..defaults.detect.clone() },
             ..defaults
         }

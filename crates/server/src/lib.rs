@@ -74,6 +74,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let resume_key = state_dir::resume_key(&state_dir)?;
     let state = Arc::new(state::AppState::new(&args, access, media, resume_key));
     tokio::spawn(state.clone().forward_detections());
+    tokio::spawn(state.clone().forward_offers());
     let app = http::router(state.clone());
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let http_addr = listener.local_addr()?;

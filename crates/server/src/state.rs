@@ -5,9 +5,11 @@ use crate::config::ServeArgs;
 use crate::ice::IceServers;
 use crate::media_sessions::{Completion, MediaSessions};
 use crate::outbox::{Outbound, OutboxSender};
-use callsight_media::{DetectionEvent, MediaHub, ParticipantKey};
+use callsight_media::{DetectionEvent, MediaHub, ParticipantKey, ServerOffer};
 use callsight_signal::protocol::parse_client;
-use callsight_signal::{redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, ResumeKey, RoomId, ServerMessage};
+use callsight_signal::{
+    redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, ResumeKey, RoomId, ServerMessage,
+};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -158,7 +160,7 @@ impl AppState {
                     s.send(to, Outbound::Text(msg.to_json()))
                 }
                 Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
-                Output::Publish { conn, room, peer, sdp } => {
+                Output::Publish { conn, room, peer, sdp, subscribe } => {
                     let Some(media) = &self.media else {
                         let msg =
                             ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
@@ -174,7 +176,11 @@ impl AppState {
                     }
                     let (hub, state) = (media.hub.clone(), self.clone());
                     tokio::spawn(async move {
-                        let result = hub.publish(key.clone(), &sdp).await;
+                        let result = if subscribe {
+                            hub.publish_and_subscribe(key.clone(), &sdp).await
+                        } else {
+                            hub.publish(key.clone(), &sdp).await
+                        };
                         let mut s = state.lock();
                         let reply = match (s.media_sessions.published(&key, result.is_ok()), result) {
                             (Completion::Unpublish, _) => {
@@ -187,6 +193,38 @@ impl AppState {
                                 ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {e}"))
                             }
                         };
+                        s.send(conn, Outbound::Text(reply.to_json()));
+                        state.drop_overflowed(&mut s);
+                    });
+                }
+                Output::Renegotiate { conn, room, peer, sdp, offer } => {
+                    let Some(media) = &self.media else {
+                        let msg =
+                            ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
+                        s.send(conn, Outbound::Text(msg.to_json()));
+                        continue;
+                    };
+                    let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
+                    let (hub, state) = (&media.hub, self.clone());
+                    // Answers and offers of one participant keep their order: the media
+                    // leg takes commands in the order they were sent.
+                    let done: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = if offer {
+                        let offered = hub.renegotiate(key, &sdp);
+                        Box::pin(async move { offered.await.map(|sdp| Some(ServerMessage::Answer { sdp })) })
+                    } else {
+                        let answered = hub.answer(key, &sdp);
+                        Box::pin(async move { answered.await.map(|()| None) })
+                    };
+                    tokio::spawn(async move {
+                        let reply = match done.await {
+                            Ok(Some(msg)) => msg,
+                            Ok(None) => return,
+                            Err(e) => {
+                                tracing::debug!(conn = conn.0, "renegotiation refused: {e}");
+                                ServerMessage::error(ErrorCode::MediaUnavailable, format!("renegotiation refused: {e}"))
+                            }
+                        };
+                        let mut s = state.lock();
                         s.send(conn, Outbound::Text(reply.to_json()));
                         state.drop_overflowed(&mut s);
                     });
@@ -213,6 +251,27 @@ impl AppState {
             s.hosts.remove(&conn);
             self.apply(s, out);
         }
+    }
+
+    /// Delivers the media leg's renegotiation offers to their participants (`offer`),
+    /// until the media leg stops.
+    pub async fn forward_offers(self: Arc<Self>) {
+        let Some(mut offers) = self.media.as_ref().and_then(|m| m.hub.offers()) else { return };
+        while let Some(offer) = offers.recv().await {
+            self.deliver_offer(offer);
+        }
+    }
+
+    fn deliver_offer(self: &Arc<Self>, offer: ServerOffer) {
+        let (Some(room), Some(peer)) = (RoomId::parse(&offer.key.room), PeerId::parse(&offer.key.participant)) else {
+            return;
+        };
+        let text = ServerMessage::Offer { sdp: offer.sdp, tracks: offer.tracks }.to_json();
+        let mut s = self.lock();
+        if let Some(conn) = s.hub.connection_of(&room, &peer) {
+            s.send(conn, Outbound::Text(text));
+        }
+        self.drop_overflowed(&mut s);
     }
 
     /// Sends every detection event to the participants of its room, until the media leg stops.

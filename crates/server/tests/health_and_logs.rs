@@ -4,7 +4,7 @@
 
 mod common;
 
-use callsight_media::client::PendingPublisher;
+use callsight_media::client::PendingClient;
 use common::*;
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -83,7 +83,7 @@ async fn logs_name_rooms_by_a_keyed_tag_only() {
     let room = "room-secret-LOGS-0001";
     let mut ws = connect(addr).await;
     join(&mut ws, room).await;
-    let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
+    let pending = PendingClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
     send(&mut ws, json!({"type":"publish","sdp":pending.offer()})).await;
     let answer = recv(&mut ws).await;
     assert_eq!(answer["type"], "publish-answer", "{answer}");

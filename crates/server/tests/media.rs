@@ -6,7 +6,7 @@
 
 mod common;
 
-use callsight_media::client::PendingPublisher;
+use callsight_media::client::PendingClient;
 use callsight_media::synth::{encode_loop, load_test_photo};
 use common::*;
 use serde_json::json;
@@ -28,7 +28,7 @@ async fn published_camera_is_detected_and_results_reach_every_participant() {
 
     let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
     let frames = encode_loop(&photo, 640, 480, 30, 6.0, 1_500_000).expect("encode bus.jpg");
-    let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
+    let pending = PendingClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
     send(&mut alice, json!({"type":"publish","sdp":pending.offer()})).await;
     let answer = recv(&mut alice).await;
     assert_eq!(answer["type"], "publish-answer", "{answer}");
@@ -83,16 +83,6 @@ async fn published_camera_is_detected_and_results_reach_every_participant() {
     streamer.abort();
 }
 
-/// The next message of type `kind`, skipping others (e.g. peer-left).
-async fn recv_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
-    loop {
-        let v = recv(ws).await;
-        if v["type"] == kind {
-            return v;
-        }
-    }
-}
-
 /// `publish` and `leave` in one TCP write, over and over: the media leg answers each
 /// publish after the participant is gone. No session may be left behind, and a real
 /// caller can publish afterwards (the media leg's cap would otherwise be full).
@@ -106,7 +96,7 @@ async fn publish_then_leave_in_one_write_leaves_no_media_session_behind() {
     let mut ws = connect(addr).await;
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     for _ in 0..ROUNDS {
-        let offer = PendingPublisher::new(local).await.expect("client socket").offer().to_owned();
+        let offer = PendingClient::new(local).await.expect("client socket").offer().to_owned();
         for msg in [
             json!({"type":"join","room":"room-orphan-1"}),
             json!({"type":"publish","sdp":offer}),
@@ -130,7 +120,7 @@ async fn publish_then_leave_in_one_write_leaves_no_media_session_behind() {
     // A real caller publishes and connects.
     let mut caller = connect(addr).await;
     join(&mut caller, "room-orphan-2").await;
-    let pending = PendingPublisher::new(local).await.expect("client socket");
+    let pending = PendingClient::new(local).await.expect("client socket");
     send(&mut caller, json!({"type":"publish","sdp":pending.offer()})).await;
     let answer = recv(&mut caller).await;
     assert_eq!(answer["type"], "publish-answer", "{answer}");
@@ -159,7 +149,7 @@ async fn media_sessions_per_address_are_capped() {
     // One at a time: publishes from different sockets are handled concurrently, so which of
     // a and b would get the one seat of 127.0.0.1 is otherwise a race.
     let publish = async |ws: &mut Ws| {
-        let offer = PendingPublisher::new(local).await.expect("client socket").offer().to_owned();
+        let offer = PendingClient::new(local).await.expect("client socket").offer().to_owned();
         send(ws, json!({"type":"publish","sdp":offer})).await;
         recv(ws).await
     };

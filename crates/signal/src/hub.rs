@@ -34,6 +34,18 @@ pub enum Output {
         room: RoomId,
         peer: PeerId,
         sdp: String,
+        /// Also receive the room's other tracks on this connection.
+        subscribe: bool,
+    },
+    /// A renegotiation of the participant's media session: its `offer` (answer it with
+    /// `answer`) or its answer to the server's offer.
+    Renegotiate {
+        conn: ConnId,
+        room: RoomId,
+        peer: PeerId,
+        sdp: String,
+        /// True: `sdp` is the participant's offer; false: its answer.
+        offer: bool,
     },
     /// The participant is gone: free its media sessions.
     Unpublish {
@@ -149,6 +161,11 @@ impl Hub {
         self.room_connections(room).into_iter().map(|(_, c)| c).filter(subscribes).collect()
     }
 
+    /// The connection of participant `peer` in `room`.
+    pub fn connection_of(&self, room: &RoomId, peer: &PeerId) -> Option<ConnId> {
+        self.by_peer.get(&(room.clone(), peer.clone())).copied()
+    }
+
     /// Connections of the members of `room`, each with its peer id.
     pub fn room_connections(&self, room: &RoomId) -> Vec<(PeerId, ConnId)> {
         self.store
@@ -214,15 +231,27 @@ impl Hub {
                     out.push(reply(conn, ErrorCode::NotJoined, "not in a room"));
                 }
             }
-            Ok(ClientMessage::Publish { sdp }) => match self.membership(conn) {
+            Ok(ClientMessage::Publish { sdp, subscribe }) => match self.membership(conn) {
                 Some(_) if !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => {
                     out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant publishing"))
                 }
-                Some((room, peer)) => out.push(Output::Publish { conn, room, peer, sdp }),
+                Some(_) if subscribe && !self.conns.get(&conn).is_some_and(|c| c.grant.can_subscribe) => {
+                    out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant subscribing"))
+                }
+                Some((room, peer)) => out.push(Output::Publish { conn, room, peer, sdp, subscribe }),
                 None => out.push(reply(conn, ErrorCode::NotJoined, "join a room before publishing")),
             },
+            Ok(ClientMessage::Offer { sdp }) => self.renegotiate(conn, sdp, true, &mut out),
+            Ok(ClientMessage::Answer { sdp }) => self.renegotiate(conn, sdp, false, &mut out),
         }
         out
+    }
+
+    fn renegotiate(&self, conn: ConnId, sdp: String, offer: bool, out: &mut Vec<Output>) {
+        match self.membership(conn) {
+            Some((room, peer)) => out.push(Output::Renegotiate { conn, room, peer, sdp, offer }),
+            None => out.push(reply(conn, ErrorCode::NotJoined, "join a room and publish first")),
+        }
     }
 
     fn membership(&self, conn: ConnId) -> Option<(RoomId, PeerId)> {
@@ -626,7 +655,13 @@ mod tests {
         let out = h.on_message(c, r#"{"type":"publish","sdp":"v=0"}"#, now);
         assert_eq!(
             out,
-            vec![Output::Publish { conn: c, room: RoomId::parse("room-0007").unwrap(), peer: id, sdp: "v=0".into() }]
+            vec![Output::Publish {
+                conn: c,
+                room: RoomId::parse("room-0007").unwrap(),
+                peer: id,
+                sdp: "v=0".into(),
+                subscribe: false
+            }]
         );
     }
 

@@ -28,6 +28,6 @@ pub use detections::{DetectedObject, TrackDetections};
 pub use hub::{ConnId, Hub, Output};
 pub use ids::{PeerId, RoomId};
 pub use limits::Limits;
-pub use protocol::{ClientMessage, ErrorCode, IceServer, PeerInfo, ServerMessage, PROTOCOL_VERSION};
+pub use protocol::{ClientMessage, ErrorCode, IceServer, PeerInfo, ServerMessage, SubscribedTrack, PROTOCOL_VERSION};
 pub use resume::ResumeKey;
 pub use rooms::{MemoryRoomStore, RoomStore};

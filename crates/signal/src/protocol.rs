@@ -22,10 +22,37 @@ pub enum ClientMessage {
         data: Value,
     },
     Leave,
-    /// An SDP offer for the server's media leg (publish camera/screen for detection).
+    /// An SDP offer that opens the participant's connection to the server's media leg
+    /// (a new one replaces the previous). Its sending m-lines publish tracks (detected,
+    /// and forwarded to the room's subscribers); with `subscribe`, the same connection
+    /// also receives the other participants' tracks, added by server `offer`s.
     Publish {
         sdp: String,
+        #[serde(default)]
+        subscribe: bool,
     },
+    /// A renegotiation offer on the published connection (the participant adds or stops
+    /// its own tracks); answered by `answer`.
+    Offer {
+        sdp: String,
+    },
+    /// The answer to the server's last `offer`.
+    Answer {
+        sdp: String,
+    },
+}
+
+/// One track a subscribing participant receives on its connection to the server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SubscribedTrack {
+    /// The m-line (transceiver mid) it arrives on, on the subscriber's connection.
+    pub mid: String,
+    /// The publishing participant.
+    pub participant: String,
+    /// The track as the publisher publishes it (what `detections.track` names).
+    pub track: String,
+    /// `video` or `audio`.
+    pub kind: String,
 }
 
 /// The fields of a `join`.
@@ -93,6 +120,16 @@ pub enum ServerMessage {
         data: Value,
     },
     PublishAnswer {
+        sdp: String,
+    },
+    /// A renegotiation offer on the participant's connection to the server (tracks of
+    /// others added or removed); `tracks` is everything it receives once it has answered.
+    Offer {
+        sdp: String,
+        tracks: Vec<SubscribedTrack>,
+    },
+    /// The answer to the participant's renegotiation `offer`.
+    Answer {
         sdp: String,
     },
     /// Objects found in one frame of a published track (`docs/sync.md`).
@@ -170,7 +207,16 @@ mod tests {
         let sig = parse_client(r#"{"type":"signal","to":"x","data":{"candidate":{"candidate":"c"}}}"#).unwrap();
         assert_eq!(sig, ClientMessage::Signal { to: "x".into(), data: json!({"candidate":{"candidate":"c"}}) });
         assert_eq!(parse_client(r#"{"type":"leave","extra":1}"#).unwrap(), ClientMessage::Leave);
-        assert!(matches!(parse_client(r#"{"type":"publish","sdp":"v=0"}"#), Ok(ClientMessage::Publish { .. })));
+        assert!(matches!(
+            parse_client(r#"{"type":"publish","sdp":"v=0"}"#),
+            Ok(ClientMessage::Publish { subscribe: false, .. })
+        ));
+        assert!(matches!(
+            parse_client(r#"{"type":"publish","sdp":"v=0","subscribe":true}"#),
+            Ok(ClientMessage::Publish { subscribe: true, .. })
+        ));
+        assert!(matches!(parse_client(r#"{"type":"offer","sdp":"v=0"}"#), Ok(ClientMessage::Offer { .. })));
+        assert!(matches!(parse_client(r#"{"type":"answer","sdp":"v=0"}"#), Ok(ClientMessage::Answer { .. })));
     }
 
     #[test]

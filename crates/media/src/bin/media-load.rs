@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use callsight_media::client::{PendingPublisher, Publisher};
+use callsight_media::client::{Client, PendingClient};
 use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
 use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
@@ -208,11 +208,11 @@ async fn main() -> Result<()> {
 
 async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: usize, round: usize) -> Result<Row> {
     let mut events = hub.events();
-    let mut publishers: Vec<Arc<Publisher>> = Vec::new();
+    let mut publishers: Vec<Arc<Client>> = Vec::new();
     let mut keys = Vec::new();
     for i in 0..k {
         let key = ParticipantKey { room: format!("load-{round}"), participant: format!("p{i}") };
-        let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await?;
+        let pending = PendingClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await?;
         let answer = hub.publish(key.clone(), pending.offer()).await?;
         publishers.push(Arc::new(pending.connect(&answer, Duration::from_secs(10)).await?));
         keys.push(key);

@@ -92,6 +92,16 @@ pub async fn recv(ws: &mut Ws) -> Value {
     }
 }
 
+/// The next message of type `kind`, skipping others.
+pub async fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = recv(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
 /// Waits for the server to close the socket; returns the close reason.
 pub async fn closed(ws: &mut Ws) -> String {
     loop {

@@ -1,0 +1,225 @@
+//! Forwarding (SFU) through the real server: str0m participants join a room over the
+//! signaling WebSocket, each publishes H.264 video (encoded from a real photo) and Opus
+//! audio with `publish` + `subscribe`, answers the server's `offer`s, and receives every
+//! other participant's tracks over real UDP on the same connection.
+//!
+//! Needs `test-data/bus.jpg` (scripts/fetch-test-data.sh).
+
+mod common;
+
+use callsight_media::client::{Client, PendingClient};
+use callsight_media::synth::{encode_loop, load_test_photo};
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use str0m::media::{MediaKind, Mid};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Generous: three encoders, decoders and a detector share two loaded cores.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// RTP timestamp bases far apart, so each received frame names its publisher.
+fn video_ts(i: usize, n: u32) -> u32 {
+    (i as u32 + 1).wrapping_mul(1_000_000_000).wrapping_add(n.wrapping_mul(3000))
+}
+fn audio_ts(i: usize, n: u32) -> u32 {
+    (i as u32 + 1).wrapping_mul(700_000_000).wrapping_add(n.wrapping_mul(960))
+}
+
+/// Which participant sent a frame with this timestamp (the bases are 10⁹ apart).
+fn publisher_of(ts: u32, kind: MediaKind, n: usize) -> Option<usize> {
+    (0..n).find(|&i| {
+        let (base, step) = match kind {
+            MediaKind::Video => (video_ts(i, 0), 3000),
+            MediaKind::Audio => (audio_ts(i, 0), 960),
+        };
+        let d = ts.wrapping_sub(base);
+        d % step == 0 && d / step < 1_000_000
+    })
+}
+
+/// What a participant's signaling task saw.
+#[derive(Default)]
+struct Seen {
+    detections: Vec<Value>,
+    /// The `tracks` of each server offer, in order.
+    offers: Vec<Vec<Value>>,
+}
+
+struct Participant {
+    id: String,
+    client: Arc<Client>,
+    seen: Arc<Mutex<Seen>>,
+    /// Bumped after each answered offer and each detection.
+    changed: watch::Receiver<u64>,
+    signaling: tokio::task::JoinHandle<()>,
+}
+
+/// Joins, publishes with `subscribe`, connects; then a task answers the server's offers
+/// (as the web client does) and records detections.
+async fn participant(addr: std::net::SocketAddr, room: &str) -> Participant {
+    let mut ws = connect(addr).await;
+    let id = join(&mut ws, room).await["id"].as_str().unwrap().to_owned();
+    let pending = PendingClient::with_tracks(LOCALHOST, 1, true).await.expect("client socket");
+    send(&mut ws, json!({"type":"publish","sdp":pending.offer(),"subscribe":true})).await;
+    let answer = recv_type(&mut ws, "publish-answer").await;
+    let client = pending.connect(answer["sdp"].as_str().unwrap(), Duration::from_secs(20)).await.expect("connects");
+    let client = Arc::new(client);
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let (tx, changed) = watch::channel(0u64);
+    let (c, s) = (client.clone(), seen.clone());
+    let signaling = tokio::spawn(async move {
+        while let Some(Ok(frame)) = ws.next().await {
+            let Message::Text(t) = frame else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
+            match v["type"].as_str() {
+                Some("offer") => {
+                    let answer = c.accept_offer(v["sdp"].as_str().unwrap()).await.expect("client accepts the offer");
+                    send(&mut ws, json!({"type":"answer","sdp":answer})).await;
+                    s.lock().unwrap().offers.push(v["tracks"].as_array().cloned().unwrap_or_default());
+                }
+                Some("detections") => s.lock().unwrap().detections.push(v),
+                Some("error") => panic!("server error: {v}"),
+                _ => continue,
+            }
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Participant { id, client, seen, changed, signaling }
+}
+
+/// Waits (bounded) until `done` holds, re-checking whenever `rx` changes.
+async fn until(what: &str, mut rx: watch::Receiver<u64>, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            rx.changed().await.expect("still running");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_receive_each_other_through_the_server() {
+    let server =
+        start_server(&["--no-stun", "--media-port", "0", "--room-capacity", "4", "--max-detect-fps", "3"]).await;
+    let addr = server.http_addr;
+    let room = "room-sfu-1";
+    let mut people = Vec::new();
+    for _ in 0..3 {
+        people.push(participant(addr, room).await);
+    }
+    let n = people.len();
+
+    // Everyone streams video at ~30 fps and audio beside it.
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg");
+    let streams: Vec<_> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (c, frames) = (p.client.clone(), frames.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(33));
+                for k in 0u32.. {
+                    tick.tick().await;
+                    c.send_video(0, frames[k as usize % frames.len()].data.clone(), video_ts(i, k));
+                    c.send_audio(vec![0xfc, k as u8, 0xff, 0xfe].into(), audio_ts(i, k));
+                }
+            })
+        })
+        .collect();
+
+    // Every participant receives every other one's video and audio, RTP timestamps as sent.
+    for (me, p) in people.iter().enumerate() {
+        let client = p.client.clone();
+        until(&format!("participant {me} receives everyone"), client.received_watch(), || {
+            let mut seen: HashMap<(usize, MediaKind), usize> = HashMap::new();
+            for f in client.received() {
+                let from = publisher_of(f.rtp_timestamp, f.kind, n)
+                    .unwrap_or_else(|| panic!("{me} got {:?} ts {} that nobody sent", f.kind, f.rtp_timestamp));
+                assert_ne!(from, me, "participant {me} got its own track back");
+                *seen.entry((from, f.kind)).or_default() += 1;
+            }
+            (0..n).filter(|&i| i != me).all(|i| {
+                seen.get(&(i, MediaKind::Video)).is_some_and(|c| *c >= 10)
+                    && seen.get(&(i, MediaKind::Audio)).is_some_and(|c| *c >= 10)
+            })
+        })
+        .await;
+    }
+
+    // The server named each forwarded track in its offers: p1's mid for p0's video.
+    let p0_video_at_p1: Mid = people[1]
+        .client
+        .received()
+        .iter()
+        .find(|f| f.kind == MediaKind::Video && publisher_of(f.rtp_timestamp, f.kind, n) == Some(0))
+        .map(|f| f.mid)
+        .unwrap();
+    {
+        let seen = people[1].seen.lock().unwrap();
+        let tracks = seen.offers.last().expect("p1 answered offers");
+        let named = tracks.iter().find(|t| t["mid"] == p0_video_at_p1.to_string()).expect("the mid is named");
+        assert_eq!(
+            (named["participant"].as_str(), named["kind"].as_str()),
+            (Some(people[0].id.as_str()), Some("video"))
+        );
+    }
+
+    // A detection of p0's video names a frame p1 received from the server, by its RTP timestamp.
+    let seen1 = people[1].seen.clone();
+    let (p0_id, c1) = (people[0].id.clone(), people[1].client.clone());
+    until("a detection of p0's video that names a frame p1 received", people[1].changed.clone(), || {
+        let received: HashSet<u32> =
+            c1.received().iter().filter(|f| f.mid == p0_video_at_p1).map(|f| f.rtp_timestamp).collect();
+        seen1.lock().unwrap().detections.iter().any(|d| {
+            d["participant"] == p0_id.as_str() && received.contains(&(d["rtp_timestamp"].as_u64().unwrap() as u32))
+        })
+    })
+    .await;
+
+    // p1's PLI for p0's video reaches p0.
+    let mut kf = people[0].client.keyframe_watch();
+    let before = people[0].client.keyframe_requests();
+    kf.mark_unchanged();
+    people[1].client.request_keyframe(p0_video_at_p1);
+    tokio::time::timeout(WAIT, kf.wait_for(|n| *n > before)).await.expect("p0 gets a keyframe request").unwrap();
+
+    // p2 leaves: its tracks are removed from p0 and p1 by a new offer.
+    let p2_mids: Vec<HashSet<Mid>> = people[..2]
+        .iter()
+        .map(|p| {
+            let r = p.client.received();
+            r.iter().filter(|f| publisher_of(f.rtp_timestamp, f.kind, n) == Some(2)).map(|f| f.mid).collect()
+        })
+        .collect();
+    assert!(p2_mids.iter().all(|m| m.len() == 2), "p2's video and audio at each: {p2_mids:?}");
+    let p2 = people.pop().unwrap();
+    let p2_id = p2.id.clone();
+    p2.signaling.abort();
+    drop(p2);
+    for p in &people {
+        let seen = p.seen.clone();
+        let p2_id = p2_id.clone();
+        until("an offer without p2's tracks", p.changed.clone(), || {
+            let s = seen.lock().unwrap();
+            s.offers.last().is_some_and(|t| t.len() == 2 && t.iter().all(|t| t["participant"] != p2_id.as_str()))
+        })
+        .await;
+    }
+    for (p, gone) in people.iter().zip(&p2_mids) {
+        let receiving: HashSet<Mid> = p.client.receiving().await.into_iter().map(|(m, _)| m).collect();
+        assert!(receiving.is_disjoint(gone), "p2's tracks still received: {receiving:?} vs {gone:?}");
+        assert_eq!(receiving.len(), 2, "the other participant's video and audio stay: {receiving:?}");
+    }
+    for s in streams {
+        s.abort();
+    }
+}
