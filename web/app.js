@@ -139,9 +139,13 @@ function exposeTestHooks(call, view) {
     peerConnections() {
       return new Map([...call.links].map(([id, link]) => [id, link.pc]));
     },
-    /** The server-leg connection, when publishing. */
+    /** The connection to the server (publishing, and receiving via the server), or null. */
     publisherConnection() {
       return call.publisher.pc;
+    },
+    /** True when the call runs via the server (else peer to peer). */
+    get viaServer() {
+      return call.viaServer;
     },
     /** Pairs {frame, result} of capture times drawn on a tile ('self' or a peer id). */
     syncSamples(tile) {

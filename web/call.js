@@ -1,6 +1,13 @@
 // The session in one room: local media, the signaling socket, one PeerLink per
-// remote participant, the server leg (Publisher) and the detections that arrive.
-// No DOM here; ui.js renders what this reports.
+// remote participant, the connection to the server (Publisher) and the detections
+// that arrive. No DOM here; ui.js renders what this reports.
+//
+// Topology (docs/protocol.md): a 1:1 room where nobody lets the server analyse their
+// video is peer to peer (media never touches the server). Otherwise — someone turned
+// analysis on, or a third person is in the room — every page sends its camera and mic
+// once, to the server, and receives the others from it; the PeerLinks stay for chat
+// with no media. The switch happens in place (no reload) and is kept for the rest of
+// the call.
 //
 // Events:
 //   status            .status changed ('connecting' | 'waiting' | 'connected' |
@@ -12,12 +19,14 @@
 //   chat {detail}     {from, name, text, mine, system}
 //   detections {detail}  one `detections` message from the server
 //   publish           .publishState changed
+//   topology          .viaServer changed
 //   self              own id known (after `joined`)
 //   error {detail}    {code, message} from the server that the user should see
 
 import { Signaling } from './signaling.js';
 import { PeerLink } from './peer.js';
 import { Publisher } from './publish.js';
+import { viaServerRule } from './topology.js';
 
 // The server refused the join itself: no call, no retry; ui.js says why.
 const JOIN_REFUSED = new Set(['bad-room', 'unsupported-version', 'bad-name', 'token-required', 'token-expired', 'token-invalid', 'forbidden']);
@@ -65,14 +74,19 @@ export class Call extends EventTarget {
     this.publishWanted = Boolean(analyse);
     this.publishState = 'stopped';
     this.signaling = new Signaling(Signaling.urlFor(window.location));
+    this.viaServer = false;
     this.publisher = new Publisher({
       send: (m) => this.signaling.send(m),
       iceServers: () => this.iceServers,
       videoTrack: () => this.currentVideoTrack(),
+      audioTrack: () => this.localStream?.getAudioTracks()[0] ?? null,
     });
     this.publisher.addEventListener('state', (e) => {
       this.publishState = e.detail;
       this.dispatchEvent(new Event('publish'));
+    });
+    this.publisher.addEventListener('remote', (e) => {
+      for (const id of e.detail) if (this.links.has(id)) this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id } }));
     });
     this.sweepTimer = null;
     this.#adoptMedia(media ?? { stream: new MediaStream() });
@@ -95,6 +109,8 @@ export class Call extends EventTarget {
   }
 
   localTracks() {
+    // Via the server, the peer connections carry chat only.
+    if (this.viaServer) return [];
     const tracks = [];
     const audio = this.localStream?.getAudioTracks()[0];
     if (audio) tracks.push(audio);
@@ -117,12 +133,36 @@ export class Call extends EventTarget {
     this.dispatchEvent(new Event('local'));
   }
 
-  /** Whether our video goes to the server's detector (the call itself is unaffected). */
+  /** Whether the server may analyse our video (turning it on moves the call via the server). */
   setPublishing(on) {
     this.publishWanted = on;
-    if (!this.mediaEnabled) return;
-    if (!on) this.publisher.stop();
-    else if (this.joined) this.publisher.start();
+    for (const link of this.links.values()) link.sendAnalysis(on);
+    this.#updateTopology();
+  }
+
+  /** The stream to show for remote participant `id` (from the server or its peer link). */
+  remoteStream(id) {
+    if (this.viaServer) return this.publisher.streamOf(id) ?? new MediaStream();
+    return this.links.get(id)?.remoteStream ?? new MediaStream();
+  }
+
+  /** Applies the topology rule (topology.js) and starts or stops the server connection. */
+  #updateTopology() {
+    const analysis = this.publishWanted || [...this.links.values()].some((l) => l.analysis);
+    const want = viaServerRule({ mediaEnabled: this.mediaEnabled, participants: this.links.size + 1, analysis, viaServer: this.viaServer });
+    if (want && !this.viaServer) {
+      this.viaServer = true;
+      for (const link of this.links.values()) link.stopMedia().catch((err) => console.warn('stop p2p media', err));
+      this.dispatchEvent(new Event('topology'));
+      for (const id of this.links.keys()) this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id } }));
+    }
+    if (!this.joined || !this.mediaEnabled) return;
+    const p = this.publisher;
+    if (this.viaServer) {
+      if (p.stopped || !p.subscribe || p.analyse !== this.publishWanted) p.start({ subscribe: true, analyse: this.publishWanted });
+    } else if (!p.stopped) {
+      p.stop();
+    }
   }
 
   setMicMuted(muted) {
@@ -192,8 +232,8 @@ export class Call extends EventTarget {
   }
 
   async #sendVideo(track) {
-    await Promise.allSettled([...this.links.values()].map((l) => l.replaceVideo(track)));
-    if (this.mediaEnabled && this.publishWanted) await this.publisher.replaceTrack(track);
+    if (this.viaServer) await this.publisher.replaceTrack(track);
+    else await Promise.allSettled([...this.links.values()].map((l) => l.replaceVideo(track)));
     this.dispatchEvent(new Event('local'));
   }
 
@@ -221,6 +261,9 @@ export class Call extends EventTarget {
         break;
       case 'publish-answer':
         this.publisher.handleAnswer(msg.sdp);
+        break;
+      case 'offer':
+        this.publisher.handleOffer(msg.sdp, msg.tracks);
         break;
       case 'detections':
         this.dispatchEvent(new CustomEvent('detections', { detail: msg }));
@@ -257,7 +300,8 @@ export class Call extends EventTarget {
     }
     if (first) this.dispatchEvent(new Event('self'));
     // A new socket means a new server-side session: publish again.
-    if (this.mediaEnabled && this.publishWanted) this.publisher.start();
+    if (!this.publisher.stopped) this.publisher.stop();
+    this.#updateTopology();
     this.#updateStatus();
   }
 
@@ -266,6 +310,7 @@ export class Call extends EventTarget {
     this.absentSince.delete(peer.id);
     // Announced after us: we are impolite towards them and wait for their offer.
     this.#meet(peer.id, peer.name, { polite: false, initiator: false });
+    this.#updateTopology();
     this.#updateStatus();
   }
 
@@ -348,10 +393,12 @@ export class Call extends EventTarget {
     link.addEventListener('state', changed);
     link.addEventListener('track', changed);
     link.addEventListener('channel', () => {
-      // A fresh channel: tell the peer a name set after the join.
+      // A fresh channel: tell the peer a name set after the join, and our analysis choice.
       if (link.canChat && this.nameChanged) link.sendName(this.name);
+      if (link.canChat) link.sendAnalysis(this.publishWanted);
       changed();
     });
+    link.addEventListener('analysis', () => this.#updateTopology());
     link.addEventListener('name', changed);
     link.addEventListener('chat', (e) => {
       this.dispatchEvent(new CustomEvent('chat', { detail: { from: id, name: link.name, text: e.detail.text, mine: false } }));

@@ -27,17 +27,20 @@ export function saveAnalyse(on, storage = globalThis.localStorage) {
 
 /** What the lobby tells the person about where their media goes. */
 export function whereMediaGoes({ mediaEnabled, analyse }) {
-  const call =
+  const p2p =
     'Your camera and microphone go straight to the other people in the call (peer to peer, encrypted); ' +
     'the server only introduces you. If no direct path exists, a relay passes the encrypted media on without being able to see it.';
-  if (!mediaEnabled) return `${call} This server does not analyse video.`;
+  if (!mediaEnabled) return `${p2p} This server does not analyse video.`;
+  const server =
+    'A call of three or more, or one where someone allows analysis, runs via this server instead: ' +
+    'everyone sends camera and microphone once, to the server, which passes them on to the others.';
   if (analyse) {
     return (
-      `${call} Because you allow analysis, your video — and your screen while you share it — is also sent to this server, ` +
-      'which looks for objects in it as it arrives and sends the boxes to everyone in the call. Your sound never goes to the server.'
+      `Because you allow analysis, your call runs via this server: your camera, microphone and screen shares go to it, ` +
+      'it passes them on to the others, and it looks for objects in your video as it arrives and sends the boxes to everyone in the call.'
     );
   }
-  return `${call} Your video is not sent to the server. You still see boxes on the videos of people who allowed analysis.`;
+  return `${p2p} ${server} Your video is not analysed (nobody gets boxes for it). You still see boxes on the videos of people who allowed analysis.`;
 }
 
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };

@@ -112,6 +112,23 @@ export class DetectionStore extends EventTarget {
     return i < 0 ? null : this.results.get(participant)[i];
   }
 
+  /**
+   * For a frame forwarded by the server (its RTP timestamp is the publisher's, unchanged):
+   * the result of that very frame or the nearest earlier one, by RTP timestamp (90 kHz,
+   * wrapping). `{index, ticks}` (ticks = how much later the frame is), or null.
+   */
+  indexForRtp(participant, rtp) {
+    const buf = this.results.get(participant);
+    if (!buf) return null;
+    let best = null;
+    for (let i = buf.length - 1; i >= 0; i--) {
+      if (buf[i].rtp === null) continue;
+      const ticks = (rtp - buf[i].rtp) >>> 0; // modulo 2^32: the RTP clock wraps
+      if (ticks <= STALE_MS * 90 && (best === null || ticks < best.ticks)) best = { index: i, ticks };
+    }
+    return best;
+  }
+
   /** Like forFrame, as an index into `results.get(participant)`; -1 = nothing to draw. */
   indexForFrame(participant, capture) {
     const buf = this.results.get(participant);
@@ -268,9 +285,11 @@ export class TileOverlay {
    * @param {boolean} o.isSelf  the local camera preview
    * @param {() => number|null} o.clockOffset  remote wall clock − local wall clock (ms)
    * @param {import('./sync.js').SyncController|null} [o.sync]  told how late each frame is shown
+   * @param {() => boolean} [o.byRtp]  the video comes through the server: match results
+   *   by the frame's RTP timestamp (exact), not by capture time
    */
-  constructor({ video, canvas, list, readout, store, settings, participant, isSelf, clockOffset, sync = null }) {
-    Object.assign(this, { video, canvas, list, readout, store, settings, participant, isSelf, clockOffset, sync });
+  constructor({ video, canvas, list, readout, store, settings, participant, isSelf, clockOffset, sync = null, byRtp = () => false }) {
+    Object.assign(this, { video, canvas, list, readout, store, settings, participant, isSelf, clockOffset, sync, byRtp });
     this.ctx = canvas.getContext('2d');
     this.stopped = false;
     this.lastListAt = 0;
@@ -338,10 +357,21 @@ export class TileOverlay {
     if (!pid) return;
     const buf = this.store.results.get(pid) ?? [];
     const raw = this.frameCaptureTime(meta);
-    if (raw !== null) this.calibrator.frame(raw, buf);
-    const residual = this.calibrator.residual;
-    const capture = raw === null ? null : raw + residual;
-    const index = this.store.indexForFrame(pid, capture);
+    let residual = 0;
+    let capture;
+    let index;
+    if (!this.isSelf && typeof meta.rtpTimestamp === 'number' && this.byRtp()) {
+      // Forwarded by the server: the frame's RTP timestamp names its result exactly.
+      const hit = this.store.indexForRtp(pid, meta.rtpTimestamp);
+      index = hit ? hit.index : -1;
+      const rc = hit ? buf[hit.index].capture : null;
+      capture = rc !== null ? rc + hit.ticks / 90 : raw;
+    } else {
+      if (raw !== null) this.calibrator.frame(raw, buf);
+      residual = this.calibrator.residual;
+      capture = raw === null ? null : raw + residual;
+      index = this.store.indexForFrame(pid, capture);
+    }
     const result = index < 0 ? null : buf[index];
     const boxes = index < 0 ? [] : boxesAt(buf, index, capture, { predict: this.settings.predict });
     const drawn = this.#draw(boxes, meta);

@@ -10,6 +10,7 @@
 //   name              the peer changed its display name (see .name)
 //   channel           the data channel opened or closed (see .canChat)
 //   clock             a better clock-offset estimate is available (see .clockOffsetMs)
+//   analysis          the peer turned server analysis on or off (see .analysis)
 
 const DISCONNECTED_GRACE_MS = 1500;
 const PING_EVERY_MS = 3000;
@@ -52,6 +53,7 @@ export class PeerLink extends EventTarget {
     this.restartTimer = null;
     this.pingTimer = null;
     this.clockOffsetMs = null; // remote wall clock − local wall clock
+    this.analysis = false; // the peer lets the server analyse its video
     this.bestRtt = Infinity;
 
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
@@ -79,6 +81,18 @@ export class PeerLink extends EventTarget {
 
   sendName(name) {
     if (this.canChat) this.chat.send(JSON.stringify({ kind: 'name', name }));
+  }
+
+  /** Tells the peer whether the server may analyse our video (the topology rule needs it). */
+  sendAnalysis(on) {
+    if (this.canChat) this.chat.send(JSON.stringify({ kind: 'analysis', on: Boolean(on) }));
+  }
+
+  /** Stops sending media on this connection (the call runs via the server); chat stays. */
+  async stopMedia() {
+    for (const t of this.pc.getTransceivers()) {
+      if (t.sender?.track && t.currentDirection !== 'stopped') await t.sender.replaceTrack(null);
+    }
   }
 
   /** Swaps the outgoing video (camera ↔ screen) without renegotiation. */
@@ -186,6 +200,9 @@ export class PeerLink extends EventTarget {
         this.clockOffsetMs = msg.b - (msg.a + rtt / 2);
         this.dispatchEvent(new Event('clock'));
       }
+    } else if (msg.kind === 'analysis' && typeof msg.on === 'boolean') {
+      this.analysis = msg.on;
+      this.dispatchEvent(new Event('analysis'));
     } else if (msg.kind === 'name' && typeof msg.name === 'string') {
       this.name = msg.name.slice(0, 64);
       this.dispatchEvent(new Event('name'));

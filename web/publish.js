@@ -1,12 +1,16 @@
-// The server leg: a second, send-only RTCPeerConnection that publishes our video
-// (camera, or the screen while sharing) to the server for detection.
+// The connection to the server (docs/protocol.md): one RTCPeerConnection that publishes
+// our camera (or the screen while sharing) and, via the server, our microphone, and —
+// when the room runs via the server — receives every other participant's tracks.
 //
 // H.264 constrained baseline with packetization-mode=1 is forced with
 // setCodecPreferences, and the abs-capture-time header extension is switched on,
 // so the server learns the capture instant of each frame (docs/sync.md). No trickle:
-// the offer is sent once ICE gathering is complete.
+// the offer is sent once ICE gathering is complete. The server renegotiates with
+// `offer {sdp, tracks}` as others' tracks come and go; we answer (perfect negotiation:
+// the server is the polite side, we ignore its offer while ours is outstanding).
 //
 // Events: state {detail: 'publishing'|'connecting'|'failed'|'stopped'|'unavailable'|'forbidden'}
+//         remote {detail: participant ids whose received stream changed}
 
 const ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 const GATHER_TIMEOUT_MS = 3000;
@@ -41,33 +45,61 @@ function waitForGathering(pc, timeoutMs) {
   });
 }
 
+/** The valid entries of a server `offer`'s `tracks`: mid → {participant, track, kind}. */
+export function parseTracks(tracks) {
+  const out = new Map();
+  for (const t of Array.isArray(tracks) ? tracks.slice(0, 256) : []) {
+    if (!t || typeof t.mid !== 'string' || typeof t.participant !== 'string') continue;
+    if (t.kind !== 'video' && t.kind !== 'audio') continue;
+    out.set(t.mid, { participant: t.participant, track: String(t.track ?? ''), kind: t.kind });
+  }
+  return out;
+}
+
 export class Publisher extends EventTarget {
   /**
    * @param {object} o
    * @param {(msg: object) => boolean} o.send sends a signaling message
-   * @param {() => MediaStreamTrack|null} o.videoTrack the track to publish now
+   * @param {() => MediaStreamTrack|null} o.videoTrack the video to publish now
+   * @param {() => MediaStreamTrack|null} [o.audioTrack] the microphone, sent when subscribing
    * @param {() => RTCIceServer[]} [o.iceServers] this participant's ICE servers (from `joined`)
    */
-  constructor({ send, videoTrack, iceServers = () => [] }) {
+  constructor({ send, videoTrack, audioTrack = () => null, iceServers = () => [] }) {
     super();
     this.send = send;
     this.iceServers = iceServers;
     this.videoTrack = videoTrack;
+    this.audioTrack = audioTrack;
     this.pc = null;
     this.sender = null;
+    this.audioSender = null;
     this.state = 'stopped';
     this.generation = 0;
     this.retryTimer = null;
     this.stopped = true;
+    /** The room runs via the server: also send audio and receive the others. */
+    this.subscribe = false;
+    /** The server may analyse our video. */
+    this.analyse = true;
+    /** mid → {participant, track, kind}, from the server's last offer. */
+    this.tracks = new Map();
+    /** participant id → the MediaStream of its tracks received from the server. */
+    this.streams = new Map();
+    this.queue = Promise.resolve();
   }
 
-  /** (Re)starts publishing; a previous server leg is closed first. */
-  async start() {
+  /**
+   * (Re)starts the connection; a previous one is closed first.
+   * @param {{subscribe?: boolean, analyse?: boolean}} [o]
+   */
+  async start({ subscribe = this.subscribe, analyse = this.analyse } = {}) {
     this.stopped = false;
+    this.subscribe = subscribe;
+    this.analyse = analyse;
     clearTimeout(this.retryTimer);
     this.#closePc();
     const track = this.videoTrack();
-    if (!track) {
+    if (!track && !subscribe) {
       this.#setState('stopped');
       return;
     }
@@ -81,8 +113,12 @@ export class Publisher extends EventTarget {
       if (s === 'connected') this.#setState('publishing');
       else if (s === 'failed') this.#retryLater('connection failed');
     });
+    pc.addEventListener('track', ({ track: t, transceiver }) => {
+      if (this.pc === pc) this.#received(t, transceiver.mid);
+    });
     try {
-      const tr = pc.addTransceiver(track, { direction: 'sendonly' });
+      // The video m-line exists even without a camera, so the server always gets one.
+      const tr = pc.addTransceiver(track ?? 'video', { direction: track ? 'sendonly' : 'inactive' });
       this.sender = tr.sender;
       const prefs = h264Codecs(RTCRtpReceiver.getCapabilities('video'));
       if (prefs.length === 0) throw new Error('this browser offers no H.264 (packetization-mode=1)');
@@ -93,12 +129,14 @@ export class Publisher extends EventTarget {
         );
         tr.setHeaderExtensionsToNegotiate(exts);
       }
+      const audio = subscribe ? this.audioTrack() : null;
+      if (audio) this.audioSender = pc.addTransceiver(audio, { direction: 'sendonly' }).sender;
       await pc.setLocalDescription(await pc.createOffer());
       await waitForGathering(pc, GATHER_TIMEOUT_MS);
       if (gen !== this.generation) return;
-      if (!this.send({ type: 'publish', sdp: pc.localDescription.sdp })) {
-        this.#retryLater('signaling is down');
-      }
+      const msg = { type: 'publish', sdp: pc.localDescription.sdp };
+      if (subscribe) Object.assign(msg, { subscribe: true, analyse });
+      if (!this.send(msg)) this.#retryLater('signaling is down');
     } catch (err) {
       console.warn('publish: cannot start', err);
       if (gen === this.generation) this.#setState('failed');
@@ -117,6 +155,71 @@ export class Publisher extends EventTarget {
     }
   }
 
+  /** The server's renegotiation `offer`: others' tracks came or went. Serialised. */
+  handleOffer(sdp, tracks) {
+    this.queue = this.queue
+      .then(() => this.#applyOffer(sdp, tracks))
+      .catch((err) => console.warn('publish: server offer failed', err));
+    return this.queue;
+  }
+
+  async #applyOffer(sdp, tracks) {
+    const pc = this.pc;
+    // Ours is outstanding (the first publish): the server makes its offer again later.
+    if (!pc || typeof sdp !== 'string' || pc.signalingState !== 'stable') return;
+    this.tracks = parseTracks(tracks);
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription();
+    this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+    this.#prune();
+  }
+
+  /** A track arrived on m-line `mid`: into its publisher's stream. */
+  #received(track, mid) {
+    const info = this.tracks.get(mid);
+    if (!info) return;
+    let stream = this.streams.get(info.participant);
+    if (!stream) this.streams.set(info.participant, (stream = new MediaStream()));
+    for (const old of stream.getTracks()) if (old.kind === track.kind && old !== track) stream.removeTrack(old);
+    if (!stream.getTracks().includes(track)) stream.addTrack(track);
+    this.#changed([info.participant]);
+  }
+
+  /** Drops the received tracks the server no longer sends (their publisher left). */
+  #prune() {
+    const live = new Set();
+    for (const t of this.pc?.getTransceivers() ?? []) {
+      if (t.currentDirection !== 'stopped' && !t.stopped && this.tracks.has(t.mid)) live.add(t.receiver.track);
+    }
+    const changed = [];
+    for (const [participant, stream] of this.streams) {
+      for (const t of stream.getTracks()) {
+        if (!live.has(t)) {
+          stream.removeTrack(t);
+          changed.push(participant);
+        }
+      }
+      if (stream.getTracks().length === 0) this.streams.delete(participant);
+    }
+    // Tracks whose mids were just named (the `track` event came before the offer's list).
+    for (const t of this.pc?.getTransceivers() ?? []) {
+      const info = this.tracks.get(t.mid);
+      if (info && live.has(t.receiver.track) && !this.streams.get(info.participant)?.getTracks().includes(t.receiver.track)) {
+        this.#received(t.receiver.track, t.mid);
+      }
+    }
+    if (changed.length) this.#changed(changed);
+  }
+
+  #changed(ids) {
+    this.dispatchEvent(new CustomEvent('remote', { detail: [...new Set(ids)] }));
+  }
+
+  /** The stream received from the server for `participant`, or null. */
+  streamOf(participant) {
+    return this.streams.get(participant) ?? null;
+  }
+
   /**
    * The server refused media for this session: `media-unavailable` (no media leg) or
    * `forbidden` (the access token does not allow publishing). Stops until start().
@@ -127,8 +230,12 @@ export class Publisher extends EventTarget {
   }
 
   async replaceTrack(track) {
-    if (this.sender) await this.sender.replaceTrack(track);
-    else if (track && !this.stopped) await this.start();
+    if (this.sender && this.sender.track !== null) await this.sender.replaceTrack(track);
+    else if (!this.stopped) await this.start();
+  }
+
+  async replaceAudio(track) {
+    if (this.audioSender) await this.audioSender.replaceTrack(track);
   }
 
   stop() {
@@ -148,7 +255,12 @@ export class Publisher extends EventTarget {
       this.pc.close();
       this.pc = null;
       this.sender = null;
+      this.audioSender = null;
     }
+    const had = [...this.streams.keys()];
+    this.streams.clear();
+    this.tracks.clear();
+    if (had.length) this.#changed(had);
   }
 
   #retryLater(why) {

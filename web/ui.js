@@ -83,6 +83,11 @@ export class RoomView {
     call.addEventListener('chat', (e) => this.#appendChat(e.detail));
     call.addEventListener('detections', (e) => this.store.add(e.detail));
     call.addEventListener('publish', () => this.#renderPublish());
+    call.addEventListener('topology', () => {
+      this.#renderTopology();
+      this.#renderPublish();
+    });
+    this.#renderTopology();
     call.addEventListener('error', (e) => {
       // The server refused the join itself (bad link, token, unsupported version): no call here.
       const { code, message } = e.detail;
@@ -224,6 +229,7 @@ export class RoomView {
           participant: () => this.#participantOf(key),
           isSelf: self,
           clockOffset: () => this.call.links.get(key)?.clockOffsetMs ?? null,
+          byRtp: () => this.call.viaServer,
         })
       : null;
     list.setAttribute('aria-label', self ? 'Objects in your video' : 'Objects in their video');
@@ -249,7 +255,7 @@ export class RoomView {
         get: () => 0,
         set: (ms) => {
           // Audio too: lip sync keeps following the video.
-          for (const r of this.call.links.get(key)?.pc.getReceivers() ?? []) r.jitterBufferTarget = ms;
+          for (const r of this.#receiversOf(key)) r.jitterBufferTarget = ms;
         },
       };
       latencies = () => this.store.latencies(key, this.call.links.get(key)?.clockOffsetMs ?? 0);
@@ -257,6 +263,13 @@ export class RoomView {
     const sync = new SyncController({ detectionLatencies: latencies, actuator });
     sync.setEnabled(this.settings.hold);
     return sync;
+  }
+
+  /** The receivers of a remote participant's tracks: on the server connection or its peer link. */
+  #receiversOf(key) {
+    if (!this.call.viaServer) return this.call.links.get(key)?.pc.getReceivers() ?? [];
+    const tracks = this.call.publisher.streamOf(key)?.getTracks() ?? [];
+    return (this.call.publisher.pc?.getReceivers() ?? []).filter((r) => tracks.includes(r.track));
   }
 
   #removeTile(key) {
@@ -274,7 +287,7 @@ export class RoomView {
     const t = this.tiles.get(id);
     const link = this.call.links.get(id);
     if (!t || !link) return;
-    const stream = link.remoteStream;
+    const stream = this.call.remoteStream(id);
     if (t.video.srcObject !== stream && stream.getTracks().length) {
       t.video.srcObject = stream;
       t.video.play().catch(() => {
@@ -355,13 +368,24 @@ export class RoomView {
     this.#renderChatEnabled();
   }
 
+  #renderTopology() {
+    const el = $('#topology');
+    el.dataset.mode = this.call.viaServer ? 'server' : 'p2p';
+    el.textContent = this.call.viaServer ? 'via server' : 'peer-to-peer';
+    el.title = this.call.viaServer
+      ? 'Everyone sends their audio and video once, to the server, which forwards it to the others'
+      : 'Audio and video go directly between the browsers; the server only introduces you';
+  }
+
   #renderPublish() {
     const note = $('#detect-note');
     const s = this.call.publishState;
     note.dataset.state = s;
     note.textContent =
       s === 'publishing'
-        ? 'Your video is being analysed by the server.'
+        ? this.call.publishWanted
+          ? 'Your video is being analysed by the server.'
+          : 'Your video goes to the others via the server; it is not analysed.'
         : s === 'connecting'
           ? 'Connecting your video to the detector…'
           : s === 'unavailable'

@@ -46,7 +46,7 @@ async function healthz(server) {
   return (await fetch(`${server.url}/healthz`)).json();
 }
 
-test('lobby: no join or publish before Join; analysis off never publishes; the choice is remembered; #token is hidden and sent', async (t) => {
+test('lobby: no join or publish before Join; analysis off is never analysed; the choice is remembered; #token is hidden and sent', async (t) => {
   const { server, browser } = await serverAndBrowser(t);
   const pages = [];
   try {
@@ -84,9 +84,9 @@ test('lobby: no join or publish before Join; analysis off never publishes; the c
     const analyse = a.getByTestId('lobby-analyse');
     assert.equal(await analyse.isVisible(), true);
     assert.equal(await analyse.isChecked(), false);
-    assert.match(await a.getByTestId('lobby-where').textContent(), /not sent to the server/);
+    assert.match(await a.getByTestId('lobby-where').textContent(), /not analysed/);
     await analyse.check();
-    assert.match(await a.getByTestId('lobby-where').textContent(), /also sent to this server/);
+    assert.match(await a.getByTestId('lobby-where').textContent(), /runs via this server/);
 
     // Remembered across reloads, both ways.
     await a.reload();
@@ -124,30 +124,36 @@ test('lobby: no join or publish before Join; analysis off never publishes; the c
     assert.equal(join?.token, 'e2e.tok-EN_42', 'the link token goes in join');
     // A receives B's detections (the media leg works for B) …
     await aLog.received.waitFor((m) => m.type === 'detections' && m.participant === idB, 30_000, "B's detections on A");
-    // … and, a full second of B's results later, has never published, and nobody ever
-    // received a result for A's video.
+    // B allows analysis, so the call runs via the server (the topology rule): A sends its
+    // media to the server too, but asked never to have it analysed. A full second of B's
+    // results later, nobody ever received a result for A's video.
+    assert.equal(await a.getByTestId('topology').textContent(), 'via server');
     const bCount = () => aLog.received.filter((m) => m.type === 'detections' && m.participant === idB).length;
     const n0 = bCount();
     await waitFor(() => bCount() >= n0 + 3, { timeoutMs: 30_000, message: 'three more results of B on A' });
-    assert.deepEqual(aLog.sent.filter((m) => m.type === 'publish'), [], 'analysis off: A must never send publish');
-    assert.equal(await a.evaluate(() => window.callsight.publishState), 'stopped');
+    const published = aLog.sent.filter((m) => m.type === 'publish');
+    assert.ok(published.length >= 1 && published.every((m) => m.subscribe === true && m.analyse === false), 'A publishes without analysis');
+    await a.waitForFunction(() => window.callsight.publishState === 'publishing', null, { timeout: 20_000 });
     for (const log of [aLog, bLog]) {
       assert.equal(log.received.filter((m) => m.type === 'detections' && m.participant === idA).length, 0, "no result of A's video");
     }
-    assert.match(await a.getByTestId('detect-note').textContent(), /does not receive it/);
-    // The lobby's mic-off reached the call: the audio A sends is disabled.
+    assert.match(await a.getByTestId('detect-note').textContent(), /not analysed/);
+    // The lobby's mic-off reached the call: the audio A sends (to the server) is disabled.
     const mic = await a.evaluate(() => {
-      for (const pc of window.callsight.peerConnections().values()) {
-        for (const s of pc.getSenders()) if (s.track?.kind === 'audio') return { enabled: s.track.enabled, label: s.track.label };
+      for (const s of window.callsight.publisherConnection()?.getSenders() ?? []) {
+        if (s.track?.kind === 'audio') return { enabled: s.track.enabled, label: s.track.label };
       }
       return null;
     });
     assert.deepEqual(mic, { enabled: false, label: otherMic });
 
-    // Changing the choice in the call publishes, and is remembered like the lobby's.
+    // Changing the choice in the call publishes again with analysis, and is remembered
+    // like the lobby's; A's results then reach B.
+    const before = aLog.sent.filter((m) => m.type === 'publish').length;
     await a.getByTestId('publish-toggle').check();
-    await a.waitForFunction(() => window.callsight.publishState === 'publishing', null, { timeout: 20_000 });
-    assert.equal(aLog.sent.filter((m) => m.type === 'publish').length, 1);
+    await waitFor(() => aLog.sent.filter((m) => m.type === 'publish').length === before + 1, { message: 'a new publish' });
+    assert.equal(aLog.sent.filter((m) => m.type === 'publish').at(-1).analyse, true);
+    await bLog.received.waitFor((m) => m.type === 'detections' && m.participant === idA, 45_000, "A's detections on B");
     assert.equal(await a.evaluate(() => localStorage.getItem('callsight.analyse')), 'on');
   } catch (err) {
     dumpConsole(pages);

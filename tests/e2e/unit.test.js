@@ -1,9 +1,11 @@
 // Unit tests of the client's pure logic (no browser): result matching, parsing of
-// untrusted `detections` messages, the H.264 codec filter, the hold controller.
+// untrusted `detections` messages, the H.264 codec filter, the hold controller, the
+// topology rule, server offers' track lists.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DetectionStore, parseDetections, OverlaySettings, CaptureCalibrator } from '../../web/overlay.js';
-import { h264Codecs } from '../../web/publish.js';
+import { h264Codecs, parseTracks } from '../../web/publish.js';
+import { viaServerRule } from '../../web/topology.js';
 import { SyncController } from '../../web/sync.js';
 import { boxesAt, extrapolate, trackVelocity, FADE_MS } from '../../web/track.js';
 
@@ -272,4 +274,41 @@ test('parseDetections takes track_id, velocity and predicted only when well-form
   // A velocity from two observations needs them apart in time (no division by ~0).
   const v = trackVelocity({ capture: 1000, det: { box: [0.2, 0, 0, 0] } }, { capture: 999.5, det: { box: [0.1, 0, 0, 0] } });
   assert.deepEqual(v, [0, 0, 0, 0]);
+});
+
+test('forwarded frames find their result by RTP timestamp, across the wrap, never a later one', () => {
+  const store = new DetectionStore();
+  const base = 4_294_960_000; // 2^32 − 7296: the clock wraps between the results
+  for (const [i, rtp] of [base, (base + 9000) >>> 0, (base + 18000) >>> 0].entries()) {
+    store.add(msg(1000 + i * 100, { rtp_timestamp: rtp }));
+  }
+  assert.deepEqual(store.indexForRtp('p1', (base + 9000) >>> 0), { index: 1, ticks: 0 }, 'the very frame');
+  assert.deepEqual(store.indexForRtp('p1', (base + 12000) >>> 0), { index: 1, ticks: 3000 }, 'nearest earlier');
+  assert.deepEqual(store.indexForRtp('p1', (base + 20000) >>> 0), { index: 2, ticks: 2000 }, 'after the wrap');
+  assert.equal(store.indexForRtp('p1', base - 3000), null, 'a frame before every result gets none');
+  assert.equal(store.indexForRtp('p1', (base + 18000 + 90 * 2001) >>> 0), null, 'stale');
+  assert.equal(store.indexForRtp('nobody', base), null);
+});
+
+test('topology: 1:1 without analysis is peer to peer; analysis or a third person goes via the server, and stays', () => {
+  const rule = (o) => viaServerRule({ mediaEnabled: true, participants: 2, analysis: false, viaServer: false, ...o });
+  assert.equal(rule({}), false);
+  assert.equal(rule({ participants: 1 }), false);
+  assert.equal(rule({ analysis: true }), true);
+  assert.equal(rule({ participants: 3 }), true);
+  assert.equal(rule({ viaServer: true }), true, 'once via the server, it stays');
+  assert.equal(rule({ mediaEnabled: false, participants: 5, analysis: true }), false, 'no media leg: always peer to peer');
+});
+
+test('parseTracks keeps only well-formed entries of a server offer', () => {
+  const t = parseTracks([
+    { mid: '3', participant: 'p1', track: '0', kind: 'video' },
+    { mid: '4', participant: 'p1', track: '1', kind: 'audio' },
+    { mid: 5, participant: 'p2', kind: 'video' },
+    { mid: '6', participant: 'p2', kind: 'data' },
+    null,
+  ]);
+  assert.deepEqual([...t.keys()], ['3', '4']);
+  assert.deepEqual(t.get('3'), { participant: 'p1', track: '0', kind: 'video' });
+  assert.equal(parseTracks('junk').size, 0);
 });

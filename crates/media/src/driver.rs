@@ -34,6 +34,8 @@ pub(crate) enum Command {
         key: ParticipantKey,
         offer: String,
         subscribe: bool,
+        /// Decode and detect its video (else forward only).
+        analyse: bool,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
     /// The participant's answer to the server's last offer.
@@ -66,6 +68,8 @@ struct Pipe {
 struct Entry {
     session: Session,
     pipes: HashMap<Mid, Pipe>,
+    /// Its video goes to the decoder and detector (the participant allowed analysis).
+    analyse: bool,
 }
 
 /// Why a session ends.
@@ -174,8 +178,8 @@ impl Driver {
 
     fn command(&mut self, c: Command) {
         match c {
-            Command::Publish { key, offer, subscribe, reply } => {
-                let r = self.publish(key, &offer, subscribe);
+            Command::Publish { key, offer, subscribe, analyse, reply } => {
+                let r = self.publish(key, &offer, subscribe, analyse);
                 let _ = reply.send(r);
             }
             Command::Answer { key, sdp, reply } => {
@@ -226,7 +230,13 @@ impl Driver {
         }
     }
 
-    fn publish(&mut self, key: ParticipantKey, offer: &str, subscribe: bool) -> Result<String, MediaError> {
+    fn publish(
+        &mut self,
+        key: ParticipantKey,
+        offer: &str,
+        subscribe: bool,
+        analyse: bool,
+    ) -> Result<String, MediaError> {
         let replaces = self.by_key.contains_key(&key);
         if !replaces && self.sessions.len() >= self.config.max_sessions {
             return Err(MediaError::TooManySessions(self.config.max_sessions));
@@ -248,7 +258,7 @@ impl Driver {
         if let Some(old) = self.by_key.get(&key).copied().and_then(|old| self.take(old)) {
             self.close(old, End::Closed("republished".into()));
         }
-        let mut e = Entry { session: acc.session, pipes: HashMap::new() };
+        let mut e = Entry { session: acc.session, pipes: HashMap::new(), analyse };
         // Everything the room already publishes (offered once the session is connected).
         for (src, (kind, owner)) in &self.published {
             if owner.room == key.room {
@@ -464,7 +474,7 @@ impl Driver {
         for other in self.room_of(&e.session.key().room) {
             self.with_other(other, |s| s.forward(src, &media));
         }
-        if media.kind == MediaKind::Video && media.params.spec().codec == str0m::format::Codec::H264 {
+        if e.analyse && media.kind == MediaKind::Video && media.params.spec().codec == str0m::format::Codec::H264 {
             self.video(e, mid, media.au);
         }
     }

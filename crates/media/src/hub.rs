@@ -131,20 +131,32 @@ impl MediaHub {
     /// participant's previous session) and returns the SDP answer, with host candidates,
     /// no trickle. Its tracks are detected (video) and forwarded to the room's subscribers.
     pub async fn publish(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
-        self.publish_with(key, offer_sdp, false).await
+        self.publish_with(key, offer_sdp, false, true).await
     }
 
     /// Like [`MediaHub::publish`], and the session also receives every other track of the
     /// room: the hub adds them by [`ServerOffer`]s (see [`MediaHub::offers`]).
-    pub async fn publish_and_subscribe(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
-        self.publish_with(key, offer_sdp, true).await
+    /// Without `analyse` its video is forwarded only, never decoded or detected.
+    pub async fn publish_and_subscribe(
+        &self,
+        key: ParticipantKey,
+        offer_sdp: &str,
+        analyse: bool,
+    ) -> Result<String, MediaError> {
+        self.publish_with(key, offer_sdp, true, analyse).await
     }
 
-    async fn publish_with(&self, key: ParticipantKey, offer_sdp: &str, subscribe: bool) -> Result<String, MediaError> {
+    async fn publish_with(
+        &self,
+        key: ParticipantKey,
+        offer_sdp: &str,
+        subscribe: bool,
+        analyse: bool,
+    ) -> Result<String, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
-            .send(Command::Publish { key, offer: offer_sdp.to_owned(), subscribe, reply })
+            .send(Command::Publish { key, offer: offer_sdp.to_owned(), subscribe, analyse, reply })
             .map_err(|_| MediaError::Stopped)?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }

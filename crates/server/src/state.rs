@@ -160,7 +160,7 @@ impl AppState {
                     s.send(to, Outbound::Text(msg.to_json()))
                 }
                 Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
-                Output::Publish { conn, room, peer, sdp, subscribe } => {
+                Output::Publish { conn, room, peer, sdp, subscribe, analyse } => {
                     let Some(media) = &self.media else {
                         let msg =
                             ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
@@ -177,7 +177,7 @@ impl AppState {
                     let (hub, state) = (media.hub.clone(), self.clone());
                     tokio::spawn(async move {
                         let result = if subscribe {
-                            hub.publish_and_subscribe(key.clone(), &sdp).await
+                            hub.publish_and_subscribe(key.clone(), &sdp, analyse).await
                         } else {
                             hub.publish(key.clone(), &sdp).await
                         };

@@ -63,11 +63,11 @@ struct Participant {
 
 /// Joins, publishes with `subscribe`, connects; then a task answers the server's offers
 /// (as the web client does) and records detections.
-async fn participant(addr: std::net::SocketAddr, room: &str) -> Participant {
+async fn participant(addr: std::net::SocketAddr, room: &str, analyse: bool) -> Participant {
     let mut ws = connect(addr).await;
     let id = join(&mut ws, room).await["id"].as_str().unwrap().to_owned();
     let pending = PendingClient::with_tracks(LOCALHOST, 1, true).await.expect("client socket");
-    send(&mut ws, json!({"type":"publish","sdp":pending.offer(),"subscribe":true})).await;
+    send(&mut ws, json!({"type":"publish","sdp":pending.offer(),"subscribe":true,"analyse":analyse})).await;
     let answer = recv_type(&mut ws, "publish-answer").await;
     let client = pending.connect(answer["sdp"].as_str().unwrap(), Duration::from_secs(20)).await.expect("connects");
     let client = Arc::new(client);
@@ -112,8 +112,9 @@ async fn participants_receive_each_other_through_the_server() {
     let addr = server.http_addr;
     let room = "room-sfu-1";
     let mut people = Vec::new();
-    for _ in 0..3 {
-        people.push(participant(addr, room).await);
+    // p2 does not allow analysis: its media is forwarded, never decoded.
+    for analyse in [true, true, false] {
+        people.push(participant(addr, room, analyse).await);
     }
     let n = people.len();
 
@@ -154,6 +155,13 @@ async fn participants_receive_each_other_through_the_server() {
         })
         .await;
     }
+
+    // Only the two analysed cameras have a decoder.
+    let reply = http_get(addr, "/healthz").await;
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let health: Value = serde_json::from_str(body).expect("healthz JSON");
+    assert_eq!(health["media"]["stats"]["decoders"], 2, "{health}");
+    assert_eq!(health["media"]["stats"]["sessions"], 3, "{health}");
 
     // The server named each forwarded track in its offers: p1's mid for p0's video.
     let p0_video_at_p1: Mid = people[1]

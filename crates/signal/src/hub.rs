@@ -36,6 +36,8 @@ pub enum Output {
         sdp: String,
         /// Also receive the room's other tracks on this connection.
         subscribe: bool,
+        /// Detect objects in the published video.
+        analyse: bool,
     },
     /// A renegotiation of the participant's media session: its `offer` (answer it with
     /// `answer`) or its answer to the server's offer.
@@ -231,14 +233,14 @@ impl Hub {
                     out.push(reply(conn, ErrorCode::NotJoined, "not in a room"));
                 }
             }
-            Ok(ClientMessage::Publish { sdp, subscribe }) => match self.membership(conn) {
+            Ok(ClientMessage::Publish { sdp, subscribe, analyse }) => match self.membership(conn) {
                 Some(_) if !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => {
                     out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant publishing"))
                 }
                 Some(_) if subscribe && !self.conns.get(&conn).is_some_and(|c| c.grant.can_subscribe) => {
                     out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant subscribing"))
                 }
-                Some((room, peer)) => out.push(Output::Publish { conn, room, peer, sdp, subscribe }),
+                Some((room, peer)) => out.push(Output::Publish { conn, room, peer, sdp, subscribe, analyse }),
                 None => out.push(reply(conn, ErrorCode::NotJoined, "join a room before publishing")),
             },
             Ok(ClientMessage::Offer { sdp }) => self.renegotiate(conn, sdp, true, &mut out),
@@ -660,7 +662,8 @@ mod tests {
                 room: RoomId::parse("room-0007").unwrap(),
                 peer: id,
                 sdp: "v=0".into(),
-                subscribe: false
+                subscribe: false,
+                analyse: true
             }]
         );
     }

@@ -30,6 +30,10 @@ pub enum ClientMessage {
         sdp: String,
         #[serde(default)]
         subscribe: bool,
+        /// The server may decode and detect the published video (default true; false
+        /// only makes sense with `subscribe`: the video is then forwarded only).
+        #[serde(default = "yes")]
+        analyse: bool,
     },
     /// A renegotiation offer on the published connection (the participant adds or stops
     /// its own tracks); answered by `answer`.
@@ -40,6 +44,10 @@ pub enum ClientMessage {
     Answer {
         sdp: String,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One track a subscribing participant receives on its connection to the server.

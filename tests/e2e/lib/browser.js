@@ -77,11 +77,12 @@ export async function waitFor(fn, { timeoutMs = 20_000, intervalMs = 250, messag
   }
 }
 
-/** Highest framesDecoded over the page's inbound video streams from peers. */
+/** Highest framesDecoded over the page's inbound video streams (from peers or via the server). */
 export function framesDecoded(page) {
   return page.evaluate(async () => {
     let max = 0;
-    for (const pc of window.callsight.peerConnections().values()) {
+    const server = window.callsight.publisherConnection();
+    for (const pc of [...window.callsight.peerConnections().values(), ...(server ? [server] : [])]) {
       const stats = await pc.getStats();
       stats.forEach((r) => {
         if (r.type === 'inbound-rtp' && r.kind === 'video') max = Math.max(max, r.framesDecoded ?? 0);
@@ -158,4 +159,27 @@ export async function mediaConfig(server) {
   const config = await (await fetch(`${server.url}/api/config`)).json();
   if (config.media?.enabled !== true) throw new Error(`this test needs the server's media leg (/api/config: ${JSON.stringify(config)})`);
   return config;
+}
+
+/**
+ * The page's video streams: `inbound` = framesDecoded of each inbound video stream of its
+ * connection to the server; `outbound` = bytesSent of each outbound video stream over all
+ * its connections (`where`: 'server' or 'peer').
+ */
+export function videoStreams(page) {
+  return page.evaluate(async () => {
+    const server = window.callsight.publisherConnection();
+    const inbound = [];
+    const outbound = [];
+    const pcs = [...window.callsight.peerConnections().values()].map((pc) => ['peer', pc]);
+    if (server) pcs.push(['server', server]);
+    for (const [where, pc] of pcs) {
+      (await pc.getStats()).forEach((r) => {
+        if (r.kind !== 'video') return;
+        if (r.type === 'inbound-rtp' && where === 'server') inbound.push(r.framesDecoded ?? 0);
+        if (r.type === 'outbound-rtp') outbound.push({ where, id: r.id, bytes: r.bytesSent ?? 0 });
+      });
+    }
+    return { inbound, outbound };
+  });
 }

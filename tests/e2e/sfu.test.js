@@ -1,0 +1,127 @@
+// Rooms via the server (SFU, docs/protocol.md "Via the server"): every page sends its
+// camera once, to the server, and receives the others from it; detections are matched
+// to the forwarded frames by RTP timestamp. A 1:1 room without analysis stays peer to
+// peer, and a third person moves it via the server without a reload.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT } from './lib/server.js';
+import {
+  serverAndBrowser,
+  mediaConfig,
+  meetInNewCall,
+  joinFromLobby,
+  newPerson,
+  waitFor,
+  framesDecoded,
+  videoStreams,
+  screenshot,
+  dumpConsole,
+} from './lib/browser.js';
+
+const TEST_DATA = process.env.CALLSIGHT_TEST_DATA || path.join(REPO_ROOT, 'test-data');
+const PERSON_Y4M = path.join(TEST_DATA, 'person.y4m');
+const DETECT_ARGS = (process.env.E2E_DETECT_ARGS ?? '').split(/\s+/).filter(Boolean);
+
+async function health(server) {
+  return (await fetch(`${server.url}/healthz`)).json();
+}
+
+/** Video streams a page is actually sending: bytesSent grows between two looks. */
+async function sendingVideo(page) {
+  const first = (await videoStreams(page)).outbound;
+  await page.waitForTimeout(1500); // measurement window for a rate, not a wait for an event
+  const second = (await videoStreams(page)).outbound;
+  return second.filter((s) => s.bytes > (first.find((f) => f.id === s.id && f.where === s.where)?.bytes ?? 0));
+}
+
+test('a room of four via the server: one upload each, everyone decodes everyone, boxes on every tile', async (t) => {
+  assert.ok(fs.existsSync(PERSON_Y4M), `missing ${PERSON_Y4M}: run scripts/fetch-test-data.sh`);
+  const { server, browser } = await serverAndBrowser(t, {
+    args: ['--room-capacity', '4', '--max-detect-fps', '2', ...DETECT_ARGS],
+    fakeVideo: PERSON_Y4M,
+  });
+  const pages = [];
+  try {
+    await mediaConfig(server);
+    pages.push(...(await meetInNewCall(browser, server.url, ['A', 'B', 'C', 'D'], { analyse: true })));
+    for (const p of pages) {
+      await p.locator('#topology[data-mode=server]').waitFor({ state: 'attached', timeout: 20_000 });
+      assert.equal(await p.getByTestId('topology').textContent(), 'via server');
+    }
+    // Each page decodes the three others' videos, all from its one connection to the server.
+    for (const [i, p] of pages.entries()) {
+      await waitFor(async () => (await videoStreams(p)).inbound.filter((n) => n > 30).length === 3, {
+        timeoutMs: 60_000,
+        message: `page ${'ABCD'[i]} to decode three videos from the server`,
+      });
+    }
+    // …and sends exactly one video stream: its camera, to the server.
+    for (const [i, p] of pages.entries()) {
+      const sending = await sendingVideo(p);
+      assert.equal(sending.length, 1, `page ${'ABCD'[i]} sends ${JSON.stringify(sending)}`);
+      assert.equal(sending[0].where, 'server');
+    }
+    // Boxes on every tile of every page: its own and the three forwarded videos.
+    const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.callsight.id)));
+    for (const [i, p] of pages.entries()) {
+      await waitFor(
+        async () => {
+          const d = await p.evaluate(() => window.callsight.drawn());
+          return ids.every((id) => d[id]?.boxes.some((x) => x.label === 'person'));
+        },
+        { timeoutMs: 60_000, message: `page ${'ABCD'[i]}: a person drawn on all four tiles` },
+      );
+    }
+    await screenshot(pages[0], 'sfu-four-a');
+    const h = await health(server);
+    assert.equal(h.media.stats.sessions, 4, JSON.stringify(h.media.stats));
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    throw err;
+  }
+});
+
+test('a 1:1 room without analysis stays peer to peer; a third person moves it via the server', async (t) => {
+  const { server, browser } = await serverAndBrowser(t, { args: ['--room-capacity', '3', '--max-detect-fps', '2', ...DETECT_ARGS] });
+  const pages = [];
+  try {
+    await mediaConfig(server);
+    pages.push(...(await meetInNewCall(browser, server.url, ['A', 'B'], { analyse: false })));
+    const [a, b] = pages;
+    for (const p of pages) {
+      await p.locator('#status[data-state=connected]').waitFor({ state: 'attached', timeout: 30_000 });
+      await waitFor(async () => (await framesDecoded(p)) > 30, { timeoutMs: 30_000, message: 'peer-to-peer frames' });
+      assert.equal(await p.getByTestId('topology').textContent(), 'peer-to-peer');
+      assert.equal(await p.evaluate(() => window.callsight.publisherConnection()), null);
+    }
+    // The server holds no media session: media never touched it.
+    assert.equal((await health(server)).media.stats.sessions, 0);
+
+    // A third person arrives: all three switch via the server, in place.
+    const c = await newPerson(browser, server.url, 'C');
+    pages.push(c);
+    await c.goto(a.url());
+    await joinFromLobby(c, { analyse: false });
+    for (const [i, p] of pages.entries()) {
+      await p.locator('#topology[data-mode=server]').waitFor({ state: 'attached', timeout: 20_000 });
+      await waitFor(async () => (await videoStreams(p)).inbound.filter((n) => n > 30).length === 2, {
+        timeoutMs: 60_000,
+        message: `page ${'ABC'[i]} to decode both others from the server`,
+      });
+      const sending = await sendingVideo(p);
+      assert.deepEqual(sending.map((s) => s.where), ['server'], `page ${'ABC'[i]} sends ${JSON.stringify(sending)}`);
+    }
+    assert.equal((await health(server)).media.stats.sessions, 3);
+    // Nobody allowed analysis: nothing is decoded or detected.
+    const stats = (await health(server)).media.stats;
+    assert.equal(stats.decoders, 0, JSON.stringify(stats));
+    await screenshot(b, 'sfu-switch-b');
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    throw err;
+  }
+});
