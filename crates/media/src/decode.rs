@@ -10,6 +10,7 @@
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use callsight_vision::MotionVerdict;
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
@@ -129,8 +130,10 @@ fn copy_frame(yuv: &impl YUVSource, au: &Au, ctx: &DecoderCtx) -> Option<Frame> 
         orig_width: w,
         orig_height: h,
         rtp_timestamp: au.rtp_timestamp,
+        rtp_time: au.rtp_time,
         capture_time: au.capture_time,
         arrival: au.arrival,
+        motion: MotionVerdict::Changed,
     })
 }
 

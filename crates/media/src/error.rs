@@ -12,6 +12,8 @@ pub enum MediaError {
     Rejected(String),
     #[error("too many media sessions (limit {0})")]
     TooManySessions(usize),
+    #[error("invalid media configuration: {0}")]
+    Config(String),
     #[error("media hub has stopped")]
     Stopped,
     #[error("WebRTC error: {0}")]

@@ -1,6 +1,6 @@
 //! [`MediaHub`]: what the server talks to, and the only module that wires the stages:
-//! sockets + sessions (`driver`) → decoders (`decode`) → detection (`scheduler`) →
-//! events.
+//! sockets + sessions (`driver`) → decoders (`decode`) → motion gate (`gate`) →
+//! detection and tracking (`scheduler`) → events.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +14,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::decode::{self, DecoderCtx};
 use crate::driver::{self, Command};
 use crate::error::MediaError;
-use crate::scheduler::Scheduler;
+use crate::gate::MotionStage;
+use crate::scheduler::{DetectPlan, Scheduler};
 use crate::stats::Counters;
 use crate::types::{
     AccessUnit, DetectionEvent, FrameSink, MediaConfig, MediaStats, ParticipantKey, ServerOffer, TrackMeta, TrackStages,
@@ -50,6 +51,7 @@ pub struct MediaHub {
 /// Decoder thread + detection slot per published video track.
 struct DecodeThenDetect {
     sink: Arc<Scheduler>,
+    motion: Option<callsight_vision::MotionConfig>,
     counters: Arc<Counters>,
     lifecycle: Arc<watch::Sender<u64>>,
     max_pixels: usize,
@@ -63,7 +65,10 @@ impl TrackStages for DecodeThenDetect {
         self.next_track += 1;
         let track_id = self.next_track;
         let (tx, rx) = sync_channel(self.queue.max(1));
-        let sink: Arc<dyn FrameSink> = self.sink.clone();
+        let sink: Arc<dyn FrameSink> = match &self.motion {
+            Some(m) => Arc::new(MotionStage::new(m.clone(), self.sink.clone())),
+            None => self.sink.clone(),
+        };
         sink.open(track_id, meta);
         self.counters.decoders.fetch_add(1, Relaxed);
         let lifecycle = self.lifecycle.clone();
@@ -94,24 +99,34 @@ impl MediaHub {
     /// Binds the UDP port, starts the driver task (on the current tokio runtime) and the
     /// detection workers (plain threads, so inference never blocks the runtime).
     pub async fn start(config: MediaConfig, detector: Arc<Detector>) -> Result<MediaHub, MediaError> {
+        if let (Some(t), Some(m)) = (&config.tracking, &config.motion) {
+            if t.max_coast_ms <= m.recheck_ms {
+                return Err(MediaError::Config(format!(
+                    "the tracker's coast limit ({} ms) must exceed the motion gate's re-check interval ({} ms), \
+                     or tracks die in every still scene",
+                    t.max_coast_ms, m.recheck_ms
+                )));
+            }
+        }
         let counters = Arc::new(Counters::default());
         let (events, _) = broadcast::channel(256);
         // The detector knows how many inferences it can run at once without
         // oversubscribing the cores (onnxruntime: sessions × intra-op threads).
         let workers = if config.workers > 0 { config.workers } else { detector.recommended_workers() };
-        let scheduler = Scheduler::start(
+        let plan = DetectPlan {
             workers,
-            config.detect_nice,
-            config.max_detect_fps,
-            config.detect.clone(),
-            detector,
-            counters.clone(),
-            events.clone(),
-        )?;
+            nice: config.detect_nice,
+            max_fps: config.max_detect_fps,
+            max_wait: config.max_detect_wait,
+            opts: config.detect.clone(),
+            tracking: config.tracking.clone(),
+        };
+        let scheduler = Scheduler::start(plan, detector, counters.clone(), events.clone())?;
         let (lifecycle_tx, lifecycle) = watch::channel(0u64);
         let lifecycle_tx = Arc::new(lifecycle_tx);
         let stages = DecodeThenDetect {
             sink: scheduler.clone(),
+            motion: config.motion.clone(),
             counters: counters.clone(),
             lifecycle: lifecycle_tx.clone(),
             max_pixels: config.max_pixels,
@@ -216,6 +231,7 @@ impl MediaHub {
             frames_received: c.received.load(Relaxed),
             frames_decoded: c.decoded.load(Relaxed),
             frames_detected: c.detected.load(Relaxed),
+            frames_gated: c.gated.load(Relaxed),
             frames_dropped: c.dropped.load(Relaxed),
             frames_downscaled: c.downscaled.load(Relaxed),
             frames_refused: c.refused.load(Relaxed),

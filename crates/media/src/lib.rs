@@ -12,8 +12,12 @@
 //! - `driver`: the task that feeds routed datagrams, timeouts and commands to sessions
 //!   and carries their outputs out. → session, udp, types, contain.
 //! - `decode`: one openh264 decoder thread per track, frames out to a `FrameSink`.
-//! - `scheduler`: the detection worker pool (latest frame wins, round-robin, fps cap);
-//!   a `FrameSink`.
+//! - `gate`: the motion stage, a `FrameSink` per track in front of the scheduler
+//!   (`callsight_vision::MotionGate` on each decoded frame). → types.
+//! - `scheduler`: the detection worker pool, a `FrameSink`; runs `queue`'s policy
+//!   (sans-IO: latest frame wins, changed pictures first, none starves, fps cap) and each
+//!   track's tracker through `tracking` (detections → wire objects with `track_id`).
+//!   → queue, tracking, types, stats.
 //! - `hub`: [`MediaHub`], the public entry point and the only module that wires the
 //!   stages together.
 //! - leaves: `capture` (sender capture time per frame), `offer` (SDP offer edits),
@@ -28,13 +32,16 @@ mod contain;
 mod decode;
 mod driver;
 pub mod error;
+mod gate;
 pub mod h264;
 mod hub;
 mod offer;
+mod queue;
 mod scheduler;
 mod session;
 pub mod sps;
 mod stats;
+mod tracking;
 mod types;
 mod udp;
 

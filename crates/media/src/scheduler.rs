@@ -1,72 +1,100 @@
 //! Detection scheduling: one pool of worker threads shared by every track.
 //!
-//! - Latest frame wins: each track has one slot; a newer decoded frame replaces an
-//!   undetected older one (counted as dropped), so no stale frame ever waits in a queue
-//!   and memory is bounded by one frame per track.
-//! - Fair: tracks are served round-robin (the served track goes to the back of the ring).
-//! - `max_detect_fps` per track: a track is not served again before its interval is over.
-//! - Workers are std threads: inference never runs on the async runtime.
+//! Which track is served next is `queue`'s policy (latest frame wins, changed pictures
+//! first, no track starves, one job per track at a time, the fps cap); this module runs
+//! it: worker threads, the wake-ups, inference, and each track's tracker (`tracking`),
+//! which moves with the job so a track's results are tracked in capture order.
+//! Workers are std threads: inference never runs on the async runtime.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use callsight_signal::{DetectedObject, TrackDetections};
-use callsight_vision::{DetectOptions, Detector, I420Frame};
+use callsight_signal::TrackDetections;
+use callsight_vision::{DetectOptions, Detector, Tracker, TrackerConfig};
 use tokio::sync::broadcast;
 
 use crate::error::MediaError;
+use crate::queue::{Pick, ServeQueue, Submitted};
 use crate::stats::Counters;
+use crate::tracking;
 use crate::types::{DetectionEvent, Frame, FrameSink, TrackMeta};
 
-struct Slot {
+/// A track's own state beside its place in the queue.
+struct TrackCtx {
     meta: TrackMeta,
-    latest: Option<Frame>,
-    next_allowed: Instant,
+    /// Taken by the worker that serves the track (one at a time), then put back.
+    tracker: Option<Tracker>,
 }
 
-#[derive(Default)]
 struct State {
-    ring: VecDeque<u64>,
-    slots: HashMap<u64, Slot>,
+    queue: ServeQueue<Frame>,
+    tracks: HashMap<u64, TrackCtx>,
     shutdown: bool,
+}
+
+/// How the pipeline detects: what the workers need besides the detector.
+#[derive(Clone)]
+pub(crate) struct DetectPlan {
+    pub workers: usize,
+    pub nice: i32,
+    pub max_fps: f32,
+    pub max_wait: Duration,
+    /// What the viewers get: `score_threshold` is the lowest score sent.
+    pub opts: DetectOptions,
+    pub tracking: Option<TrackerConfig>,
 }
 
 pub(crate) struct Scheduler {
     state: Mutex<State>,
     wake: Condvar,
-    min_interval: Duration,
     workers: usize,
+    tracking: Option<TrackerConfig>,
     counters: Arc<Counters>,
+}
+
+/// A job handed to a worker.
+struct Job {
+    id: u64,
+    meta: TrackMeta,
+    frame: Frame,
+    tracker: Option<Tracker>,
 }
 
 impl Scheduler {
     pub(crate) fn start(
-        workers: usize,
-        nice: i32,
-        max_fps: f32,
-        opts: DetectOptions,
+        plan: DetectPlan,
         detector: Arc<Detector>,
         counters: Arc<Counters>,
         events: broadcast::Sender<Arc<DetectionEvent>>,
     ) -> Result<Arc<Scheduler>, MediaError> {
-        let min_interval =
-            if max_fps > 0.0 && max_fps.is_finite() { Duration::from_secs_f32(1.0 / max_fps) } else { Duration::ZERO };
+        let min_interval = if plan.max_fps > 0.0 && plan.max_fps.is_finite() {
+            Duration::from_secs_f32(1.0 / plan.max_fps)
+        } else {
+            Duration::ZERO
+        };
         let s = Arc::new(Scheduler {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                queue: ServeQueue::new(min_interval, plan.max_wait),
+                tracks: HashMap::new(),
+                shutdown: false,
+            }),
             wake: Condvar::new(),
-            min_interval,
-            workers,
+            workers: plan.workers,
+            tracking: plan.tracking.clone(),
             counters,
         });
-        for i in 0..workers {
+        let run_opts = tracking::detector_options(&plan.opts, plan.tracking.as_ref());
+        let min_score = plan.opts.score_threshold;
+        for i in 0..plan.workers {
             let s = s.clone();
             let detector = detector.clone();
-            let opts = opts.clone();
+            let opts = run_opts.clone();
             let events = events.clone();
+            let nice = plan.nice;
             std::thread::Builder::new().name(format!("detect-{i}")).spawn(move || {
                 lower_priority(nice);
-                s.worker(&detector, &opts, &events)
+                s.worker(&detector, &opts, min_score, &events)
             })?;
         }
         Ok(s)
@@ -82,7 +110,7 @@ impl Scheduler {
     }
 
     pub(crate) fn pending_frames(&self) -> usize {
-        self.lock().slots.values().filter(|s| s.latest.is_some()).count()
+        self.lock().queue.pending()
     }
 
     pub(crate) fn shutdown(&self) {
@@ -90,85 +118,73 @@ impl Scheduler {
         self.wake.notify_all();
     }
 
-    /// Next (track, frame) to detect, blocking until there is one; None on shutdown.
-    fn next_job(&self) -> Option<(u64, TrackMeta, Frame)> {
+    /// Next job, blocking until there is one; None on shutdown.
+    fn next_job(&self) -> Option<Job> {
         let mut st = self.lock();
         loop {
             if st.shutdown {
                 return None;
             }
             let now = Instant::now();
-            let mut earliest: Option<Instant> = None;
-            let mut pick = None;
-            for (i, id) in st.ring.iter().enumerate() {
-                let Some(slot) = st.slots.get(id) else { continue };
-                if slot.latest.is_none() {
-                    continue;
+            st = match st.queue.pick(now) {
+                Pick::Job { track, frame } => {
+                    let Some(ctx) = st.tracks.get_mut(&track) else {
+                        st.queue.done(track);
+                        continue;
+                    };
+                    let tracker = ctx.tracker.take();
+                    return Some(Job { id: track, meta: ctx.meta.clone(), frame, tracker });
                 }
-                if slot.next_allowed <= now {
-                    pick = Some(i);
-                    break;
-                }
-                earliest = Some(earliest.map_or(slot.next_allowed, |e| e.min(slot.next_allowed)));
-            }
-            if let Some(i) = pick {
-                let Some(id) = st.ring.remove(i) else { continue };
-                st.ring.push_back(id);
-                let interval = self.min_interval;
-                if let Some(slot) = st.slots.get_mut(&id) {
-                    slot.next_allowed = now + interval;
-                    if let Some(frame) = slot.latest.take() {
-                        return Some((id, slot.meta.clone(), frame));
-                    }
-                }
-                continue;
-            }
-            st = match earliest {
-                Some(t) => {
+                Pick::WaitUntil(t) => {
                     self.wake.wait_timeout(st, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0
                 }
-                None => self.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Pick::Idle => self.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
             };
         }
     }
 
-    fn worker(&self, detector: &Detector, opts: &DetectOptions, events: &broadcast::Sender<Arc<DetectionEvent>>) {
-        while let Some((id, meta, frame)) = self.next_job() {
-            let i420 = I420Frame {
-                width: frame.width,
-                height: frame.height,
-                y: &frame.y,
-                u: &frame.u,
-                v: &frame.v,
-                y_stride: frame.width,
-                uv_stride: frame.width.div_ceil(2),
-            };
-            let result = match detector.detect_i420(&i420, opts) {
+    /// The job of `id` is over: its tracker goes back, the track may be served again.
+    /// False when the track was closed meanwhile.
+    fn finish(&self, id: u64, tracker: Option<Tracker>) -> bool {
+        let mut st = self.lock();
+        st.queue.done(id);
+        let open = match st.tracks.get_mut(&id) {
+            Some(ctx) => {
+                ctx.tracker = tracker;
+                true
+            }
+            None => false,
+        };
+        drop(st);
+        // A frame of this track may have arrived while it was busy.
+        self.wake.notify_one();
+        open
+    }
+
+    fn worker(
+        &self,
+        detector: &Detector,
+        opts: &DetectOptions,
+        min_score: f32,
+        events: &broadcast::Sender<Arc<DetectionEvent>>,
+    ) {
+        while let Some(Job { id, meta, frame, mut tracker }) = self.next_job() {
+            let result = detector.detect_i420(&frame.i420(), opts);
+            let result = match result {
                 Ok(r) => r,
                 Err(e) => {
+                    self.finish(id, tracker);
                     Counters::inc(&self.counters.detect_errors);
                     tracing::warn!(track = %meta.track, participant = %meta.participant, "detection failed: {e}");
                     continue;
                 }
             };
+            let detections = tracking::objects(tracker.as_mut(), result.detections, frame.rtp_ms(), min_score);
             // The publisher may have left while we were busy: its results go nowhere.
-            if !self.lock().slots.contains_key(&id) {
+            if !self.finish(id, tracker) {
                 continue;
             }
             Counters::inc(&self.counters.detected);
-            let detections = result
-                .detections
-                .into_iter()
-                .map(|d| DetectedObject {
-                    class_id: d.class_id,
-                    label: d.label,
-                    score: d.score,
-                    bbox: d.bbox,
-                    track_id: None,
-                    velocity: None,
-                    predicted: false,
-                })
-                .collect();
             let event = Arc::new(DetectionEvent {
                 room: meta.room,
                 result: TrackDetections {
@@ -192,33 +208,31 @@ impl Scheduler {
 
 impl FrameSink for Scheduler {
     fn open(&self, id: u64, meta: TrackMeta) {
+        let tracker = self.tracking.clone().map(Tracker::new);
         let mut st = self.lock();
-        st.slots.insert(id, Slot { meta, latest: None, next_allowed: Instant::now() });
-        st.ring.push_back(id);
+        st.queue.open(id, Instant::now());
+        st.tracks.insert(id, TrackCtx { meta, tracker });
     }
 
     /// Hands the newest decoded frame of a track over; an undetected older one is dropped.
     fn submit(&self, id: u64, frame: Frame) {
+        let verdict = frame.motion;
         let mut st = self.lock();
-        let Some(slot) = st.slots.get_mut(&id) else {
-            Counters::inc(&self.counters.dropped);
-            return;
-        };
-        if slot.latest.replace(frame).is_some() {
-            Counters::inc(&self.counters.dropped);
-        }
+        let submitted = st.queue.submit(id, frame, verdict, Instant::now());
         drop(st);
-        self.wake.notify_one();
+        match submitted {
+            Submitted::Queued => self.wake.notify_one(),
+            Submitted::Replaced | Submitted::Unknown => Counters::inc(&self.counters.dropped),
+            Submitted::Gated => Counters::inc(&self.counters.gated),
+        }
     }
 
     fn close(&self, id: u64) {
         let mut st = self.lock();
-        if let Some(slot) = st.slots.remove(&id) {
-            if slot.latest.is_some() {
-                Counters::inc(&self.counters.dropped);
-            }
+        st.tracks.remove(&id);
+        if st.queue.close(id) {
+            Counters::inc(&self.counters.dropped);
         }
-        st.ring.retain(|t| *t != id);
     }
 }
 

@@ -303,6 +303,7 @@ impl Session {
         let mut au = AccessUnit {
             data: d.data,
             rtp_timestamp: d.time.numer() as u32,
+            rtp_time: d.time.numer(),
             capture_time: None,
             arrival: d.network_time,
             discontinuity: !d.contiguous,

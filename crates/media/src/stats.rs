@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub received: AtomicU64,
     pub decoded: AtomicU64,
     pub detected: AtomicU64,
+    pub gated: AtomicU64,
     pub dropped: AtomicU64,
     pub decode_errors: AtomicU64,
     pub detect_errors: AtomicU64,

@@ -69,26 +69,96 @@ pub fn encode_loop(
         .bitrate(BitRate::from_bps(bitrate_bps))
         .max_frame_rate(FrameRate::from_hz(30.0))
         .rate_control_mode(RateControlMode::Bitrate);
-    let mut enc =
-        Encoder::with_api_config(OpenH264API::from_source(), cfg).map_err(|e| MediaError::Codec(e.to_string()))?;
-    let mut out = Vec::with_capacity(frames);
-    for i in 0..frames {
+    let pictures = (0..frames).map(|i| {
         let phase = i as f64 / frames.max(1) as f64 * std::f64::consts::TAU;
         let dx = (motion_px * phase.sin()).round() as i64;
-        let rgb = letterbox(&fitted, width, height, dx);
+        letterbox(&fitted, width, height, dx)
+    });
+    // The rate control may skip a picture: fine for a looping camera.
+    Ok(encode(cfg, pictures)?.into_iter().flatten().collect())
+}
+
+/// A photo moving across a grey background: see [`encode_moving`].
+pub struct MovingObject {
+    pub frames: Vec<EncodedFrame>,
+    /// Where the photo is in each frame, `[x, y, w, h]` normalised; None while hidden.
+    pub boxes: Vec<Option<[f32; 4]>>,
+}
+
+/// Encodes `frames` frames of `photo` (scaled to `object_height` pixels tall) sliding from
+/// the left edge to the right and back (so the sequence loops) over a flat grey
+/// background; in the frames of `hidden` the photo is left out (the object vanishes: a
+/// detector misses it). Frame 0 is an IDR.
+pub fn encode_moving(
+    photo: &RgbImage,
+    width: u32,
+    height: u32,
+    object_height: u32,
+    frames: usize,
+    hidden: std::ops::Range<usize>,
+) -> Result<MovingObject, MediaError> {
+    let object = fit(photo, width, object_height.min(height));
+    let travel = f64::from(width - object.width());
+    let y = i64::from((height - object.height()) / 2);
+    let half = frames.max(2) as f64 / 2.0;
+    let boxes: Vec<Option<[f32; 4]>> = (0..frames)
+        .map(|i| {
+            let i = i as f64;
+            let x = (travel * if i <= half { i / half } else { 2.0 - i / half }).round();
+            (!hidden.contains(&(i as usize))).then_some([
+                (x / f64::from(width)) as f32,
+                y as f32 / height as f32,
+                object.width() as f32 / width as f32,
+                object.height() as f32 / height as f32,
+            ])
+        })
+        .collect();
+    // Constant quality and no skipped pictures: one access unit per truth box.
+    let cfg = EncoderConfig::new()
+        .max_frame_rate(FrameRate::from_hz(30.0))
+        .rate_control_mode(RateControlMode::Off)
+        .skip_frames(false);
+    let frames = encode(
+        cfg,
+        boxes.iter().map(|b| {
+            let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([118, 118, 118]));
+            if let Some(b) = b {
+                let x = (f64::from(b[0]) * f64::from(width)).round() as i64;
+                image::imageops::overlay(&mut canvas, &object, x, y);
+            }
+            canvas
+        }),
+    )?;
+    let frames = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| f.ok_or_else(|| MediaError::Codec(format!("the encoder skipped picture {i}"))));
+    Ok(MovingObject { frames: frames.collect::<Result<_, _>>()?, boxes })
+}
+
+/// H.264-encodes pictures (all of one size), one entry per picture (None where the rate
+/// control skipped it); the first access unit is an IDR.
+fn encode(
+    cfg: EncoderConfig,
+    pictures: impl Iterator<Item = RgbImage>,
+) -> Result<Vec<Option<EncodedFrame>>, MediaError> {
+    let mut enc =
+        Encoder::with_api_config(OpenH264API::from_source(), cfg).map_err(|e| MediaError::Codec(e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, rgb) in pictures.enumerate() {
+        let (width, height) = rgb.dimensions();
         let yuv = YUVBuffer::from_rgb_source(RgbSliceU8::new(rgb.as_raw(), (width as usize, height as usize)));
         if i == 0 {
             enc.force_intra_frame();
         }
         let bs = enc.encode(&yuv).map_err(|e| MediaError::Codec(e.to_string()))?;
         let data = bs.to_vec();
-        if data.is_empty() {
-            continue;
-        }
-        let keyframe = crate::h264::is_keyframe(&data);
-        out.push(EncodedFrame { data: data.into(), keyframe });
+        out.push((!data.is_empty()).then(|| {
+            let keyframe = crate::h264::is_keyframe(&data);
+            EncodedFrame { data: data.into(), keyframe }
+        }));
     }
-    if !out.first().is_some_and(|f| f.keyframe) {
+    if !out.iter().flatten().next().is_some_and(|f| f.keyframe) {
         return Err(MediaError::Codec("encoder did not start with a keyframe".into()));
     }
     Ok(out)

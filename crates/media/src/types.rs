@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 pub use callsight_signal::SubscribedTrack;
 use callsight_signal::TrackDetections;
-use callsight_vision::DetectOptions;
+use callsight_vision::{DetectOptions, I420Frame, MotionConfig, MotionVerdict, TrackerConfig};
 use serde::Serialize;
 
 /// RTP header extension id for abs-capture-time (free in str0m's standard map).
@@ -55,6 +55,16 @@ pub struct MediaConfig {
     /// Nice value of the detection threads (Linux; 0 = unchanged). Under overload the
     /// transport and decoders then keep their real-time pace and only detection slows.
     pub detect_nice: i32,
+    /// The tracker run on each published track's results (stable `track_id`, velocity,
+    /// coasting); `None` = results are the detector's boxes as they are. With tracking
+    /// the detector runs at `low_score` and `detect.score_threshold` filters what is sent.
+    pub tracking: Option<TrackerConfig>,
+    /// The motion gate on each decoded frame: a still picture is not detected again
+    /// (re-checked every `recheck_ms`); `None` = every frame is a candidate.
+    pub motion: Option<MotionConfig>,
+    /// A frame waiting longer than this is served before any other (no track starves
+    /// behind tracks whose picture keeps changing).
+    pub max_detect_wait: Duration,
 }
 
 impl Default for MediaConfig {
@@ -76,6 +86,11 @@ impl Default for MediaConfig {
             max_offer_bytes: 64 * 1024,
             detect: DetectOptions::default(),
             detect_nice: 5,
+            tracking: Some(TrackerConfig::default()),
+            // The tracker's coast limit must exceed the gate's re-check interval, so tracks
+            // survive a still scene (checked by `MediaHub::start`).
+            motion: Some(MotionConfig::default()),
+            max_detect_wait: Duration::from_millis(500),
         }
     }
 }
@@ -116,6 +131,8 @@ pub struct MediaStats {
     pub frames_received: u64,
     pub frames_decoded: u64,
     pub frames_detected: u64,
+    /// Decoded frames the motion gate found unchanged and nobody detected (tracks coasted).
+    pub frames_gated: u64,
     /// Received but never detected: replaced by a newer frame, skipped while waiting for a
     /// keyframe, refused (too large), or queue overflow.
     pub frames_dropped: u64,
@@ -149,6 +166,8 @@ pub(crate) struct TrackMeta {
 pub(crate) struct AccessUnit {
     pub data: Arc<[u8]>,
     pub rtp_timestamp: u32,
+    /// The RTP timestamp unwrapped (str0m's extended 90 kHz time): the tracker's clock.
+    pub rtp_time: u64,
     pub capture_time: Option<f64>,
     /// Arrival of the frame's first packet: the start of the latency we report.
     pub arrival: Instant,
@@ -166,8 +185,31 @@ pub(crate) struct Frame {
     pub orig_width: usize,
     pub orig_height: usize,
     pub rtp_timestamp: u32,
+    pub rtp_time: u64,
     pub capture_time: Option<f64>,
     pub arrival: Instant,
+    /// The motion gate's verdict (`Changed` when there is no gate).
+    pub motion: MotionVerdict,
+}
+
+impl Frame {
+    /// The frame as the detector and the motion gate read it.
+    pub fn i420(&self) -> I420Frame<'_> {
+        I420Frame {
+            width: self.width,
+            height: self.height,
+            y: &self.y,
+            u: &self.u,
+            v: &self.v,
+            y_stride: self.width,
+            uv_stride: self.width.div_ceil(2),
+        }
+    }
+
+    /// Capture time on the RTP clock, in ms (unwrapped: monotone across the u32 wrap).
+    pub fn rtp_ms(&self) -> f64 {
+        self.rtp_time as f64 / 90.0
+    }
 }
 
 /// Where a decoder hands its frames: the detection stage implements it.

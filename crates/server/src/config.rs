@@ -132,6 +132,22 @@ pub struct ServeArgs {
     /// Lowest score sent to clients (each viewer filters further with its own slider).
     #[arg(long, env = "CALLSIGHT_MIN_SCORE", default_value_t = 0.3)]
     pub min_score: f32,
+    /// Send the detector's boxes as they are: no tracker (no `track_id`, velocity or coasting).
+    #[arg(long, env = "CALLSIGHT_NO_TRACKING")]
+    pub no_tracking: bool,
+    /// A tracked object not seen for this long (capture time) is dropped; must exceed
+    /// --motion-recheck-ms.
+    #[arg(long, env = "CALLSIGHT_TRACK_COAST_MS", default_value_t = callsight_vision::TrackerConfig::default().max_coast_ms)]
+    pub track_coast_ms: f64,
+    /// Detect every frame the scheduler can take, still or not (no motion gate).
+    #[arg(long, env = "CALLSIGHT_NO_MOTION_GATE")]
+    pub no_motion_gate: bool,
+    /// A still picture is detected again after this long (capture time).
+    #[arg(long, env = "CALLSIGHT_MOTION_RECHECK_MS", default_value_t = callsight_vision::MotionConfig::default().recheck_ms)]
+    pub motion_recheck_ms: f64,
+    /// A decoded frame waiting this long for a detection worker is served before any other.
+    #[arg(long, env = "CALLSIGHT_MAX_DETECT_WAIT_MS", default_value_t = 500)]
+    pub max_detect_wait_ms: u64,
     /// Publishing sessions at most (each participant publishes one).
     #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS", default_value_t = 32)]
     pub max_media_sessions: usize,
@@ -210,6 +226,15 @@ impl ServeArgs {
             max_tracks_per_publish: self.max_tracks_per_publish,
             keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
             detect: callsight_vision::DetectOptions { score_threshold: self.min_score, ..defaults.detect.clone() },
+            tracking: (!self.no_tracking).then(|| callsight_vision::TrackerConfig {
+                max_coast_ms: self.track_coast_ms,
+                ..callsight_vision::TrackerConfig::default()
+            }),
+            motion: (!self.no_motion_gate).then(|| callsight_vision::MotionConfig {
+                recheck_ms: self.motion_recheck_ms,
+                ..callsight_vision::MotionConfig::default()
+            }),
+            max_detect_wait: Duration::from_millis(self.max_detect_wait_ms),
             ..defaults
         }
     }

@@ -30,7 +30,8 @@ pub struct MotionConfig {
 
 impl Default for MotionConfig {
     fn default() -> Self {
-        MotionConfig { grid_width: 64, cell_threshold: 10.0, changed_fraction: 0.002, recheck_ms: 1000.0 }
+        // Twice a second: a tracker's coast limit (1 s by default) must exceed it.
+        MotionConfig { grid_width: 64, cell_threshold: 10.0, changed_fraction: 0.002, recheck_ms: 500.0 }
     }
 }
 

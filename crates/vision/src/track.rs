@@ -76,7 +76,9 @@ pub struct TrackedObject {
     pub track_id: u64,
     pub class_id: u32,
     pub label: String,
-    /// Score of the detection that last updated the track.
+    /// Score of the last high-score detection (≥ `high_score`) that updated the track: a
+    /// low-score match (partly hidden) extends the track without lowering its score, so a
+    /// viewer's threshold does not make a followed object blink.
     pub score: f32,
     /// `[x, y, w, h]`, normalised, top-left origin: the filtered box at `t_ms`.
     pub bbox: [f32; 4],
@@ -359,7 +361,9 @@ impl Tracker {
         for ((axis, zi), si) in tr.axes.iter_mut().zip(z).zip(s) {
             axis.correct(zi, m * si);
         }
-        tr.score = det.score;
+        if det.score >= self.config.high_score {
+            tr.score = det.score;
+        }
         tr.label = det.label.clone();
         tr.last_seen_ms = now;
         tr.matched_now = true;
@@ -429,7 +433,7 @@ mod tests {
         let out = tr.update(&[det(0, 0.2, [0.12, 0.1, 0.2, 0.3])], 200.0);
         assert_eq!(ids(&out), vec![id]);
         assert!(!out[0].predicted);
-        assert_eq!(out[0].score, 0.2);
+        assert_eq!(out[0].score, 0.9, "the track keeps its last high score");
         // A low-score detection elsewhere is not a new object.
         let mut fresh = Tracker::new(TrackerConfig::default());
         for i in 0..5 {
