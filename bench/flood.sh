@@ -13,7 +13,7 @@ PROBES=${PROBES:-40}
 SERVER_FLAGS=${SERVER_FLAGS:-}
 LABEL=${LABEL:-this build}
 
-cargo build --profile "$PROFILE" -p callsight-server -p callsight-load >&2
+cargo build --profile "$PROFILE" --workspace --bins >&2
 bin="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 ulimit -n 65536 2>/dev/null || true
 

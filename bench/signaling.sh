@@ -10,7 +10,7 @@ if [ $# -gt 0 ]; then PEERS=("$@"); else PEERS=(200 1000); fi
 RATE=${RATE:-20}
 DURATION=${DURATION:-10}
 
-cargo build --profile "$PROFILE" -p callsight-server -p callsight-load >&2
+cargo build --profile "$PROFILE" --workspace --bins >&2
 bin="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 (cd bench/baseline && [ -d node_modules ] || npm ci --silent --no-audit --no-fund >&2)
 ulimit -n 65536 2>/dev/null || true

@@ -15,7 +15,7 @@ HOSTILE=${HOSTILE:-10}
 DURATION=${DURATION:-1800}
 SAMPLE=${SAMPLE:-60}
 
-cargo build --profile "$PROFILE" -p callsight-server -p callsight-load >&2
+cargo build --profile "$PROFILE" --workspace --bins >&2
 bin="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 ulimit -n 65536 2>/dev/null || true
 

@@ -6,6 +6,11 @@
 //! detection is. After a gap (`contiguous == false`, a queue overflow) or a decode error
 //! the thread asks for a keyframe and skips frames until one arrives, so no broken
 //! picture is ever detected.
+//!
+//! The decoder never sees an SPS that [`crate::sps`] has not passed: a stream whose
+//! SPS asks for more than the limits allow is dropped (counted, no keyframe request —
+//! asking the sender again would only bring the same SPS back) until a keyframe with an
+//! acceptable SPS arrives.
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
 use crate::contain::contain;
+use crate::sps::{check_access_unit, SpsLimits};
 use crate::stats::Counters;
 use crate::types::{AccessUnit as Au, Frame, FrameSink};
 
@@ -25,6 +31,8 @@ pub(crate) struct DecoderCtx {
     pub counters: Arc<Counters>,
     pub max_pixels: usize,
     pub max_dimension: usize,
+    /// What an SPS may ask of the decoder.
+    pub sps_limits: SpsLimits,
     /// Ask the sender for a keyframe (the driver rate-limits).
     pub request_keyframe: Box<dyn Fn() + Send>,
     /// Called once when the thread ends (track freed; the decoder count goes down).
@@ -45,6 +53,8 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
     };
     // Until the first keyframe nothing can be decoded.
     let mut waiting_for_keyframe = true;
+    // The stream's last SPS was refused.
+    let mut refused = false;
     // Ends when the driver drops the sender (unpublish, session closed, shutdown).
     while let Ok(au) = rx.recv() {
         let Some(dec) = decoder.as_mut() else {
@@ -55,6 +65,14 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
             waiting_for_keyframe = true;
             (ctx.request_keyframe)();
         }
+        if refused {
+            // Until a keyframe brings an acceptable SPS, drop without asking for one.
+            if !crate::h264::is_keyframe(&au.data) {
+                Counters::inc(&ctx.counters.dropped);
+                continue;
+            }
+            waiting_for_keyframe = true;
+        }
         if waiting_for_keyframe {
             if !crate::h264::is_keyframe(&au.data) {
                 Counters::inc(&ctx.counters.dropped);
@@ -62,6 +80,19 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
                 continue;
             }
             waiting_for_keyframe = false;
+        }
+        // Any access unit may carry an SPS; every one is checked before decoding.
+        match check_access_unit(&au.data, &ctx.sps_limits) {
+            Ok(_) => refused = false,
+            Err(e) => {
+                if !refused {
+                    tracing::warn!(track = ctx.track_id, "video refused: {e}");
+                }
+                Counters::inc(&ctx.counters.sps_refused);
+                Counters::inc(&ctx.counters.dropped);
+                refused = true;
+                continue;
+            }
         }
         // openh264 is C behind a thin wrapper: never let a panic in it kill the track.
         let outcome = contain(|| match dec.decode(&au.data) {

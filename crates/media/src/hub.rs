@@ -56,6 +56,7 @@ struct DecodeThenDetect {
     lifecycle: Arc<watch::Sender<u64>>,
     max_pixels: usize,
     max_dimension: usize,
+    sps_limits: crate::sps::SpsLimits,
     queue: usize,
     next_track: u64,
 }
@@ -79,6 +80,7 @@ impl TrackStages for DecodeThenDetect {
             counters: self.counters.clone(),
             max_pixels: self.max_pixels,
             max_dimension: self.max_dimension,
+            sps_limits: self.sps_limits.clone(),
             request_keyframe,
             on_exit: Box::new(move || {
                 counters.decoders.fetch_sub(1, Relaxed);
@@ -131,6 +133,7 @@ impl MediaHub {
             lifecycle: lifecycle_tx.clone(),
             max_pixels: config.max_pixels,
             max_dimension: config.max_dimension,
+            sps_limits: config.sps_limits.clone(),
             queue: config.decode_queue,
             next_track: 0,
         };
@@ -235,6 +238,7 @@ impl MediaHub {
             frames_dropped: c.dropped.load(Relaxed),
             frames_downscaled: c.downscaled.load(Relaxed),
             frames_refused: c.refused.load(Relaxed),
+            frames_refused_sps: c.sps_refused.load(Relaxed),
             decode_errors: c.decode_errors.load(Relaxed),
             detect_errors: c.detect_errors.load(Relaxed),
             keyframe_requests: c.keyframe_requests.load(Relaxed),

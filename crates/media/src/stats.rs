@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub tracks_rejected: AtomicU64,
     pub downscaled: AtomicU64,
     pub refused: AtomicU64,
+    pub sps_refused: AtomicU64,
     pub sessions: AtomicUsize,
     pub decoders: AtomicUsize,
     latencies: Mutex<VecDeque<f32>>,

@@ -163,3 +163,90 @@ fn encode(
     }
     Ok(out)
 }
+
+/// Writes an SPS bit by bit (7.3.2.1.1), with emulation prevention.
+struct BitWriter {
+    bytes: Vec<u8>,
+    bits: u32,
+    acc: u8,
+}
+
+impl BitWriter {
+    fn new() -> Self {
+        BitWriter { bytes: Vec::new(), bits: 0, acc: 0 }
+    }
+    fn bit(&mut self, b: bool) {
+        self.acc = (self.acc << 1) | u8::from(b);
+        self.bits += 1;
+        if self.bits == 8 {
+            self.bytes.push(self.acc);
+            (self.acc, self.bits) = (0, 0);
+        }
+    }
+    fn u(&mut self, n: u32, v: u32) {
+        for i in (0..n).rev() {
+            self.bit((v >> i) & 1 == 1);
+        }
+    }
+    fn ue(&mut self, v: u32) {
+        let x = u64::from(v) + 1;
+        let len = 64 - x.leading_zeros();
+        for _ in 0..len - 1 {
+            self.bit(false);
+        }
+        for i in (0..len).rev() {
+            self.bit((x >> i) & 1 == 1);
+        }
+    }
+    /// rbsp_trailing_bits, then emulation prevention; returns the NAL unit.
+    fn finish(mut self, header: u8) -> Vec<u8> {
+        self.bit(true);
+        while self.bits != 0 {
+            self.bit(false);
+        }
+        let mut nal = vec![header];
+        let mut zeros = 0;
+        for b in self.bytes {
+            if zeros >= 2 && b <= 3 {
+                nal.push(3);
+                zeros = 0;
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            nal.push(b);
+        }
+        nal
+    }
+}
+
+/// A baseline SPS NAL unit (header byte included, emulation prevention applied) that
+/// asks for `width_mbs`×`height_mbs` macroblocks and `refs` reference frames: the raw
+/// material of decoder-bomb tests.
+pub fn crafted_sps(width_mbs: u32, height_mbs: u32, refs: u32) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    w.u(8, 66); // profile_idc: baseline
+    w.u(8, 0xc0); // constraint flags 0 and 1
+    w.u(8, 51); // level_idc 5.1
+    w.ue(0); // seq_parameter_set_id
+    w.ue(0); // log2_max_frame_num_minus4
+    w.ue(2); // pic_order_cnt_type
+    w.ue(refs); // max_num_ref_frames
+    w.bit(false); // gaps_in_frame_num_value_allowed_flag
+    w.ue(width_mbs - 1);
+    w.ue(height_mbs - 1);
+    w.bit(true); // frame_mbs_only_flag
+    w.bit(true); // direct_8x8_inference_flag
+    w.bit(false); // frame_cropping_flag
+    w.bit(false); // vui_parameters_present_flag
+    w.finish(0x67)
+}
+
+/// `au` with each of its SPS NAL units replaced by `sps` (Annex-B, 4-byte start codes).
+pub fn replace_sps(au: &[u8], sps: &[u8]) -> Arc<[u8]> {
+    let mut out = Vec::with_capacity(au.len() + sps.len());
+    for nal in crate::h264::nal_units(au) {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        let is_sps = nal.first().is_some_and(|h| h & 0x1f == crate::sps::NAL_SPS);
+        out.extend_from_slice(if is_sps { sps } else { nal });
+    }
+    out.into()
+}

@@ -32,6 +32,8 @@ pub struct MediaConfig {
     pub max_pixels: usize,
     /// Frames wider or taller than this are refused (not decoded further into memory).
     pub max_dimension: usize,
+    /// What a stream's SPS may ask of a decoder (checked before the decoder sees it).
+    pub sps_limits: crate::sps::SpsLimits,
     /// Publishing sessions at most; `publish` fails beyond it.
     pub max_sessions: usize,
     /// Video m-lines accepted per publish; further ones are rejected in the answer (port 0).
@@ -76,6 +78,7 @@ impl Default for MediaConfig {
             workers: 0,
             max_pixels: 1920 * 1080,
             max_dimension: 4096,
+            sps_limits: crate::sps::SpsLimits::default(),
             max_sessions: 32,
             max_tracks_per_publish: 3,
             idle_timeout: Duration::from_secs(30),
@@ -138,6 +141,9 @@ pub struct MediaStats {
     pub frames_dropped: u64,
     pub frames_downscaled: u64,
     pub frames_refused: u64,
+    /// Access units dropped because their stream's SPS exceeds the decoder limits
+    /// (`MediaConfig::sps_limits`: pixels, reference frames, picture buffer).
+    pub frames_refused_sps: u64,
     pub decode_errors: u64,
     pub detect_errors: u64,
     pub keyframe_requests: u64,

@@ -63,6 +63,14 @@ pub struct ServeArgs {
     /// Signaling messages a connection may send in a burst.
     #[arg(long, env = "CALLSIGHT_RATE_BURST", default_value_t = 200.0)]
     pub rate_burst: f64,
+    /// Signaling bytes per second a connection may send, sustained. Beyond it the server
+    /// stops reading the socket until the budget refills (TCP pushes back on the sender),
+    /// so one flooding client costs the others nothing. 0: no limit.
+    #[arg(long, env = "CALLSIGHT_MAX_BYTES_PER_SEC", default_value_t = 256 * 1024)]
+    pub max_bytes_per_sec: u64,
+    /// Signaling bytes a connection may send in a burst before `--max-bytes-per-sec` applies.
+    #[arg(long, env = "CALLSIGHT_MAX_BYTES_BURST", default_value_t = 1024 * 1024)]
+    pub max_bytes_burst: u64,
     /// Seconds after a participant's connection dropped during which its resume token
     /// gives its id back (after a restart: seconds after the start).
     #[arg(long, env = "CALLSIGHT_RESUME_GRACE", default_value_t = 60.0)]
@@ -164,6 +172,17 @@ pub struct ServeArgs {
     /// many milliseconds: the subscribers' requests are forwarded, and coalesced beyond it.
     #[arg(long, env = "CALLSIGHT_KEYFRAME_INTERVAL_MS", default_value_t = 500)]
     pub keyframe_interval_ms: u64,
+    /// Largest coded video picture accepted from a publisher, in pixels (checked in each
+    /// H.264 SPS before the decoder sees it; default 2560×1440).
+    #[arg(long, env = "CALLSIGHT_MAX_VIDEO_PIXELS", default_value_t = callsight_media::sps::DEFAULT_MAX_VIDEO_PIXELS)]
+    pub max_video_pixels: u64,
+    /// Largest `max_num_ref_frames` accepted in an H.264 SPS.
+    #[arg(long, env = "CALLSIGHT_MAX_REF_FRAMES", default_value_t = callsight_media::sps::DEFAULT_MAX_REF_FRAMES)]
+    pub max_ref_frames: u32,
+    /// Largest decoded picture buffer per video track, in MiB (coded pixels × 1.5 ×
+    /// (reference frames + 1)).
+    #[arg(long, env = "CALLSIGHT_MAX_DPB_MIB", default_value_t = callsight_media::sps::DEFAULT_MAX_DPB_BYTES >> 20)]
+    pub max_dpb_mib: u64,
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
@@ -184,8 +203,8 @@ impl ServeArgs {
         crate::media_sessions::SessionCaps { per_room, per_address: self.max_media_sessions_per_ip }
     }
 
-    pub fn admission(&self) -> crate::admission::AdmissionLimits {
-        crate::admission::AdmissionLimits {
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
             max_connections: self.max_connections,
             max_per_address: self.max_connections_per_ip,
             trusted_proxies: self.trusted_proxies.clone(),
@@ -225,6 +244,11 @@ impl ServeArgs {
             max_sessions: self.max_media_sessions,
             max_tracks_per_publish: self.max_tracks_per_publish,
             keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
+            sps_limits: callsight_media::sps::SpsLimits {
+                max_video_pixels: self.max_video_pixels,
+                max_ref_frames: self.max_ref_frames,
+                max_dpb_bytes: self.max_dpb_mib.saturating_mul(1 << 20),
+            },
             detect: callsight_vision::DetectOptions { score_threshold: self.min_score, ..defaults.detect.clone() },
             tracking: (!self.no_tracking).then(|| callsight_vision::TrackerConfig {
                 max_coast_ms: self.track_coast_ms,

@@ -1,6 +1,6 @@
 //! The HTTP surface: the embedded web client, `/api/config`, `/api/labels`, `/healthz` and `/ws`.
 
-use crate::admission::Slot;
+use crate::connections::Slot;
 use crate::serve::ConnectionSlot;
 use crate::state::AppState;
 use axum::extract::{ws::WebSocketUpgrade, ConnectInfo, State};
@@ -47,12 +47,12 @@ async fn websocket(
         return (StatusCode::FORBIDDEN, "this page's origin may not open the signaling socket").into_response();
     }
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let client = state.admission.client_address(peer.ip(), forwarded);
+    let client = state.connections.client_address(peer.ip(), forwarded);
     // Behind a trusted proxy, the client's own cap is checked here (the proxy's TCP
     // connections are not counted per address).
     let mut slots: Vec<Arc<Slot>> = slot.map(|Extension(s)| s.0).into_iter().collect();
     if client != peer.ip() {
-        match state.admission.admit_forwarded(client) {
+        match state.connections.admit_forwarded(client) {
             Ok(s) => slots.push(Arc::new(s)),
             Err(refusal) => return (StatusCode::TOO_MANY_REQUESTS, refusal.to_string()).into_response(),
         }

@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: command-line flags and environment (clap), with named defaults.
 //! - [`serve`]: the accept loop: connection caps, TLS and header-read deadlines, HTTP/1.1.
-//! - [`admission`]: connection caps in total and per client address; trusted proxies.
+//! - [`connections`]: connection caps in total and per client address; trusted proxies.
 //! - [`http`]: the axum router: embedded web client, `/api/config`, `/healthz`, `/ws`.
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
 //! - [`media_sessions`]: media session caps per room/address; publish/unpublish order.
@@ -21,8 +21,8 @@
 //! - [`detector_args`]: detector flags shared by serving and `callsight detect`.
 //! - [`detect_cmd`]: the `callsight detect` subcommand.
 
-pub mod admission;
 pub mod config;
+pub mod connections;
 pub mod detect_cmd;
 pub mod detector_args;
 pub mod headers;
@@ -80,9 +80,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let http_addr = listener.local_addr()?;
     let tls_config = tls::load(&args).await?.map(|c| c.get_inner());
     let tls = tls_config.is_some();
-    let admission = state.admission.clone();
+    let gate = state.connections.clone();
     let header_read_timeout = config::secs(args.header_read_timeout);
-    let task = tokio::spawn(serve::run(listener, app, admission, tls_config, header_read_timeout));
+    let task = tokio::spawn(serve::run(listener, app, gate, tls_config, header_read_timeout));
     Ok(Running { http_addr, stun_addr, tls, task })
 }
 

@@ -1,4 +1,4 @@
-//! The accept loop: every TCP connection passes [`Admission`] (connection caps) before
+//! The accept loop: every TCP connection passes [`ConnectionGate`] (connection caps) before
 //! anything is read from it, gets its TLS handshake and each request's headers within
 //! the header-read timeout, and speaks HTTP/1.1 (with WebSocket upgrades) to the router.
 //!
@@ -6,7 +6,7 @@
 //! directly; the router is unchanged. HTTP/2 is not offered: the client needs HTTP/1.1
 //! for its WebSocket anyway, and one protocol is one set of limits.
 
-use crate::admission::{Admission, Slot};
+use crate::connections::{ConnectionGate, Slot};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -28,7 +28,7 @@ pub struct ConnectionSlot(pub Arc<Slot>);
 pub async fn run(
     listener: TcpListener,
     router: Router,
-    admission: Arc<Admission>,
+    gate: Arc<ConnectionGate>,
     tls: Option<Arc<rustls::ServerConfig>>,
     header_read_timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -49,7 +49,7 @@ pub async fn run(
                 continue;
             }
         };
-        let slot = match admission.admit_tcp(peer.ip()) {
+        let slot = match gate.admit_tcp(peer.ip()) {
             Ok(slot) => Arc::new(slot),
             Err(refusal) => {
                 tracing::debug!(%peer, "connection refused: {refusal}");

@@ -1,7 +1,7 @@
 //! What the HTTP and WebSocket handlers share.
 
-use crate::admission::Admission;
 use crate::config::ServeArgs;
+use crate::connections::ConnectionGate;
 use crate::ice::IceServers;
 use crate::media_sessions::{Completion, MediaSessions};
 use crate::outbox::{Outbound, OutboxSender};
@@ -17,10 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub struct AppState {
     signaling: Mutex<Signaling>,
-    pub admission: Arc<Admission>,
+    pub connections: Arc<ConnectionGate>,
     /// Origins allowed to open `/ws` besides the server's own (lower case, no trailing `/`).
     pub allowed_origins: Vec<String>,
     pub max_outbox_bytes: usize,
+    /// Signaling bytes per second per connection (sustained, burst); beyond, reading pauses.
+    pub read_budget: (f64, f64),
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub max_message_bytes: usize,
@@ -74,9 +76,10 @@ impl AppState {
                 overflowed: Vec::new(),
                 hosts: HashMap::new(),
             }),
-            admission: Admission::new(args.admission()),
+            connections: ConnectionGate::new(args.connection_limits()),
             allowed_origins: args.allowed_origins.iter().map(|o| crate::http::normalise_origin(o)).collect(),
             max_outbox_bytes: args.max_outbox_bytes,
+            read_budget: (args.max_bytes_per_sec as f64, args.max_bytes_burst as f64),
             heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs.max(0.05)),
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout_secs.max(0.1)),
             max_message_bytes: args.max_message_bytes,

@@ -1,15 +1,16 @@
 //! One task per WebSocket: frames in → hub → frames out, with a heartbeat that drops
 //! connections whose peer went silent (a dead tab on a dead network never sends a FIN).
 
-use crate::admission::Slot;
+use crate::connections::Slot;
 use crate::outbox::{outbox, Outbound};
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use callsight_signal::limits::RateLimiter;
 use futures_util::{SinkExt, StreamExt};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::time::{interval, timeout, MissedTickBehavior};
+use tokio::time::{interval, sleep_until, timeout, MissedTickBehavior};
 
 /// Close code 1008: policy violation (too large, rate limit).
 const CLOSE_POLICY: u16 = 1008;
@@ -30,14 +31,25 @@ pub async fn serve_socket(
     let mut heartbeat = interval(state.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // Bytes read: beyond the budget, reading pauses (the sender's TCP window fills).
+    let (rate, burst) = state.read_budget;
+    let mut read_budget = RateLimiter::new(rate, burst, last_heard);
+    let mut paused_until: Option<tokio::time::Instant> = None;
 
     let reason = loop {
         tokio::select! {
-            frame = stream.next() => match frame {
+            () = sleep_until(paused_until.unwrap_or_else(tokio::time::Instant::now)), if paused_until.is_some() => {
+                paused_until = None;
+            }
+            frame = stream.next(), if paused_until.is_none() => match frame {
                 None => break "closed by peer".to_owned(),
                 Some(Err(e)) => break format!("read error: {e}"),
                 Some(Ok(frame)) => {
                     last_heard = Instant::now();
+                    let wait = read_budget.debit(frame_bytes(&frame) as f64, last_heard);
+                    if !wait.is_zero() {
+                        paused_until = Some(tokio::time::Instant::now() + wait);
+                    }
                     match frame {
                         Message::Text(text) => state.on_message(conn, text.as_str()),
                         Message::Binary(_) => state.on_message(conn, "<binary frame>"),
@@ -77,6 +89,15 @@ pub async fn serve_socket(
     };
     tracing::debug!(conn = conn.0, %reason, "websocket closed");
     state.disconnect(conn);
+}
+
+/// Payload bytes of a received frame (what the read budget counts).
+fn frame_bytes(frame: &Message) -> usize {
+    match frame {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) => 0,
+    }
 }
 
 /// A write that gives up after the heartbeat timeout: a peer that stops reading must not

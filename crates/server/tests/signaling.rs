@@ -165,3 +165,28 @@ async fn http_endpoints_serve_client_config_and_health() {
     assert!(page.starts_with("HTTP/1.1 200") && page.contains("<html"), "{page}");
     assert!(http_get(addr, "/no-such-file.js").await.starts_with("HTTP/1.1 404"));
 }
+
+/// `--max-bytes-per-sec`: past its burst, a connection's messages are read no faster than
+/// the byte budget allows (the server stops reading; nothing is refused or lost).
+#[tokio::test]
+async fn byte_budget_paces_a_flooding_connection() {
+    const SIZE: usize = 10_000;
+    let addr = start(&["--max-bytes-per-sec", "20000", "--max-bytes-burst", "20000"]).await;
+    let (mut a, mut b) = (connect(addr).await, connect(addr).await);
+    let a_id = join(&mut a, "room-bytes-1").await["id"].as_str().unwrap().to_owned();
+    join(&mut b, "room-bytes-1").await;
+    assert_eq!(recv(&mut a).await["type"], "peer-joined");
+    let start = std::time::Instant::now();
+    for i in 0..5 {
+        let data = json!({"candidate":{"candidate":"x".repeat(SIZE)}, "n": i});
+        send(&mut b, json!({"type":"signal","to":a_id,"data":data})).await;
+    }
+    for i in 0..5 {
+        let got = recv(&mut a).await;
+        assert_eq!((got["type"].as_str(), got["data"]["n"].as_i64()), (Some("signal"), Some(i)), "in order, none lost");
+    }
+    // 50 kB against a 20 kB burst and 20 kB/s: the last 30 kB take at least 1.5 s
+    // minus one message's worth of debt (the pause comes after the read that overdraws).
+    let elapsed = start.elapsed();
+    assert!(elapsed >= std::time::Duration::from_millis(900), "5 × {SIZE} bytes read in {elapsed:?}");
+}

@@ -65,6 +65,19 @@ impl RateLimiter {
         }
     }
 
+    /// Takes `amount` tokens, going into debt if there are fewer, and returns how long
+    /// until the bucket is out of debt again (zero when it never went in). For limits that
+    /// push back (stop reading) instead of refusing, e.g. bytes per second.
+    pub fn debit(&mut self, amount: f64, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate_per_sec).min(self.burst) - amount;
+        if self.tokens >= 0.0 || self.rate_per_sec <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(-self.tokens / self.rate_per_sec)
+    }
+
     /// How long until one more message would be allowed.
     pub fn wait_time(&self) -> Duration {
         if self.tokens >= 1.0 || self.rate_per_sec <= 0.0 {
@@ -88,5 +101,17 @@ mod tests {
         assert_eq!((0..8).filter(|_| rl.allow(t1)).count(), 3);
         let t2 = t1 + Duration::from_secs(60); // capped at the burst
         assert_eq!((0..20).filter(|_| rl.allow(t2)).count(), 5);
+    }
+
+    #[test]
+    fn debit_goes_into_debt_and_says_how_long_it_lasts() {
+        let t0 = Instant::now();
+        let mut bytes = RateLimiter::new(1000.0, 2000.0, t0);
+        assert_eq!(bytes.debit(1500.0, t0), Duration::ZERO, "within the burst");
+        // 500 left; 1500 more puts the bucket 1000 in debt: one second at 1000/s.
+        assert_eq!(bytes.debit(1500.0, t0), Duration::from_secs(1));
+        // Half a second later the debt is 500: half a second to go, plus what is taken now.
+        assert_eq!(bytes.debit(0.0, t0 + Duration::from_millis(500)), Duration::from_millis(500));
+        assert_eq!(bytes.debit(0.0, t0 + Duration::from_secs(1)), Duration::ZERO);
     }
 }

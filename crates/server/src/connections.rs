@@ -22,14 +22,14 @@ pub enum Refusal {
 
 /// Connection caps (0 = no cap).
 #[derive(Clone, Debug)]
-pub struct AdmissionLimits {
+pub struct ConnectionLimits {
     pub max_connections: usize,
     pub max_per_address: usize,
     pub trusted_proxies: Vec<IpNet>,
 }
 
-pub struct Admission {
-    limits: AdmissionLimits,
+pub struct ConnectionGate {
+    limits: ConnectionLimits,
     counts: Mutex<Counts>,
 }
 
@@ -42,7 +42,7 @@ struct Counts {
 
 /// One admitted connection; the place is freed on drop.
 pub struct Slot {
-    admission: Arc<Admission>,
+    gate: Arc<ConnectionGate>,
     total: bool,
     address: Option<IpAddr>,
 }
@@ -61,9 +61,9 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl Admission {
-    pub fn new(limits: AdmissionLimits) -> Arc<Self> {
-        Arc::new(Admission { limits, counts: Mutex::default() })
+impl ConnectionGate {
+    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
+        Arc::new(ConnectionGate { limits, counts: Mutex::default() })
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -77,7 +77,7 @@ impl Admission {
 
     /// A TCP connection from `peer`: counted in the total, and per address unless the
     /// peer is a trusted proxy (its clients are counted at the WebSocket, by
-    /// [`Admission::admit_forwarded`]).
+    /// [`ConnectionGate::admit_forwarded`]).
     pub fn admit_tcp(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refusal> {
         let per_address = !self.is_trusted_proxy(peer);
         self.admit(true, per_address.then(|| bucket(peer)))
@@ -107,7 +107,7 @@ impl Admission {
         if total {
             c.total += 1;
         }
-        Ok(Slot { admission: self.clone(), total, address })
+        Ok(Slot { gate: self.clone(), total, address })
     }
 
     /// (connections held, connections refused so far)
@@ -150,7 +150,7 @@ fn bucket_v4(ip: IpAddr) -> IpAddr {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut c = self.admission.counts();
+        let mut c = self.gate.counts();
         if self.total {
             c.total = c.total.saturating_sub(1);
         }
@@ -169,8 +169,8 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    fn admission(total: usize, per: usize, proxies: &[&str]) -> Arc<Admission> {
-        Admission::new(AdmissionLimits {
+    fn gate(total: usize, per: usize, proxies: &[&str]) -> Arc<ConnectionGate> {
+        ConnectionGate::new(ConnectionLimits {
             max_connections: total,
             max_per_address: per,
             trusted_proxies: proxies.iter().map(|p| crate::config::parse_net(p).unwrap()).collect(),
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn caps_total_and_per_address_and_frees_on_drop() {
-        let a = admission(3, 2, &[]);
+        let a = gate(3, 2, &[]);
         let s1 = a.admit_tcp(ip("10.0.0.1")).unwrap();
         let _s2 = a.admit_tcp(ip("10.0.0.1")).unwrap();
         assert_eq!(a.admit_tcp(ip("10.0.0.1")).err(), Some(Refusal::PerAddress(2)));
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
-        let a = admission(0, 1, &[]);
+        let a = gate(0, 1, &[]);
         let _s = a.admit_tcp(ip("2001:db8:1:2::1")).unwrap();
         assert!(a.admit_tcp(ip("2001:db8:1:2:ffff::9")).is_err(), "same /64");
         assert!(a.admit_tcp(ip("2001:db8:1:3::1")).is_ok());
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_from_trusted_proxies_only() {
-        let a = admission(0, 0, &["10.1.0.0/16", "127.0.0.1"]);
+        let a = gate(0, 0, &["10.1.0.0/16", "127.0.0.1"]);
         let xff = Some("203.0.113.9, 198.51.100.7, 10.1.2.3");
         assert_eq!(a.client_address(ip("127.0.0.1"), xff), ip("198.51.100.7"), "rightmost untrusted hop");
         assert_eq!(a.client_address(ip("192.0.2.5"), xff), ip("192.0.2.5"), "untrusted peer: header ignored");
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(a.client_address(ip("127.0.0.1"), Some("junk, 198.51.100.7")), ip("198.51.100.7"));
         assert_eq!(a.client_address(ip("127.0.0.1"), Some("garbage")), ip("127.0.0.1"));
         // A proxy's own connections are not capped per address; its clients are.
-        let a = admission(0, 1, &["127.0.0.1"]);
+        let a = gate(0, 1, &["127.0.0.1"]);
         let _p1 = a.admit_tcp(ip("127.0.0.1")).unwrap();
         let _p2 = a.admit_tcp(ip("127.0.0.1")).unwrap();
         let _c = a.admit_forwarded(ip("198.51.100.7")).unwrap();
