@@ -9,7 +9,7 @@
 
 mod common;
 
-use callsight_media::client::{PendingPublisher, Publisher};
+use callsight_media::client::{Client, PendingClient};
 use callsight_media::synth::{crafted_sps, encode_loop, load_test_photo, replace_sps, EncodedFrame};
 use common::*;
 use serde_json::{json, Value};
@@ -38,9 +38,9 @@ async fn media_stats(addr: SocketAddr) -> Value {
 }
 
 /// Joins `room` on `ws` and publishes one str0m video track.
-async fn publish(ws: &mut Ws, room: &str) -> Publisher {
+async fn publish(ws: &mut Ws, room: &str) -> Client {
     join(ws, room).await;
-    let pending = PendingPublisher::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
+    let pending = PendingClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.expect("client socket");
     send(ws, json!({"type":"publish","sdp":pending.offer()})).await;
     let answer = recv(ws).await;
     assert_eq!(answer["type"], "publish-answer", "{answer}");
@@ -48,7 +48,7 @@ async fn publish(ws: &mut Ws, room: &str) -> Publisher {
 }
 
 /// Sends `frames` in a loop at 30 fps until aborted.
-fn stream(publisher: Publisher, frames: Vec<EncodedFrame>) -> tokio::task::JoinHandle<()> {
+fn stream(publisher: Client, frames: Vec<EncodedFrame>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(33));
         for i in 0u32.. {
