@@ -19,6 +19,7 @@ command -v cc >/dev/null || missing+=(build-essential)
 # scripts/install-onnxruntime.sh is tested on Debian's own python3 (PEP 668).
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; } || missing+=(python3 python3-venv)
 command -v turnserver >/dev/null || missing+=(coturn)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo

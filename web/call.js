@@ -26,7 +26,7 @@
 import { Signaling } from './signaling.js';
 import { PeerLink } from './peer.js';
 import { Publisher } from './publish.js';
-import { viaServerRule } from './topology.js';
+import { viaServerRule, P2P_FALLBACK_MS } from './topology.js';
 
 // The server refused the join itself: no call, no retry; ui.js says why.
 const JOIN_REFUSED = new Set(['bad-room', 'unsupported-version', 'bad-name', 'token-required', 'token-expired', 'token-invalid', 'forbidden']);
@@ -75,6 +75,7 @@ export class Call extends EventTarget {
     this.publishState = 'stopped';
     this.signaling = new Signaling(Signaling.urlFor(window.location));
     this.viaServer = false;
+    this.p2pFailed = false;
     this.publisher = new Publisher({
       send: (m) => this.signaling.send(m),
       iceServers: () => this.iceServers,
@@ -84,6 +85,7 @@ export class Call extends EventTarget {
     this.publisher.addEventListener('state', (e) => {
       this.publishState = e.detail;
       this.dispatchEvent(new Event('publish'));
+      this.#updateStatus();
     });
     this.publisher.addEventListener('remote', (e) => {
       for (const id of e.detail) if (this.links.has(id)) this.dispatchEvent(new CustomEvent('peer-changed', { detail: { id } }));
@@ -149,7 +151,13 @@ export class Call extends EventTarget {
   /** Applies the topology rule (topology.js) and starts or stops the server connection. */
   #updateTopology() {
     const analysis = this.publishWanted || [...this.links.values()].some((l) => l.analysis);
-    const want = viaServerRule({ mediaEnabled: this.mediaEnabled, participants: this.links.size + 1, analysis, viaServer: this.viaServer });
+    const want = viaServerRule({
+      mediaEnabled: this.mediaEnabled,
+      participants: this.links.size + 1,
+      analysis,
+      viaServer: this.viaServer,
+      p2pFailed: this.p2pFailed,
+    });
     if (want && !this.viaServer) {
       this.viaServer = true;
       for (const link of this.links.values()) link.stopMedia().catch((err) => console.warn('stop p2p media', err));
@@ -391,6 +399,18 @@ export class Call extends EventTarget {
       this.#updateStatus();
     };
     link.addEventListener('state', changed);
+    // The peer-to-peer path failed, or is not up in time: the call moves via the server.
+    const p2pFailed = (why) => {
+      if (this.viaServer || this.links.get(id) !== link || link.closed || link.everConnected) return;
+      console.info(`peer ${id}: ${why}; the call moves via the server`);
+      this.p2pFailed = true;
+      this.#updateTopology();
+    };
+    link.addEventListener('state', () => {
+      if (link.state === 'connected') link.everConnected = true;
+      else if (link.pc.connectionState === 'failed') p2pFailed('ICE failed');
+    });
+    setTimeout(() => p2pFailed(`not connected after ${P2P_FALLBACK_MS} ms`), P2P_FALLBACK_MS);
     link.addEventListener('track', changed);
     link.addEventListener('channel', () => {
       // A fresh channel: tell the peer a name set after the join, and our analysis choice.
@@ -444,6 +464,9 @@ export class Call extends EventTarget {
     if (links.length === 0) {
       if (!this.joined) s = this.everJoined ? 'reconnecting' : 'connecting';
       else s = this.someoneLeft ? 'peer-left' : 'waiting';
+    } else if (this.viaServer && this.publishState === 'publishing') {
+      // Media flows via the server whatever the peer connections (chat only) do.
+      s = 'connected';
     } else if (links.some((l) => l.state === 'reconnecting')) {
       s = 'reconnecting';
     } else if (links.every((l) => l.state === 'connected')) {

@@ -54,6 +54,7 @@ export class PeerLink extends EventTarget {
     this.pingTimer = null;
     this.clockOffsetMs = null; // remote wall clock − local wall clock
     this.analysis = false; // the peer lets the server analyse its video
+    this.everConnected = false; // set by the call once the connection was up
     this.bestRtt = Infinity;
 
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });

@@ -1,14 +1,18 @@
 // Rooms via the server (SFU, docs/protocol.md "Via the server"): every page sends its
 // camera once, to the server, and receives the others from it; detections are matched
 // to the forwarded frames by RTP timestamp. A 1:1 room without analysis stays peer to
-// peer, and a third person moves it via the server without a reload.
+// peer, and a third person moves it via the server without a reload. Two browsers in
+// network namespaces that reach the server but not each other fall back to it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT } from './lib/server.js';
+import { REPO_ROOT, startServer, freePort } from './lib/server.js';
+import { isolatedHosts, netnsAvailable } from './lib/netns.js';
 import {
   serverAndBrowser,
+  launchBrowser,
+  ROOM_URL,
   mediaConfig,
   meetInNewCall,
   joinFromLobby,
@@ -119,6 +123,65 @@ test('a 1:1 room without analysis stays peer to peer; a third person moves it vi
     const stats = (await health(server)).media.stats;
     assert.equal(stats.decoders, 0, JSON.stringify(stats));
     await screenshot(b, 'sfu-switch-b');
+  } catch (err) {
+    dumpConsole(pages);
+    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    throw err;
+  }
+});
+
+test('two hosts that cannot reach each other fall back to the server by themselves', async (t) => {
+  assert.ok(netnsAvailable(), 'this test needs root and `ip netns` (CI runs as root)');
+  const { hosts, remove } = isolatedHosts(2);
+  t.after(remove);
+  const port = await freePort();
+  const server = await startServer({
+    host: '0.0.0.0',
+    port,
+    args: ['--room-capacity', '2', '--media-ip', hosts.map((h) => h.gateway).join(','), '--max-media-sessions-per-ip', '4'],
+  });
+  t.after(() => server.stop());
+  // Each browser runs inside its namespace and knows the server by its own link's address.
+  const people = [];
+  for (const [i, h] of hosts.entries()) {
+    const origin = `http://${h.gateway}:${port}`;
+    const { browser, close } = await launchBrowser({
+      executable: h.chromium,
+      extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
+    });
+    t.after(close);
+    people.push({ page: await newPerson(browser, origin, 'AB'[i]), origin });
+  }
+  const pages = people.map((p) => p.page);
+  try {
+    await mediaConfig(server);
+    const [a, b] = pages;
+    await a.goto('/');
+    await a.getByTestId('new-call').click();
+    await a.waitForURL(ROOM_URL);
+    await joinFromLobby(a, { analyse: false });
+    const room = ROOM_URL.exec(a.url())[1];
+    await b.goto(`/r/${room}`);
+    const joinedAt = Date.now();
+    await joinFromLobby(b, { analyse: false });
+    // Nobody allowed analysis and they are two: the call starts peer to peer, its ICE
+    // cannot succeed, and each page moves it via the server.
+    for (const [i, p] of pages.entries()) {
+      await p.locator('#topology[data-mode=server]').waitFor({ state: 'attached', timeout: 60_000 });
+      await waitFor(async () => (await videoStreams(p)).inbound.some((n) => n > 30), {
+        timeoutMs: 60_000,
+        message: `page ${'AB'[i]} to decode the other's video from the server`,
+      });
+      await p.locator('#status[data-state=connected]').waitFor({ state: 'attached', timeout: 10_000 });
+    }
+    process.stdout.write(`netns pair: both decode each other via the server ${Date.now() - joinedAt} ms after B joined\n`);
+    // The peer-to-peer connection itself never came up.
+    for (const p of pages) {
+      const states = await p.evaluate(() => [...window.callsight.peerConnections().values()].map((pc) => pc.connectionState));
+      assert.ok(!states.includes('connected'), `a direct connection came up: ${states}`);
+    }
+    assert.equal((await health(server)).media.stats.sessions, 2);
+    await screenshot(b, 'sfu-netns-b');
   } catch (err) {
     dumpConsole(pages);
     process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);

@@ -290,13 +290,14 @@ test('forwarded frames find their result by RTP timestamp, across the wrap, neve
   assert.equal(store.indexForRtp('nobody', base), null);
 });
 
-test('topology: 1:1 without analysis is peer to peer; analysis or a third person goes via the server, and stays', () => {
+test('topology: 1:1 without analysis is peer to peer; analysis, a third person or a failed direct path goes via the server, and stays', () => {
   const rule = (o) => viaServerRule({ mediaEnabled: true, participants: 2, analysis: false, viaServer: false, ...o });
   assert.equal(rule({}), false);
   assert.equal(rule({ participants: 1 }), false);
   assert.equal(rule({ analysis: true }), true);
   assert.equal(rule({ participants: 3 }), true);
   assert.equal(rule({ viaServer: true }), true, 'once via the server, it stays');
+  assert.equal(rule({ p2pFailed: true }), true, 'the direct path failed: fall back to the server');
   assert.equal(rule({ mediaEnabled: false, participants: 5, analysis: true }), false, 'no media leg: always peer to peer');
 });
 

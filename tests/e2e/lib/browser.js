@@ -11,8 +11,11 @@ export const ARTIFACTS = path.join(REPO_ROOT, 'artifacts', 'e2e');
 /**
  * @param {object} [o]
  * @param {string} [o.fakeVideo] a .y4m file for --use-file-for-fake-video-capture
+ * @param {string} [o.executable] what to run instead of Chromium (e.g. a wrapper that
+ *   starts it in a network namespace)
+ * @param {string[]} [o.extraArgs]
  */
-export async function launchBrowser({ fakeVideo } = {}) {
+export async function launchBrowser({ fakeVideo, executable = CHROMIUM, extraArgs = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_BIN)`);
   }
@@ -34,8 +37,9 @@ export async function launchBrowser({ fakeVideo } = {}) {
     '--autoplay-policy=no-user-gesture-required',
   ];
   if (fakeVideo) args.push(`--use-file-for-fake-video-capture=${fakeVideo}`);
+  args.push(...extraArgs);
   // playwright-core gives every launch a fresh temporary profile (its own --user-data-dir).
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  const browser = await chromium.launch({ executablePath: executable, headless: true, args });
   const close = async () => {
     await browser.close().catch(() => {});
   };

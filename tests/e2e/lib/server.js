@@ -34,15 +34,16 @@ const ANSI = /\x1b\[[0-9;]*m/g;
  * @param {string[]} [o.args] extra flags
  * @param {number} [o.port] fixed port (e.g. to restart on the same address)
  * @param {number} [o.timeoutMs]
+ * @param {string} [o.host] the address to bind (default 127.0.0.1)
  * @returns {Promise<{url: string, port: number, logs: string[], stop: () => Promise<void>, exited: Promise<number|null>}>}
  */
-export async function startServer({ args = [], port, timeoutMs = 30_000, env = {} } = {}) {
+export async function startServer({ args = [], port, timeoutMs = 30_000, env = {}, host = '127.0.0.1' } = {}) {
   const bin = serverBinary();
   if (!fs.existsSync(bin)) {
     throw new Error(`server binary not found at ${bin}: build it with \`cargo build -p callsight-server\` or set CALLSIGHT_BIN`);
   }
   const p = port ?? (await freePort());
-  const argv = ['--bind', `127.0.0.1:${p}`, '--stun-port', '0', ...args];
+  const argv = ['--bind', `${host}:${p}`, '--stun-port', '0', ...args];
   const child = spawn(bin, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { RUST_LOG: 'info', ...process.env, NO_COLOR: '1', ...env },
