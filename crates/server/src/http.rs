@@ -110,7 +110,9 @@ async fn healthz(
     }
     let (connections, rooms) = state.counts();
     let media = state.media.as_ref().map(|m| json!({ "detector": m.detector.info(), "stats": m.hub.stats() }));
-    Json(json!({ "status": "ok", "connections": connections, "rooms": rooms, "media": media }))
+    Json(
+        json!({ "status": "ok", "connections": connections, "rooms": rooms, "media": media, "stun": state.stun.as_deref() }),
+    )
 }
 
 fn may_see_details(peer: SocketAddr, headers: &HeaderMap, key: Option<&[u8]>) -> bool {

@@ -59,12 +59,13 @@ pub struct Running {
 
 /// Binds every listener, then serves in the background.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
-    let stun_addr = if args.no_stun {
+    let stun = if args.no_stun {
         None
     } else {
         let addr = SocketAddr::new(args.bind.ip(), args.stun_port);
         Some(stun::spawn(addr, args.stun_limits()).await.with_context(|| format!("starting STUN on udp {addr}"))?)
     };
+    let stun_addr = stun.as_ref().map(|s| s.addr);
     let access = access(&args, stun_addr)?;
     let media = if args.no_media { None } else { Some(start_media(&args).await?) };
     let state_dir = match &args.state_dir {
@@ -72,7 +73,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         None => state_dir::default_dir().context("no --state-dir given and neither XDG_DATA_HOME nor HOME is set")?,
     };
     let resume_key = state_dir::resume_key(&state_dir)?;
-    let state = Arc::new(state::AppState::new(&args, access, media, resume_key));
+    let state = Arc::new(state::AppState::new(&args, access, media, resume_key, stun.map(|s| s.counters)));
     tokio::spawn(state.clone().forward_detections());
     tokio::spawn(state.clone().forward_offers());
     let app = http::router(state.clone());

@@ -34,6 +34,8 @@ pub struct AppState {
     pub ice: IceServers,
     /// The media leg and its detector; `None` with `--no-media`.
     pub media: Option<Media>,
+    /// The STUN server's counters, when it runs.
+    pub stun: Option<Arc<crate::stun::StunCounters>>,
 }
 
 /// Who gets what: ICE servers (with TURN credentials), `/healthz` details, rooms.
@@ -63,7 +65,13 @@ struct Signaling {
 
 impl AppState {
     /// `resume_key`: the key of resume tokens (`state_dir`), kept across restarts.
-    pub fn new(args: &ServeArgs, access: Access, media: Option<Media>, resume_key: ResumeKey) -> Self {
+    pub fn new(
+        args: &ServeArgs,
+        access: Access,
+        media: Option<Media>,
+        resume_key: ResumeKey,
+        stun: Option<Arc<crate::stun::StunCounters>>,
+    ) -> Self {
         let Access { ice, health_key, rooms } = access;
         AppState {
             signaling: Mutex::new(Signaling {
@@ -87,6 +95,7 @@ impl AppState {
             hsts: args.tls_cert.is_some(),
             ice,
             media,
+            stun,
         }
     }
 

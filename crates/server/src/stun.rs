@@ -9,7 +9,10 @@
 //! `--stun-rate` replies a second at an address through us.
 
 use crate::source_limit::{SourceLimiter, SourceLimits};
+use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -81,12 +84,31 @@ pub fn binding_response(request: &[u8], from: SocketAddr) -> Result<Vec<u8>, Stu
     Ok(out)
 }
 
+/// What the STUN server did with the datagrams it read (shown in `/healthz`).
+#[derive(Debug, Default, Serialize)]
+pub struct StunCounters {
+    /// Binding requests answered.
+    pub answered: AtomicU64,
+    /// Binding requests not answered: their source was over `--stun-rate`.
+    pub rate_limited: AtomicU64,
+    /// Datagrams that were not Binding requests.
+    pub ignored: AtomicU64,
+}
+
+/// A running STUN server.
+pub struct StunServer {
+    pub addr: SocketAddr,
+    pub counters: Arc<StunCounters>,
+}
+
 /// Binds `addr` and answers Binding requests, within `limits` per source, until the
 /// process ends.
-pub async fn spawn(addr: SocketAddr, limits: SourceLimits) -> std::io::Result<SocketAddr> {
+pub async fn spawn(addr: SocketAddr, limits: SourceLimits) -> std::io::Result<StunServer> {
     let socket = UdpSocket::bind(addr).await?;
     let local = socket.local_addr()?;
     tracing::info!("STUN listening on udp {local}");
+    let counters = Arc::new(StunCounters::default());
+    let count = counters.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut limiter = SourceLimiter::new(limits);
@@ -101,18 +123,23 @@ pub async fn spawn(addr: SocketAddr, limits: SourceLimits) -> std::io::Result<So
             };
             match binding_response(&buf[..n], from) {
                 Ok(_) if !limiter.allow(from.ip(), Instant::now()) => {
+                    count.rate_limited.fetch_add(1, Relaxed);
                     tracing::trace!("stun: {from} is over its rate; not answering")
                 }
                 Ok(reply) => {
+                    count.answered.fetch_add(1, Relaxed);
                     if let Err(e) = socket.send_to(&reply, from).await {
                         tracing::debug!("stun send to {from}: {e}");
                     }
                 }
-                Err(e) => tracing::trace!("stun: ignoring datagram from {from}: {e}"),
+                Err(e) => {
+                    count.ignored.fetch_add(1, Relaxed);
+                    tracing::trace!("stun: ignoring datagram from {from}: {e}")
+                }
             }
         }
     });
-    Ok(local)
+    Ok(StunServer { addr: local, counters })
 }
 
 #[cfg(test)]

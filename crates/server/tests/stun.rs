@@ -3,6 +3,7 @@
 //! rate to any one source address.
 
 use bytecodec::{DecodeExt, EncodeExt};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use stun_codec::rfc5389::{attributes::XorMappedAddress, methods::BINDING, Attribute};
 use stun_codec::{Message, MessageClass, MessageDecoder, MessageEncoder, TransactionId};
@@ -21,7 +22,7 @@ fn binding_request(id: u32) -> Vec<u8> {
 
 #[tokio::test]
 async fn binding_request_gets_the_senders_address() {
-    let server = callsight_server::stun::spawn("127.0.0.1:0".parse().unwrap(), LIMITS).await.unwrap();
+    let server = callsight_server::stun::spawn("127.0.0.1:0".parse().unwrap(), LIMITS).await.unwrap().addr;
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let transaction = TransactionId::new([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2]);
     let request = Message::<Attribute>::new(MessageClass::Request, BINDING, transaction);
@@ -47,7 +48,8 @@ async fn binding_request_gets_the_senders_address() {
 /// address (127.0.0.2, also loopback) is answered as usual.
 #[tokio::test]
 async fn one_source_gets_its_burst_and_no_more() {
-    let server = callsight_server::stun::spawn("127.0.0.1:0".parse().unwrap(), LIMITS).await.unwrap();
+    let stun = callsight_server::stun::spawn("127.0.0.1:0".parse().unwrap(), LIMITS).await.unwrap();
+    let server = stun.addr;
     let flooder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let started = std::time::Instant::now();
     for i in 0..100 {
@@ -70,4 +72,7 @@ async fn one_source_gets_its_burst_and_no_more() {
     }
     let most = 20 + (elapsed * 10.0).ceil() as usize;
     assert!((20..=most).contains(&answered), "{answered} answers to 100 requests in {elapsed:.3} s (burst 20, 10/s)");
+    // Every request is accounted for: answered (the flood's and the other source's) or refused.
+    let (ok, refused) = (stun.counters.answered.load(Relaxed), stun.counters.rate_limited.load(Relaxed));
+    assert_eq!((ok, refused), (answered as u64 + 1, 100 - answered as u64), "counters");
 }
