@@ -360,3 +360,58 @@ async fn known_session_keeps_flowing_under_a_junk_flood() {
     assert_eq!(ev.result.participant, "fran");
     task.abort();
 }
+
+/// Motion gating: a still grey scene is not detected again (frames gated), and a bus
+/// that then drives in is found on the first frames it is in. The re-check interval is
+/// set far beyond the test, so only the gate's "changed" verdict can find it; tracking
+/// is off, so the first frame that shows the bus reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_object_entering_a_still_scene_is_found_within_a_few_frames() {
+    const FRAMES: usize = 150;
+    const ENTRY: usize = 90; // 3 s of still picture first
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let video = callsight_media::synth::encode_moving(&photo, 640, 480, 300, FRAMES, 0..ENTRY).expect("encode");
+    let config = MediaConfig {
+        tracking: None,
+        motion: Some(callsight_vision::MotionConfig { recheck_ms: 60_000.0, ..Default::default() }),
+        ..local_config()
+    };
+    let hub = MediaHub::start(config, detector()).await.expect("hub starts");
+    let mut events = hub.events();
+    let k = key("still");
+    let publisher = Arc::new(connect(&hub, &k).await);
+    let frames = video.frames.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        for (i, f) in frames.iter().enumerate() {
+            tick.tick().await;
+            publisher.send_frame(f.data.clone(), FIRST_TS.wrapping_add(i as u32 * TICKS_PER_FRAME), None);
+        }
+    });
+    let mut still_results = 0;
+    let found = loop {
+        let ev = next_event(&mut events, "still").await;
+        let frame = (ev.result.rtp_timestamp.wrapping_sub(FIRST_TS) / TICKS_PER_FRAME) as usize;
+        if frame < ENTRY {
+            still_results += 1;
+            continue;
+        }
+        break (frame, ev);
+    };
+    let (frame, ev) = found;
+    let gated = hub.stats().frames_gated;
+    // The first picture is analysed; the still ones after it are not (a frame or two
+    // may differ while the encoder settles after its keyframe).
+    assert!(still_results <= 3, "{still_results} results for a still picture");
+    assert!(gated >= (ENTRY - 10) as u64, "only {gated} frames gated of {ENTRY} still ones: {:?}", hub.stats());
+    assert!(frame - ENTRY <= 3, "the bus entered at frame {ENTRY}, first analysed at {frame}");
+    let truth = video.boxes[frame].expect("the bus is in the picture");
+    let bus = ev.result.detections.iter().find(|d| d.label == "bus").unwrap_or_else(|| panic!("no bus: {ev:?}"));
+    let [x, y, w, h] = bus.bbox;
+    let ix = ((x + w).min(truth[0] + truth[2]) - x.max(truth[0])).max(0.0);
+    let iy = ((y + h).min(truth[1] + truth[3]) - y.max(truth[1])).max(0.0);
+    // The truth is the photo's box; the bus is a part of the photo.
+    assert!(ix * iy > 0.8 * w * h, "bus box {:?} outside the photo at {truth:?}", bus.bbox);
+    eprintln!("still results {still_results}, gated {gated}, bus found on frame {frame} (entered at {ENTRY})");
+    task.abort();
+}

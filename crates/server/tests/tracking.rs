@@ -25,11 +25,11 @@ const HIDDEN: std::ops::Range<usize> = 150..165;
 /// Long enough for the slowest machine; the test ends as soon as it has seen enough.
 const WAIT: Duration = Duration::from_secs(150);
 
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+/// Share of box `a` inside box `b`.
+fn inside(a: [f32; 4], b: [f32; 4]) -> f32 {
     let ix = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
     let iy = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    ix * iy / (a[2] * a[3]).max(1e-6)
 }
 
 fn bbox(d: &Value) -> [f32; 4] {
@@ -37,13 +37,13 @@ fn bbox(d: &Value) -> [f32; 4] {
     [v[0], v[1], v[2], v[3]]
 }
 
-/// The bus the result shows: (track id, predicted): the one on the truth box when the
-/// bus is visible, else the oldest tracked bus.
+/// The bus the result shows: (track id, predicted): the one inside the photo's box when
+/// it is visible, else the oldest tracked bus.
 fn the_bus(msg: &Value, truth: Option<[f32; 4]>) -> Option<(u64, bool)> {
     let buses: Vec<&Value> =
         msg["detections"].as_array().expect("detections").iter().filter(|d| d["label"] == "bus").collect();
     let on_truth = truth.and_then(|t| {
-        buses.iter().map(|d| (iou(bbox(d), t), *d)).filter(|(v, _)| *v > 0.3).max_by(|a, b| a.0.total_cmp(&b.0))
+        buses.iter().map(|d| (inside(bbox(d), t), *d)).filter(|(v, _)| *v > 0.7).max_by(|a, b| a.0.total_cmp(&b.0))
     });
     let best = match on_truth {
         Some((_, d)) => d,

@@ -61,6 +61,15 @@ struct Args {
     /// measuring (0 = none): shows whether real streams keep flowing under a flood.
     #[arg(long, default_value_t = 0)]
     junk_pps: u64,
+    /// Share of the streams (0..1, rounded down) that show a still picture (no pan).
+    #[arg(long, default_value_t = 0.0)]
+    still: f64,
+    /// Detect every frame the scheduler can take (no motion gate).
+    #[arg(long)]
+    no_motion_gate: bool,
+    /// Send raw detections (no tracker).
+    #[arg(long)]
+    no_tracking: bool,
     /// Photos (in the test data folder) the streams cycle through.
     #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
     photos: Vec<String>,
@@ -103,6 +112,11 @@ type SendLog = Arc<Mutex<HashMap<u32, Instant>>>;
 
 struct Row {
     k: usize,
+    still: usize,
+    /// Mean detected fps of the moving and of the still streams (NaN when there are none).
+    moving_fps: f64,
+    still_fps: f64,
+    gated_fps: f64,
     received_fps: f64,
     decoded_fps: f64,
     detected_fps_min: f64,
@@ -137,12 +151,15 @@ async fn main() -> Result<()> {
     let detector = Arc::new(Detector::load(&dcfg).context("loading the detector")?);
     let info = detector.info();
 
-    let mut sources: Vec<Vec<EncodedFrame>> = Vec::new();
+    // Per photo: (panning, still) 2-second loops starting with an IDR: replayed, they
+    // stay valid streams.
+    let mut sources: Vec<(Vec<EncodedFrame>, Vec<EncodedFrame>)> = Vec::new();
     for name in &args.photos {
         let photo = load_test_photo(name)?;
-        // A 2-second loop starting with an IDR: replayed, it stays a valid stream.
-        let frames = encode_loop(&photo, args.width, args.height, (args.fps * 2.0) as usize, 8.0, 1_500_000)?;
-        sources.push(frames);
+        let n = (args.fps * 2.0) as usize;
+        let moving = encode_loop(&photo, args.width, args.height, n, 8.0, 1_500_000)?;
+        let still = encode_loop(&photo, args.width, args.height, n, 0.0, 1_500_000)?;
+        sources.push((moving, still));
     }
     if sources.is_empty() {
         bail!("no photos given");
@@ -156,10 +173,16 @@ async fn main() -> Result<()> {
         max_sessions: 64,
         ..MediaConfig::default()
     };
+    let config = MediaConfig {
+        motion: if args.no_motion_gate { None } else { config.motion },
+        tracking: if args.no_tracking { None } else { config.tracking },
+        ..config
+    };
     let hub = MediaHub::start(config, detector.clone()).await?;
     let workers = hub.stats().workers;
     eprintln!(
-        "detector: {} {} threads={} model={} input={:?}; workers={workers}; {}x{}@{} per stream; max_detect_fps={}",
+        "detector: {} {} threads={} model={} input={:?}; workers={workers}; {}x{}@{} per stream; max_detect_fps={}; \
+         motion gate {}, tracking {}, still share {}",
         info.backend,
         info.version,
         info.threads,
@@ -168,7 +191,10 @@ async fn main() -> Result<()> {
         args.width,
         args.height,
         args.fps,
-        args.max_detect_fps
+        args.max_detect_fps,
+        if args.no_motion_gate { "off" } else { "on" },
+        if args.no_tracking { "off" } else { "on" },
+        args.still
     );
 
     let mut rows = Vec::new();
@@ -178,18 +204,22 @@ async fn main() -> Result<()> {
 
     println!();
     println!(
-        "| K | junk pkts/s | received fps/stream | decoded fps/stream | detected fps/stream (min / mean) | latency p50 ms | latency p95 ms | inference p50 ms | CPU % (of 1 core) | RSS MiB | dropped |"
+        "| K | still | junk pkts/s | received fps/stream | decoded fps/stream | detected fps/stream (min / mean) | moving / still streams: detected fps | gated fps/stream | latency p50 ms | latency p95 ms | inference p50 ms | CPU % (of 1 core) | RSS MiB | dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {} |",
             r.k,
+            r.still,
             args.junk_pps,
             r.received_fps,
             r.decoded_fps,
             r.detected_fps_min,
             r.detected_fps_mean,
+            r.moving_fps,
+            r.still_fps,
+            r.gated_fps,
             r.p50,
             r.p95,
             r.inference_ms,
@@ -206,7 +236,15 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: usize, round: usize) -> Result<Row> {
+async fn run_k(
+    hub: &MediaHub,
+    args: &Args,
+    sources: &[(Vec<EncodedFrame>, Vec<EncodedFrame>)],
+    k: usize,
+    round: usize,
+) -> Result<Row> {
+    // Streams 0..still show a still picture.
+    let still = ((k as f64 * args.still.clamp(0.0, 1.0)).floor() as usize).min(k);
     let mut events = hub.events();
     let mut publishers: Vec<Arc<Client>> = Vec::new();
     let mut keys = Vec::new();
@@ -223,7 +261,8 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
     let period = Duration::from_secs_f64(1.0 / args.fps);
     let mut tasks = Vec::new();
     for (i, p) in publishers.iter().enumerate() {
-        let frames = sources[i % sources.len()].clone();
+        let (moving, standing) = &sources[i % sources.len()];
+        let frames = if i < still { standing.clone() } else { moving.clone() };
         let log = logs[i].clone();
         let p = p.clone();
         let ticks = (90_000.0 / args.fps) as u32;
@@ -323,8 +362,13 @@ async fn run_k(hub: &MediaHub, args: &Args, sources: &[Vec<EncodedFrame>], k: us
     }
 
     let fps: Vec<f64> = per_stream.iter().map(|&n| n as f64 / secs).collect();
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
     let row = Row {
         k,
+        still,
+        still_fps: mean(&fps[..still]),
+        moving_fps: mean(&fps[still..]),
+        gated_fps: (s1.frames_gated - s0.frames_gated) as f64 / secs / k as f64,
         received_fps: (s1.frames_received - s0.frames_received) as f64 / secs / k as f64,
         decoded_fps: (s1.frames_decoded - s0.frames_decoded) as f64 / secs / k as f64,
         detected_fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
