@@ -338,3 +338,36 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use truth::{ImageTruth, Object};
+
+    #[test]
+    fn shrunk_photos_and_their_truth_line_up() {
+        // A 100x60 photo, white box at [20, 10, 40, 20] on black; shrunk to half it sits
+        // centred at offset (25, 15), so the box becomes [35, 20, 20, 10].
+        let img = image::RgbImage::from_fn(100, 60, |x, y| {
+            let inside = (20..60).contains(&x) && (10..30).contains(&y);
+            image::Rgb(if inside { [255; 3] } else { [0; 3] })
+        });
+        let mut set = EvalSet {
+            images: vec![ImageTruth {
+                file: "a.png".into(),
+                width: 100,
+                height: 60,
+                objects: vec![Object { label: "person".into(), bbox: [20.0, 10.0, 40.0, 20.0] }],
+                ignore: vec![Object { label: "cat".into(), bbox: [0.0, 0.0, 100.0, 60.0] }],
+            }],
+        };
+        shrink_truth(&mut set, 0.5);
+        assert_eq!(set.images[0].objects[0].bbox, [35.0, 20.0, 20.0, 10.0]);
+        assert_eq!(set.images[0].ignore[0].bbox, [25.0, 15.0, 50.0, 30.0]);
+        let small = shrink(&img, 0.5);
+        assert_eq!(small.dimensions(), (100, 60));
+        assert_eq!(small.get_pixel(45, 25).0, [255; 3], "box centre is white");
+        assert_eq!(small.get_pixel(30, 18).0, [0; 3], "photo outside the box is black");
+        assert_eq!(small.get_pixel(5, 5).0, [118; 3], "the canvas is grey");
+    }
+}
