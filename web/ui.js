@@ -57,6 +57,12 @@ function initials(name) {
   return n ? n[0].toUpperCase() : '?';
 }
 
+// At most this many videos at once; the pager shows the rest (rooms of up to 16).
+const PAGE_SIZE = 9;
+// An audio level (RTP audio-level, 0..1) at or above this marks a participant as talking.
+const SPEAKING_LEVEL = 0.02;
+const SPEAKING_EVERY_MS = 250;
+
 export class RoomView {
   /** @param {import('./call.js').Call} call */
   constructor(call) {
@@ -65,10 +71,15 @@ export class RoomView {
     this.settings = new OverlaySettings();
     this.tiles = new Map(); // peer id or 'self' → {el, video, overlay}
     this.tilesEl = $('#tiles');
+    this.pinned = null; // the tile key shown large
+    this.page = 0;
   }
 
   mount() {
     const call = this.call;
+    $('#page-prev').addEventListener('click', () => this.#showPage(this.page - 1));
+    $('#page-next').addEventListener('click', () => this.#showPage(this.page + 1));
+    setInterval(() => this.#renderSpeaking(), SPEAKING_EVERY_MS);
     showView('room');
     document.title = `Callsight · ${call.room.slice(0, 6)}…`;
     this.#addTile('self', { self: true });
@@ -233,10 +244,15 @@ export class RoomView {
         })
       : null;
     list.setAttribute('aria-label', self ? 'Objects in your video' : 'Objects in their video');
+    const pin = el.querySelector('.pin');
+    pin.addEventListener('click', () => {
+      this.pinned = this.pinned === key ? null : key;
+      this.#layout();
+    });
     this.tiles.set(key, { el, video, overlay, sync });
     if (self) this.tilesEl.prepend(el);
     else this.tilesEl.append(el);
-    this.tilesEl.dataset.count = String(this.tiles.size);
+    this.#layout();
     if (!self) this.#renderPeer(key);
   }
 
@@ -272,6 +288,62 @@ export class RoomView {
     return (this.call.publisher.pc?.getReceivers() ?? []).filter((r) => tracks.includes(r.track));
   }
 
+  /**
+   * Order (pinned first, then you, then the others as they came) and paging: at most
+   * PAGE_SIZE tiles are shown; the pager moves through the rest.
+   */
+  #layout() {
+    if (this.pinned !== null && !this.tiles.has(this.pinned)) this.pinned = null;
+    const keys = [...this.tiles.keys()];
+    const ordered = this.pinned === null ? keys : [this.pinned, ...keys.filter((k) => k !== this.pinned)];
+    const pages = Math.max(1, Math.ceil(ordered.length / PAGE_SIZE));
+    this.page = Math.min(Math.max(0, this.page), pages - 1);
+    const shown = new Set(ordered.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE));
+    ordered.forEach((k, i) => {
+      const { el } = this.tiles.get(k);
+      el.style.order = String(i);
+      el.hidden = !shown.has(k);
+      el.dataset.pinned = String(k === this.pinned);
+      const pin = el.querySelector('.pin');
+      pin.setAttribute('aria-pressed', String(k === this.pinned));
+      pin.textContent = k === this.pinned ? 'Unpin' : 'Pin';
+    });
+    this.tilesEl.dataset.count = String(shown.size);
+    const pager = $('#pager');
+    pager.hidden = pages <= 1;
+    $('#page-text').textContent = `${this.page + 1} / ${pages}`;
+    $('#page-prev').disabled = this.page === 0;
+    $('#page-next').disabled = this.page >= pages - 1;
+  }
+
+  #showPage(page) {
+    this.page = page;
+    this.#layout();
+  }
+
+  /**
+   * Who is talking: the level of each remote participant's received audio (the RTP
+   * audio-level the sender stamped, forwarded by the server; else the decoded level).
+   */
+  async #renderSpeaking() {
+    for (const [key, t] of this.tiles) {
+      if (key === 'self') continue;
+      let level = 0;
+      for (const r of this.#receiversOf(key)) {
+        if (r.track?.kind !== 'audio') continue;
+        for (const src of r.getSynchronizationSources?.() ?? []) level = Math.max(level, src.audioLevel ?? 0);
+        if (level === 0) {
+          const stats = await r.getStats().catch(() => null);
+          stats?.forEach((x) => {
+            if (x.type === 'inbound-rtp') level = Math.max(level, x.audioLevel ?? 0);
+          });
+        }
+      }
+      t.el.dataset.speaking = String(level >= SPEAKING_LEVEL);
+      t.el.dataset.audioLevel = level.toFixed(3);
+    }
+  }
+
   #removeTile(key) {
     const t = this.tiles.get(key);
     if (!t) return;
@@ -280,7 +352,7 @@ export class RoomView {
     t.el.remove();
     this.tiles.delete(key);
     this.store.forget(key);
-    this.tilesEl.dataset.count = String(this.tiles.size);
+    this.#layout();
   }
 
   #renderPeer(id) {

@@ -41,6 +41,8 @@ pub struct ReceivedFrame {
     pub kind: MediaKind,
     pub rtp_timestamp: u32,
     pub data: Arc<[u8]>,
+    /// When str0m handed it out (whole frame depacketised).
+    pub at: Instant,
 }
 
 enum ClientCmd {
@@ -195,6 +197,11 @@ impl Client {
         self.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Takes the frames received so far (they are not kept any more): for long runs.
+    pub fn take_received(&self) -> Vec<ReceivedFrame> {
+        std::mem::take(&mut *self.received.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Changes on every received frame.
     pub fn received_watch(&self) -> watch::Receiver<u64> {
         self.received_watch.clone()
@@ -280,7 +287,13 @@ impl Loop {
                     Event::MediaAdded(m) => self.added.push(m.mid),
                     Event::MediaData(d) => {
                         let kind = self.rtc.media(d.mid).map_or(MediaKind::Video, |m| m.kind());
-                        let f = ReceivedFrame { mid: d.mid, kind, rtp_timestamp: d.time.numer() as u32, data: d.data };
+                        let f = ReceivedFrame {
+                            mid: d.mid,
+                            kind,
+                            rtp_timestamp: d.time.numer() as u32,
+                            data: d.data,
+                            at: Instant::now(),
+                        };
                         let n = {
                             let mut r = self.received.lock().unwrap_or_else(|e| e.into_inner());
                             r.push(f);

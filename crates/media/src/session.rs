@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
@@ -35,9 +34,6 @@ use crate::types::{AccessUnit, MediaConfig, ParticipantKey, SubscribedTrack, ABS
 /// Remote addresses one session accepts datagrams from at most (ICE candidates of one peer).
 const MAX_REMOTES: usize = 8;
 
-/// Initial send-side bandwidth estimate for the forwarded tracks.
-const INITIAL_BWE_KBPS: u64 = 1_000;
-
 /// A published track, named across sessions: the publishing session and its mid there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TrackRef {
@@ -51,6 +47,8 @@ pub(crate) struct InMedia {
     pub params: PayloadParams,
     /// The publisher's RTP time (extended), passed on unchanged when forwarding.
     pub time: MediaTime,
+    /// Audio level (−dBov) and voice activity the publisher sent, if any.
+    pub audio_level: Option<(i8, bool)>,
     pub au: AccessUnit,
 }
 
@@ -157,7 +155,6 @@ impl Session {
                 .clear_codecs()
                 .enable_h264(true)
                 .enable_opus(true, false)
-                .enable_bwe(Some(Bitrate::kbps(INITIAL_BWE_KBPS)))
                 .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
                 .build(now);
             for addr in local_addrs {
@@ -283,10 +280,6 @@ impl Session {
                 .iter()
                 .find(|t| t.state == OutState::Open(r.mid))
                 .map(|t| SessionOutput::KeyframeWanted(t.source)),
-            Event::EgressBitrateEstimate(b) => {
-                tracing::trace!(participant = %self.key.participant, "egress estimate {b:?}");
-                None
-            }
             _ => None,
         }
     }
@@ -316,7 +309,11 @@ impl Session {
             let stamp = d.ext_vals.abs_capture_time.map(|a| a.capture_time);
             au.capture_time = track.clock.frame(d.time.numer(), stamp);
         }
-        Some(SessionOutput::Media { mid: d.mid, media: InMedia { kind, params: d.params, time: d.time, au } })
+        // The publisher's audio level (RFC 6464) goes on with its packets: subscribers show
+        // who is talking from it.
+        let audio_level = d.ext_vals.audio_level.map(|l| (l, d.ext_vals.voice_activity.unwrap_or(false)));
+        let media = InMedia { kind, params: d.params, time: d.time, audio_level, au };
+        Some(SessionOutput::Media { mid: d.mid, media })
     }
 
     /// Starts forwarding `source` (a track of participant `stream_id`) to this participant;
@@ -466,6 +463,10 @@ impl Session {
         let Some(mid) = self.forwarding().find(|(s, _)| *s == source).map(|(_, m)| m) else { return false };
         let Some(writer) = self.rtc.writer(mid) else { return false };
         let Some(pt) = writer.match_params(media.params) else { return false };
+        let writer = match media.audio_level {
+            Some((level, voice)) => writer.audio_level(level, voice),
+            None => writer,
+        };
         match writer.write(pt, media.au.arrival, media.time, media.au.data.clone()) {
             Ok(()) => true,
             Err(e) => {
@@ -553,6 +554,8 @@ mod tests {
         offers: Vec<String>,
         /// The tracks the last offer names.
         offered_tracks: Vec<SubscribedTrack>,
+        /// The audio level (RFC 6464) of each received audio packet.
+        audio_levels: Vec<Option<i8>>,
         closed: Option<String>,
     }
 
@@ -613,6 +616,7 @@ mod tests {
                 published: Vec::new(),
                 offers: Vec::new(),
                 offered_tracks: Vec::new(),
+                audio_levels: Vec::new(),
                 closed: None,
             });
             (n, acc.rejected_tracks)
@@ -636,6 +640,9 @@ mod tests {
                             Output::Event(Event::KeyframeRequest(_)) => leg.keyframe_requests += 1,
                             Output::Event(Event::MediaData(d)) => {
                                 let kind = leg.client.media(d.mid).unwrap().kind();
+                                if kind == MediaKind::Audio {
+                                    leg.audio_levels.push(d.ext_vals.audio_level);
+                                }
                                 leg.received.push((d.mid, kind, d.time.numer() as u32, d.data.to_vec()));
                             }
                             Output::Event(_) => {}
@@ -749,7 +756,7 @@ mod tests {
             let w = l.client.writer(mid).expect("writer");
             let pt = w.payload_params().find(|p| p.spec().codec == Codec::Opus).unwrap().pt();
             let time = MediaTime::new(ts as u64, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-            w.write(pt, self.now, time, Arc::<[u8]>::from(data)).expect("write");
+            w.audio_level(-30, true).write(pt, self.now, time, Arc::<[u8]>::from(data)).expect("write");
         }
     }
 
@@ -869,6 +876,7 @@ mod tests {
         };
         assert_eq!(got(&net.legs[b], MediaKind::Video), video_ts, "b gets a's video, RTP timestamps unchanged");
         assert_eq!(got(&net.legs[b], MediaKind::Audio), audio_ts, "b gets a's audio, RTP timestamps unchanged");
+        assert_eq!(net.legs[b].audio_levels, vec![Some(-30); 3], "with the publisher's audio level");
         let first_video = net.legs[b].received.iter().find(|r| r.1 == MediaKind::Video).unwrap();
         assert_eq!(first_video.3, keyframe(0), "payload intact");
         let tracks = &net.legs[b].offered_tracks;

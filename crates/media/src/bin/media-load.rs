@@ -17,6 +17,10 @@ use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
 use clap::Parser;
 
+#[path = "common/bench_util.rs"]
+mod bench_util;
+use bench_util::{cpu_seconds, percentile, rss_mib};
+
 #[derive(Parser, Debug)]
 #[command(about = "Publish K synthetic H.264 streams into a MediaHub and measure detection")]
 struct Args {
@@ -73,38 +77,6 @@ struct Args {
     /// Photos (in the test data folder) the streams cycle through.
     #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
     photos: Vec<String>,
-}
-
-/// Process CPU time (user + system) in seconds, from /proc/self/stat.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0) // USER_HZ is 100 on Linux
-}
-
-/// (current RSS, peak RSS) in MiB, from /proc/self/status.
-fn rss_mib() -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let get = |k: &str| {
-        s.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (get("VmRSS:"), get("VmHWM:"))
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
 }
 
 /// Per stream: RTP timestamp → when it was handed to the client.

@@ -1,0 +1,294 @@
+//! Forwarding bench (SFU): rooms of N str0m participants, each publishing one synthetic
+//! 640×480@30 H.264 stream (real photos, slight pan) and subscribing to everyone else on
+//! the same connection, through an in-process `MediaHub` over UDP on 127.0.0.1. The hub
+//! runs on its own thread (a current-thread runtime), so that thread's CPU time is the
+//! cost of forwarding (ICE/DTLS/SRTP, depacketise, packetise, RTCP); decoding and
+//! detection, when on, run on their own threads and count in the process CPU only.
+//!
+//! Per room size it reports forwarded tracks, frames/s and packets/s out of the hub,
+//! hub-thread CPU per forwarded track, delay from the publisher handing a frame to its
+//! str0m client to a subscriber's client having it whole (p50/p99), and frame loss.
+//!
+//! cargo run --release -p callsight-media --features testing --bin sfu-load -- --rooms 2,4,8,16
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use callsight_media::client::{Client, PendingClient};
+use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
+use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
+use callsight_vision::{Detector, DetectorConfig};
+use clap::Parser;
+use str0m::media::MediaKind;
+
+#[path = "common/bench_util.rs"]
+mod bench_util;
+use bench_util::{cpu_seconds, percentile, rss_mib, thread_cpu_seconds};
+
+#[derive(Parser, Debug)]
+#[command(about = "Rooms of N publishing + subscribing str0m participants through a MediaHub")]
+struct Args {
+    /// Room sizes to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
+    rooms: Vec<usize>,
+    /// Measured seconds per room (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Warm-up seconds per room (connect, renegotiate, first keyframes).
+    #[arg(long, default_value_t = 4.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 480)]
+    height: u32,
+    #[arg(long, default_value_t = 1_000_000)]
+    bitrate: u32,
+    /// Also decode and detect every camera (at --max-detect-fps).
+    #[arg(long)]
+    detect: bool,
+    #[arg(long, default_value_t = 2.0)]
+    max_detect_fps: f32,
+    #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
+    photos: Vec<String>,
+}
+
+type Clients = Arc<Mutex<HashMap<ParticipantKey, Arc<Client>>>>;
+
+/// RTP timestamp base of publisher `i`: far apart, so a received frame names its sender.
+fn base(i: usize) -> u32 {
+    (i as u32).wrapping_mul(200_000_000)
+}
+
+struct Row {
+    n: usize,
+    tracks: usize,
+    frames_out: f64,
+    packets_out: f64,
+    hub_cpu_pct: f64,
+    us_per_track: f64,
+    process_cpu_pct: f64,
+    p50: f64,
+    p99: f64,
+    loss_pct: f64,
+    rss: f64,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let args = Args::parse();
+    let detector = Arc::new(Detector::load(&DetectorConfig::default()).context("loading the detector")?);
+    let mut sources: Vec<Arc<Vec<EncodedFrame>>> = Vec::new();
+    for name in &args.photos {
+        let photo = load_test_photo(name)?;
+        let frames = encode_loop(&photo, args.width, args.height, (args.fps * 2.0) as usize, 8.0, args.bitrate)?;
+        sources.push(Arc::new(frames));
+    }
+    if sources.is_empty() {
+        bail!("no photos given");
+    }
+    let config = MediaConfig {
+        udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        max_detect_fps: args.max_detect_fps,
+        max_sessions: 64,
+        media_queue: 8192,
+        ..MediaConfig::default()
+    };
+    // The hub on its own thread: its CPU time is the forwarding cost.
+    let (hub_tx, hub_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("sfu-hub".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("hub runtime");
+        rt.block_on(async move {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as i64;
+            let hub = MediaHub::start(config, detector).await;
+            let _ = hub_tx.send((hub, tid));
+            std::future::pending::<()>().await;
+        });
+    })?;
+    let (hub, hub_tid) = hub_rx.recv()?;
+    let hub = hub?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // Server offers → the participant's client → its answer back to the hub.
+    let clients: Clients = Arc::default();
+    let mut offers = hub.offers().context("offers taken")?;
+    let (h, c) = (hub.clone(), clients.clone());
+    rt.spawn(async move {
+        while let Some(offer) = offers.recv().await {
+            // One task per offer: a stale one (its room is over) must not hold up the rest.
+            let (h, c) = (h.clone(), c.clone());
+            tokio::spawn(async move {
+                // The session may be up before `connect` returned and the client was listed.
+                let mut client = None;
+                for _ in 0..500 {
+                    client = c.lock().unwrap().get(&offer.key).cloned();
+                    if client.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let Some(client) = client else { return };
+                match client.accept_offer(&offer.sdp).await {
+                    Ok(answer) => {
+                        let _ = h.answer(offer.key.clone(), &answer).await;
+                    }
+                    Err(e) => eprintln!("offer refused: {e}"),
+                }
+            });
+        }
+    });
+    let mut rows = Vec::new();
+    for (round, &n) in args.rooms.iter().enumerate() {
+        rows.push(rt.block_on(run_room(&hub, hub_tid, &args, &sources, &clients, n, round))?);
+    }
+    println!();
+    println!(
+        "| N | detection | forwarded video tracks | frames/s out | packets/s out | hub thread CPU % | hub CPU µs per forwarded frame | process CPU % | delay p50 ms | delay p99 ms | loss % | RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} |",
+            r.n,
+            if args.detect { format!("on ({} fps)", args.max_detect_fps) } else { "off".into() },
+            r.tracks,
+            r.frames_out,
+            r.packets_out,
+            r.hub_cpu_pct,
+            r.us_per_track,
+            r.process_cpu_pct,
+            r.p50,
+            r.p99,
+            r.loss_pct,
+            r.rss
+        );
+    }
+    Ok(())
+}
+
+async fn run_room(
+    hub: &MediaHub,
+    hub_tid: i64,
+    args: &Args,
+    sources: &[Arc<Vec<EncodedFrame>>],
+    clients: &Clients,
+    n: usize,
+    round: usize,
+) -> Result<Row> {
+    let room = format!("bench-{round}");
+    let key = |i: usize| ParticipantKey { room: room.clone(), participant: format!("p{i}") };
+    let mut people = Vec::new();
+    for i in 0..n {
+        let pending = PendingClient::with_tracks(IpAddr::V4(Ipv4Addr::LOCALHOST), 1, false).await?;
+        let answer = hub.publish_and_subscribe(key(i), pending.offer(), args.detect).await?;
+        let client = Arc::new(pending.connect(&answer, Duration::from_secs(20)).await?);
+        clients.lock().unwrap().insert(key(i), client.clone());
+        people.push(client);
+    }
+    // Every publisher at --fps; the send instant of each frame is kept.
+    let sent: Arc<Mutex<HashMap<(usize, u32), Instant>>> = Arc::default();
+    let period = Duration::from_secs_f64(1.0 / args.fps);
+    let streams: Vec<_> = people
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (c, frames, sent) = (c.clone(), sources[i % sources.len()].clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                for k in 0u32.. {
+                    tick.tick().await;
+                    let ts = base(i).wrapping_add(k.wrapping_mul(3000));
+                    sent.lock().unwrap().insert((i, k), Instant::now());
+                    c.send_video(0, frames[k as usize % frames.len()].data.clone(), ts);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    for c in &people {
+        c.take_received();
+    }
+    let (cpu0, hub0, t0) = (cpu_seconds(), thread_cpu_seconds(hub_tid), Instant::now());
+    let first_k = sent.lock().unwrap().keys().filter(|(i, _)| *i == 0).map(|(_, k)| *k).max().unwrap_or(0);
+    let stats0 = hub.stats();
+    let mut delays = Vec::new();
+    let mut received = 0usize;
+    let mut bytes = 0usize;
+    let deadline = t0 + Duration::from_secs_f64(args.seconds);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        collect(&people, &sent, n, &mut delays, &mut received, &mut bytes);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (cpu1, hub1) = (cpu_seconds(), thread_cpu_seconds(hub_tid));
+    let last_k = sent.lock().unwrap().keys().filter(|(i, _)| *i == 0).map(|(_, k)| *k).max().unwrap_or(0);
+    for s in &streams {
+        s.abort();
+    }
+    // Frames sent in the window, each expected at every other participant.
+    let expected = (last_k.saturating_sub(first_k) as usize) * n * (n - 1);
+    let tracks = n * (n - 1);
+    let frames_out = received as f64 / elapsed;
+    // RTP packets of ≤1200 payload bytes per frame (str0m's H.264 packetiser, FU-A).
+    let packets_out = (bytes as f64 / 1150.0).max(received as f64) / elapsed;
+    let hub_cpu = hub1.zip(hub0).map_or(f64::NAN, |(b, a)| b - a);
+    let row = Row {
+        n,
+        tracks,
+        frames_out,
+        packets_out,
+        hub_cpu_pct: 100.0 * hub_cpu / elapsed,
+        us_per_track: 1e6 * hub_cpu / received.max(1) as f64,
+        process_cpu_pct: 100.0 * cpu1.zip(cpu0).map_or(f64::NAN, |(b, a)| b - a) / elapsed,
+        p50: percentile(&mut delays, 50.0),
+        p99: percentile(&mut delays, 99.0),
+        loss_pct: if expected > 0 { 100.0 * (1.0 - received as f64 / expected as f64).max(0.0) } else { f64::NAN },
+        rss: rss_mib().0,
+    };
+    let stats1 = hub.stats();
+    eprintln!(
+        "N={n}: {} frames received of ~{expected} expected; hub dropped {} datagrams; keyframe requests {}",
+        received,
+        stats1.datagrams_dropped - stats0.datagrams_dropped,
+        stats1.keyframe_requests - stats0.keyframe_requests
+    );
+    for i in 0..n {
+        hub.unpublish(&key(i));
+    }
+    clients.lock().unwrap().clear();
+    drop(people);
+    Ok(row)
+}
+
+/// Drains every client's received frames into delays (ms) and counts.
+fn collect(
+    people: &[Arc<Client>],
+    sent: &Mutex<HashMap<(usize, u32), Instant>>,
+    n: usize,
+    delays: &mut Vec<f64>,
+    received: &mut usize,
+    bytes: &mut usize,
+) {
+    let sent = sent.lock().unwrap();
+    for c in people {
+        for f in c.take_received() {
+            if f.kind != MediaKind::Video {
+                continue;
+            }
+            *received += 1;
+            *bytes += f.data.len();
+            let Some(i) = (0..n).find(|&i| f.rtp_timestamp.wrapping_sub(base(i)) < 150_000_000) else { continue };
+            let k = f.rtp_timestamp.wrapping_sub(base(i)) / 3000;
+            if let Some(at) = sent.get(&(i, k)) {
+                delays.push(f.at.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+}
