@@ -144,7 +144,11 @@ test('detections of both videos appear on both pages, synced to the frames', asy
       return self > 0 && remote > 0;
     };
     for (const [name, p] of [['A', a], ['B', b]]) {
-      await waitFor(() => listed(p), { timeoutMs: 45_000, message: `page ${name} to list "person" on both videos` });
+      await waitFor(() => listed(p), { timeoutMs: 45_000, message: `page ${name} to list "person" on both videos` }).catch(async (err) => {
+        const readouts = await p.evaluate(() => [...document.querySelectorAll('[data-peer]')].map((el) => `${el.dataset.peer}: ${el.querySelector('[data-testid=det-stats]')?.textContent} / ${el.querySelector('[data-testid=det-list]')?.textContent}`));
+        const stats = (await (await fetch(`${server.url}/healthz`)).json()).media?.stats;
+        throw new Error(`${err.message}; tiles: ${readouts.join(' | ')}; server: ${JSON.stringify(stats)}`);
+      });
     }
     const firstMs = Date.now() - connectedAt;
     // The class filter suggests the running detector's class names, served by the server.

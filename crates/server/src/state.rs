@@ -173,12 +173,7 @@ impl AppState {
                 }
                 Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
                 Output::Publish { conn, room, peer, sdp, subscribe, analyse } => {
-                    let Some(media) = &self.media else {
-                        let msg =
-                            ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
-                        s.send(conn, Outbound::Text(msg.to_json()));
-                        continue;
-                    };
+                    let Some(media) = self.media_for(s, conn) else { continue };
                     let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
                     let client = s.clients.get(&conn).copied().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
                     if let Err(why) = s.media_sessions.publishing(&key, client) {
@@ -210,12 +205,7 @@ impl AppState {
                     });
                 }
                 Output::Renegotiate { conn, room, peer, sdp, offer } => {
-                    let Some(media) = &self.media else {
-                        let msg =
-                            ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
-                        s.send(conn, Outbound::Text(msg.to_json()));
-                        continue;
-                    };
+                    let Some(media) = self.media_for(s, conn) else { continue };
                     let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
                     let (hub, state) = (&media.hub, self.clone());
                     // Answers and offers of one participant keep their order: the media
@@ -252,6 +242,15 @@ impl AppState {
             }
         }
         self.drop_overflowed(s);
+    }
+
+    /// The media leg, or `media-unavailable` sent to `conn` when the server runs without it.
+    fn media_for(&self, s: &mut Signaling, conn: ConnId) -> Option<&Media> {
+        if self.media.is_none() {
+            let msg = ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
+            s.send(conn, Outbound::Text(msg.to_json()));
+        }
+        self.media.as_ref()
     }
 
     /// Connections whose outbox overflowed leave the hub now (their peers hear

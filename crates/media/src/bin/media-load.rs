@@ -19,7 +19,7 @@ use clap::Parser;
 
 #[path = "common/bench_util.rs"]
 mod bench_util;
-use bench_util::{cpu_seconds, percentile, rss_mib};
+use bench_util::{cpu_seconds, percentile, rss_mib, StreamArgs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Publish K synthetic H.264 streams into a MediaHub and measure detection")]
@@ -33,13 +33,8 @@ struct Args {
     /// Warm-up seconds per K (connect, first keyframes, caches).
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
-    /// Sender frame rate.
-    #[arg(long, default_value_t = 30.0)]
-    fps: f64,
-    #[arg(long, default_value_t = 640)]
-    width: u32,
-    #[arg(long, default_value_t = 480)]
-    height: u32,
+    #[command(flatten)]
+    stream: StreamArgs,
     /// Detections per second per stream at most (MediaConfig::max_detect_fps; 0 = no cap).
     #[arg(long, default_value_t = 15.0)]
     max_detect_fps: f32,
@@ -128,9 +123,9 @@ async fn main() -> Result<()> {
     let mut sources: Vec<(Vec<EncodedFrame>, Vec<EncodedFrame>)> = Vec::new();
     for name in &args.photos {
         let photo = load_test_photo(name)?;
-        let n = (args.fps * 2.0) as usize;
-        let moving = encode_loop(&photo, args.width, args.height, n, 8.0, 1_500_000)?;
-        let still = encode_loop(&photo, args.width, args.height, n, 0.0, 1_500_000)?;
+        let n = (args.stream.fps * 2.0) as usize;
+        let moving = encode_loop(&photo, args.stream.width, args.stream.height, n, 8.0, 1_500_000)?;
+        let still = encode_loop(&photo, args.stream.width, args.stream.height, n, 0.0, 1_500_000)?;
         sources.push((moving, still));
     }
     if sources.is_empty() {
@@ -160,9 +155,9 @@ async fn main() -> Result<()> {
         info.threads,
         info.model,
         info.input_size,
-        args.width,
-        args.height,
-        args.fps,
+        args.stream.width,
+        args.stream.height,
+        args.stream.fps,
         args.max_detect_fps,
         if args.no_motion_gate { "off" } else { "on" },
         if args.no_tracking { "off" } else { "on" },
@@ -230,14 +225,14 @@ async fn run_k(
 
     // Senders: one task per stream, paced by a tokio interval.
     let logs: Vec<SendLog> = (0..k).map(|_| SendLog::default()).collect();
-    let period = Duration::from_secs_f64(1.0 / args.fps);
+    let period = Duration::from_secs_f64(1.0 / args.stream.fps);
     let mut tasks = Vec::new();
     for (i, p) in publishers.iter().enumerate() {
         let (moving, standing) = &sources[i % sources.len()];
         let frames = if i < still { standing.clone() } else { moving.clone() };
         let log = logs[i].clone();
         let p = p.clone();
-        let ticks = (90_000.0 / args.fps) as u32;
+        let ticks = (90_000.0 / args.stream.fps) as u32;
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

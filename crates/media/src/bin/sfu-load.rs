@@ -26,7 +26,7 @@ use str0m::media::MediaKind;
 
 #[path = "common/bench_util.rs"]
 mod bench_util;
-use bench_util::{cpu_seconds, percentile, rss_mib, thread_cpu_seconds};
+use bench_util::{cpu_seconds, percentile, rss_mib, thread_cpu_seconds, StreamArgs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rooms of N publishing + subscribing str0m participants through a MediaHub")]
@@ -40,12 +40,8 @@ struct Args {
     /// Warm-up seconds per room (connect, renegotiate, first keyframes).
     #[arg(long, default_value_t = 4.0)]
     warmup: f64,
-    #[arg(long, default_value_t = 30.0)]
-    fps: f64,
-    #[arg(long, default_value_t = 640)]
-    width: u32,
-    #[arg(long, default_value_t = 480)]
-    height: u32,
+    #[command(flatten)]
+    stream: StreamArgs,
     #[arg(long, default_value_t = 1_000_000)]
     bitrate: u32,
     /// Also decode and detect every camera (at --max-detect-fps).
@@ -87,7 +83,14 @@ fn main() -> Result<()> {
     let mut sources: Vec<Arc<Vec<EncodedFrame>>> = Vec::new();
     for name in &args.photos {
         let photo = load_test_photo(name)?;
-        let frames = encode_loop(&photo, args.width, args.height, (args.fps * 2.0) as usize, 8.0, args.bitrate)?;
+        let frames = encode_loop(
+            &photo,
+            args.stream.width,
+            args.stream.height,
+            (args.stream.fps * 2.0) as usize,
+            8.0,
+            args.bitrate,
+        )?;
         sources.push(Arc::new(frames));
     }
     if sources.is_empty() {
@@ -194,7 +197,7 @@ async fn run_room(
     }
     // Every publisher at --fps; the send instant of each frame is kept.
     let sent: Arc<Mutex<HashMap<(usize, u32), Instant>>> = Arc::default();
-    let period = Duration::from_secs_f64(1.0 / args.fps);
+    let period = Duration::from_secs_f64(1.0 / args.stream.fps);
     let streams: Vec<_> = people
         .iter()
         .enumerate()

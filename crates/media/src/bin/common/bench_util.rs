@@ -1,6 +1,18 @@
 //! Measuring helpers shared by the media benches (`media-load`, `sfu-load`).
 #![allow(dead_code)]
 
+/// The synthetic stream every publisher sends.
+#[derive(clap::Args, Debug)]
+pub struct StreamArgs {
+    /// Sender frame rate.
+    #[arg(long, default_value_t = 30.0)]
+    pub fps: f64,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+}
+
 /// Process CPU time (user + system) in seconds, from /proc/self/stat.
 pub fn cpu_seconds() -> Option<f64> {
     stat_cpu_seconds("/proc/self/stat")
