@@ -14,12 +14,14 @@
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::time::Instant;
 
 use callsight_vision::MotionVerdict;
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
 use crate::contain::contain;
+use crate::metrics::{MediaMetrics, Stage};
 use crate::sps::{check_access_unit, SpsLimits};
 use crate::stats::Counters;
 use crate::types::{AccessUnit as Au, Frame, FrameSink};
@@ -29,6 +31,7 @@ pub(crate) struct DecoderCtx {
     pub track_id: u64,
     pub sink: Arc<dyn FrameSink>,
     pub counters: Arc<Counters>,
+    pub metrics: Arc<MediaMetrics>,
     pub max_pixels: usize,
     pub max_dimension: usize,
     /// What an SPS may ask of the decoder.
@@ -95,11 +98,14 @@ fn run(ctx: DecoderCtx, rx: Receiver<Au>) {
             }
         }
         // openh264 is C behind a thin wrapper: never let a panic in it kill the track.
+        let started = Instant::now();
+        ctx.metrics.observe(Stage::Receive, started.saturating_duration_since(au.arrival));
         let outcome = contain(|| match dec.decode(&au.data) {
             Ok(Some(yuv)) => Ok(Some(copy_frame(&yuv, &au, &ctx))),
             Ok(None) => Ok(None),
             Err(e) => Err(e.to_string()),
         });
+        ctx.metrics.observe(Stage::Decode, started.elapsed());
         match outcome {
             Ok(Ok(Some(Some(frame)))) => {
                 Counters::inc(&ctx.counters.decoded);
@@ -164,6 +170,7 @@ fn copy_frame(yuv: &impl YUVSource, au: &Au, ctx: &DecoderCtx) -> Option<Frame> 
         rtp_time: au.rtp_time,
         capture_time: au.capture_time,
         arrival: au.arrival,
+        decoded: Instant::now(),
         motion: MotionVerdict::Changed,
     })
 }

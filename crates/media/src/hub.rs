@@ -15,6 +15,7 @@ use crate::decode::{self, DecoderCtx};
 use crate::driver::{self, Command};
 use crate::error::MediaError;
 use crate::gate::MotionStage;
+use crate::metrics::MediaMetrics;
 use crate::scheduler::{DetectPlan, Scheduler};
 use crate::stats::Counters;
 use crate::types::{
@@ -28,6 +29,7 @@ struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<Arc<DetectionEvent>>,
     counters: Arc<Counters>,
+    metrics: Arc<MediaMetrics>,
     scheduler: Arc<Scheduler>,
     lifecycle: watch::Receiver<u64>,
     local_addrs: Vec<SocketAddr>,
@@ -53,6 +55,7 @@ struct DecodeThenDetect {
     sink: Arc<Scheduler>,
     motion: Option<callsight_vision::MotionConfig>,
     counters: Arc<Counters>,
+    metrics: Arc<MediaMetrics>,
     lifecycle: Arc<watch::Sender<u64>>,
     max_pixels: usize,
     max_dimension: usize,
@@ -78,6 +81,7 @@ impl TrackStages for DecodeThenDetect {
             track_id,
             sink: sink.clone(),
             counters: self.counters.clone(),
+            metrics: self.metrics.clone(),
             max_pixels: self.max_pixels,
             max_dimension: self.max_dimension,
             sps_limits: self.sps_limits.clone(),
@@ -111,6 +115,7 @@ impl MediaHub {
             }
         }
         let counters = Arc::new(Counters::default());
+        let metrics = Arc::new(MediaMetrics::new(counters.clone()));
         let (events, _) = broadcast::channel(256);
         // The detector knows how many inferences it can run at once without
         // oversubscribing the cores (onnxruntime: sessions × intra-op threads).
@@ -123,13 +128,14 @@ impl MediaHub {
             opts: config.detect.clone(),
             tracking: config.tracking.clone(),
         };
-        let scheduler = Scheduler::start(plan, detector, counters.clone(), events.clone())?;
+        let scheduler = Scheduler::start(plan, detector, counters.clone(), metrics.clone(), events.clone())?;
         let (lifecycle_tx, lifecycle) = watch::channel(0u64);
         let lifecycle_tx = Arc::new(lifecycle_tx);
         let stages = DecodeThenDetect {
             sink: scheduler.clone(),
             motion: config.motion.clone(),
             counters: counters.clone(),
+            metrics: metrics.clone(),
             lifecycle: lifecycle_tx.clone(),
             max_pixels: config.max_pixels,
             max_dimension: config.max_dimension,
@@ -142,7 +148,9 @@ impl MediaHub {
             driver::start(config, counters.clone(), Box::new(stages), lifecycle_tx, offers_tx).await?;
         tracing::info!(?local_addrs, workers, "media hub started");
         let offers = std::sync::Mutex::new(Some(offers));
-        Ok(MediaHub { inner: Arc::new(Inner { cmd, events, counters, scheduler, lifecycle, local_addrs, offers }) })
+        Ok(MediaHub {
+            inner: Arc::new(Inner { cmd, events, counters, metrics, scheduler, lifecycle, local_addrs, offers }),
+        })
     }
 
     /// Accepts a publish offer (H.264 video, Opus audio) from `key` (replacing that
@@ -249,6 +257,11 @@ impl MediaHub {
             latency_p50_ms: p50,
             latency_p95_ms: p95,
         }
+    }
+
+    /// The Prometheus metrics (register them once with [`MediaMetrics::register`]).
+    pub fn metrics(&self) -> Arc<MediaMetrics> {
+        self.inner.metrics.clone()
     }
 
     /// The UDP addresses the hub listens on (one port, one socket per candidate IP).

@@ -18,6 +18,8 @@
 //!   (sans-IO: latest frame wins, changed pictures first, none starves, fps cap) and each
 //!   track's tracker through `tracking` (detections → wire objects with `track_id`).
 //!   → queue, tracking, types, stats.
+//! - `metrics`: [`MediaMetrics`], the Prometheus metrics (`prometheus-client`): stage
+//!   latency histograms, per-track frame outcomes (bounded labels), the counters.
 //! - `hub`: [`MediaHub`], the public entry point and the only module that wires the
 //!   stages together.
 //! - leaves: `capture` (sender capture time per frame), `offer` (SDP offer edits),
@@ -35,6 +37,7 @@ pub mod error;
 mod gate;
 pub mod h264;
 mod hub;
+pub mod metrics;
 mod offer;
 mod queue;
 mod scheduler;
@@ -52,4 +55,5 @@ pub mod synth;
 
 pub use error::MediaError;
 pub use hub::MediaHub;
+pub use metrics::{MediaMetrics, Stage};
 pub use types::{DetectionEvent, MediaConfig, MediaStats, ParticipantKey, ServerOffer, ABS_CAPTURE_TIME_ID};

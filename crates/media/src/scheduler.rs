@@ -15,6 +15,7 @@ use callsight_vision::{DetectOptions, Detector, Tracker, TrackerConfig};
 use tokio::sync::broadcast;
 
 use crate::error::MediaError;
+use crate::metrics::{MediaMetrics, Outcome, Stage};
 use crate::queue::{Pick, ServeQueue, Submitted};
 use crate::stats::Counters;
 use crate::tracking;
@@ -25,6 +26,8 @@ struct TrackCtx {
     meta: TrackMeta,
     /// Taken by the worker that serves the track (one at a time), then put back.
     tracker: Option<Tracker>,
+    /// Its label in the metrics.
+    slot: u32,
 }
 
 struct State {
@@ -51,11 +54,13 @@ pub(crate) struct Scheduler {
     workers: usize,
     tracking: Option<TrackerConfig>,
     counters: Arc<Counters>,
+    metrics: Arc<MediaMetrics>,
 }
 
 /// A job handed to a worker.
 struct Job {
     id: u64,
+    slot: u32,
     meta: TrackMeta,
     frame: Frame,
     tracker: Option<Tracker>,
@@ -66,6 +71,7 @@ impl Scheduler {
         plan: DetectPlan,
         detector: Arc<Detector>,
         counters: Arc<Counters>,
+        metrics: Arc<MediaMetrics>,
         events: broadcast::Sender<Arc<DetectionEvent>>,
     ) -> Result<Arc<Scheduler>, MediaError> {
         let min_interval = if plan.max_fps > 0.0 && plan.max_fps.is_finite() {
@@ -83,6 +89,7 @@ impl Scheduler {
             workers: plan.workers,
             tracking: plan.tracking.clone(),
             counters,
+            metrics,
         });
         let run_opts = tracking::detector_options(&plan.opts, plan.tracking.as_ref());
         let min_score = plan.opts.score_threshold;
@@ -133,7 +140,8 @@ impl Scheduler {
                         continue;
                     };
                     let tracker = ctx.tracker.take();
-                    return Some(Job { id: track, meta: ctx.meta.clone(), frame, tracker });
+                    self.metrics.observe(Stage::Queue, now.saturating_duration_since(frame.decoded));
+                    return Some(Job { id: track, slot: ctx.slot, meta: ctx.meta.clone(), frame, tracker });
                 }
                 Pick::WaitUntil(t) => {
                     self.wake.wait_timeout(st, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0
@@ -168,7 +176,8 @@ impl Scheduler {
         min_score: f32,
         events: &broadcast::Sender<Arc<DetectionEvent>>,
     ) {
-        while let Some(Job { id, meta, frame, mut tracker }) = self.next_job() {
+        while let Some(Job { id, slot, meta, frame, mut tracker }) = self.next_job() {
+            let started = Instant::now();
             let result = detector.detect_i420(&frame.i420(), opts);
             let result = match result {
                 Ok(r) => r,
@@ -180,11 +189,14 @@ impl Scheduler {
                 }
             };
             let detections = tracking::objects(tracker.as_mut(), result.detections, frame.rtp_ms(), min_score);
+            self.metrics.observe(Stage::Inference, started.elapsed());
             // The publisher may have left while we were busy: its results go nowhere.
             if !self.finish(id, tracker) {
                 continue;
             }
             Counters::inc(&self.counters.detected);
+            self.metrics.frame(slot, Outcome::Detected);
+            self.metrics.objects(slot, detections.len());
             let event = Arc::new(DetectionEvent {
                 room: meta.room,
                 result: TrackDetections {
@@ -197,6 +209,7 @@ impl Scheduler {
                     inference_ms: result.inference_ms,
                     detections,
                 },
+                ready: Instant::now(),
             });
             // Recorded just before sending, so stats() agrees with what receivers saw.
             self.counters.record_latency(frame.arrival.elapsed().as_secs_f32() * 1000.0);
@@ -209,9 +222,10 @@ impl Scheduler {
 impl FrameSink for Scheduler {
     fn open(&self, id: u64, meta: TrackMeta) {
         let tracker = self.tracking.clone().map(Tracker::new);
+        let slot = self.metrics.open_track();
         let mut st = self.lock();
         st.queue.open(id, Instant::now());
-        st.tracks.insert(id, TrackCtx { meta, tracker });
+        st.tracks.insert(id, TrackCtx { meta, tracker, slot });
     }
 
     /// Hands the newest decoded frame of a track over; an undetected older one is dropped.
@@ -219,17 +233,28 @@ impl FrameSink for Scheduler {
         let verdict = frame.motion;
         let mut st = self.lock();
         let submitted = st.queue.submit(id, frame, verdict, Instant::now());
+        let slot = st.tracks.get(&id).map(|t| t.slot);
         drop(st);
         match submitted {
             Submitted::Queued => self.wake.notify_one(),
             Submitted::Replaced | Submitted::Unknown => Counters::inc(&self.counters.dropped),
             Submitted::Gated => Counters::inc(&self.counters.gated),
         }
+        let outcome = match submitted {
+            Submitted::Replaced => Some(Outcome::Skipped),
+            Submitted::Gated => Some(Outcome::Gated),
+            Submitted::Queued | Submitted::Unknown => None,
+        };
+        if let (Some(slot), Some(outcome)) = (slot, outcome) {
+            self.metrics.frame(slot, outcome);
+        }
     }
 
     fn close(&self, id: u64) {
         let mut st = self.lock();
-        st.tracks.remove(&id);
+        if let Some(ctx) = st.tracks.remove(&id) {
+            self.metrics.close_track(ctx.slot);
+        }
         if st.queue.close(id) {
             Counters::inc(&self.counters.dropped);
         }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 /// How many recent frame latencies the percentiles are taken over.
 const LATENCY_WINDOW: usize = 512;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub received: AtomicU64,
     pub decoded: AtomicU64,

@@ -121,6 +121,8 @@ pub struct DetectionEvent {
     pub room: String,
     /// What the room's participants receive, as the wire carries it.
     pub result: TrackDetections,
+    /// When the result was ready: the send stage (`metrics::Stage::Send`) starts here.
+    pub ready: Instant,
 }
 
 /// Counters since start; latency = frame arrival (first packet) → event sent.
@@ -194,6 +196,8 @@ pub(crate) struct Frame {
     pub rtp_time: u64,
     pub capture_time: Option<f64>,
     pub arrival: Instant,
+    /// When decoding finished: the queue stage starts here.
+    pub decoded: Instant,
     /// The motion gate's verdict (`Changed` when there is no gate).
     pub motion: MotionVerdict,
 }

@@ -1,4 +1,4 @@
-//! The HTTP surface: the embedded web client, `/api/config`, `/api/labels`, `/healthz` and `/ws`.
+//! The HTTP surface: the embedded web client, `/api/config`, `/api/labels`, `/healthz`, `/metrics` and `/ws`.
 
 use crate::connections::Slot;
 use crate::serve::ConnectionSlot;
@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/config", get(config))
         .route("/api/labels", get(labels))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .fallback(get(asset))
         .with_state(state)
@@ -113,6 +114,18 @@ async fn healthz(
     Json(
         json!({ "status": "ok", "connections": connections, "rooms": rooms, "media": media, "stun": state.stun.as_deref() }),
     )
+}
+
+/// Prometheus metrics, for the callers that may see `/healthz`'s details.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !may_see_details(peer, &headers, state.health_key.as_deref()) {
+        return (StatusCode::FORBIDDEN, "metrics are for local callers or the health key\n").into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode()).into_response()
 }
 
 fn may_see_details(peer: SocketAddr, headers: &HeaderMap, key: Option<&[u8]>) -> bool {

@@ -29,6 +29,7 @@ pub mod headers;
 pub mod http;
 pub mod ice;
 pub mod media_sessions;
+pub mod metrics;
 pub mod outbox;
 pub mod secrets;
 pub mod serve;

@@ -36,6 +36,8 @@ pub struct AppState {
     pub media: Option<Media>,
     /// The STUN server's counters, when it runs.
     pub stun: Option<Arc<crate::stun::StunCounters>>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
 }
 
 /// Who gets what: ICE servers (with TURN credentials), `/healthz` details, rooms.
@@ -94,6 +96,7 @@ impl AppState {
             health_key,
             hsts: args.tls_cert.is_some(),
             ice,
+            metrics: Arc::new(crate::metrics::ServerMetrics::new(media.as_ref().map(|m| &m.hub))),
             media,
             stun,
         }
@@ -309,6 +312,10 @@ impl AppState {
             s.send(conn, Outbound::Text(text.clone()));
         }
         self.drop_overflowed(&mut s);
+        drop(s);
+        if let Some(m) = &self.media {
+            m.hub.metrics().observe(callsight_media::Stage::Send, event.ready.elapsed());
+        }
     }
 }
 

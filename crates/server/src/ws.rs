@@ -2,6 +2,7 @@
 //! connections whose peer went silent (a dead tab on a dead network never sends a FIN).
 
 use crate::connections::Slot;
+use crate::metrics::Direction;
 use crate::outbox::{outbox, Outbound};
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -24,6 +25,7 @@ pub async fn serve_socket(
     _slots: Vec<Arc<Slot>>,
     host: Option<String>,
 ) {
+    let _counted = state.metrics.ws_connection();
     let (tx, mut outbox) = outbox(state.max_outbox_bytes);
     let conn = state.connect(tx, client, host);
     tracing::debug!(conn = conn.0, "websocket open");
@@ -51,7 +53,10 @@ pub async fn serve_socket(
                         paused_until = Some(tokio::time::Instant::now() + wait);
                     }
                     match frame {
-                        Message::Text(text) => state.on_message(conn, text.as_str()),
+                        Message::Text(text) => {
+                            state.metrics.ws_message(Direction::In);
+                            state.on_message(conn, text.as_str())
+                        }
                         Message::Binary(_) => state.on_message(conn, "<binary frame>"),
                         Message::Close(_) => break "closed by peer".to_owned(),
                         Message::Ping(_) | Message::Pong(_) => {}
@@ -60,6 +65,7 @@ pub async fn serve_socket(
             },
             out = outbox.recv() => match out {
                 Some(Outbound::Text(text)) => {
+                    state.metrics.ws_message(Direction::Out);
                     if let Err(e) = send(&mut sink, Message::Text(text.into()), &state).await {
                         break e;
                     }

@@ -3,7 +3,7 @@
 //! on each pass; the real decoder, motion gate, detector and tracker run in the server,
 //! and the room receives `detections` whose bus keeps one `track_id` from result to
 //! result, coasts (`predicted`) through the frames where it is gone, and comes back
-//! under the same id.
+//! under the same id. Then `/metrics` is scraped and must account for that run.
 //!
 //! Needs `test-data/bus.jpg` (scripts/fetch-test-data.sh).
 
@@ -122,5 +122,28 @@ async fn a_moving_object_keeps_its_track_id_through_a_missed_detection() {
         }
         last = bus.or(last);
     }
+
+    // The same run seen through /metrics (Prometheus text, scraped as a local caller).
+    let metrics = http_get(addr, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let value = |series: &str| -> f64 {
+        let line =
+            metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line {line}"))
+    };
+    for stage in ["receive", "decode", "queue", "inference", "send"] {
+        let n = value(&format!("callsight_media_stage_latency_seconds_count{{stage=\"{stage}\"}}"));
+        assert!(n >= results as f64 || stage == "send", "{stage}: {n} observations for {results} results");
+        assert!(n >= 1.0, "{stage}: {n}");
+    }
+    // One published track: slot 0; every result came from a detected frame.
+    let detected = value("callsight_media_track_frames_total{track=\"0\",outcome=\"detected\"}");
+    assert!(detected >= results as f64, "{detected} detected frames for {results} results");
+    assert!(value("callsight_media_track_objects_total{track=\"0\"}") >= pairs as f64);
+    assert_eq!(value("callsight_media_sessions"), 1.0);
+    assert_eq!(value("callsight_ws_connections"), 1.0);
+    assert!(value("callsight_ws_messages_total{direction=\"in\"}") >= 2.0, "join + publish");
+    assert!(value("callsight_ws_messages_total{direction=\"out\"}") >= results as f64 + 2.0);
+    assert_eq!(value("callsight_media_decode_errors_total"), 0.0);
     streamer.abort();
 }
