@@ -1,16 +1,23 @@
-//! The server's media leg: browsers (or any WebRTC peer) publish H.264 video to the
-//! server, which decodes it and runs the detector on the newest frame of every track.
+//! The server's media leg: browsers (or any WebRTC peer) publish H.264 video and Opus
+//! audio to the server, which forwards every track to the room's other subscribers (an
+//! SFU: publisher's RTP timestamps unchanged) and, where the participant allows it,
+//! decodes the video and runs the detector on the newest frame of every track.
 //!
 //! Module map (arrows = imports; no module imports its importer):
 //! - `types`: keys ([`ParticipantKey`]), [`MediaConfig`], [`DetectionEvent`],
 //!   [`MediaStats`], the units between stages (access units, frames) and the stage
 //!   interfaces (`FrameSink`, `TrackStages`). A leaf.
 //! - `session`: `Session`, one participant's str0m `Rtc` and its behaviour, sans-IO
-//!   (`handle_input` / `poll_output`). → types, capture, offer, contain.
+//!   (`handle_input` / `poll_output`): what it publishes, what it subscribes to (added
+//!   and stopped by server offers, one at a time; the server is the polite side of
+//!   perfect negotiation), frame-level forwarding, keyframe requests both ways.
+//!   → types, capture, offer, contain.
 //! - `udp`: sockets; routes each datagram on the socket task (known session / new-session
 //!   STUN / junk) before anything is queued. → stats, error.
 //! - `driver`: the task that feeds routed datagrams, timeouts and commands to sessions
-//!   and carries their outputs out. → session, udp, types, contain.
+//!   and carries their outputs out: datagrams to the sockets, published frames to the
+//!   room's other sessions and (analysed video) to the track's stages, subscribers'
+//!   keyframe requests to the publisher, offers to signalling. → session, udp, types, contain.
 //! - `decode`: one openh264 decoder thread per track, frames out to a `FrameSink`.
 //! - `gate`: the motion stage, a `FrameSink` per track in front of the scheduler
 //!   (`callsight_vision::MotionGate` on each decoded frame). → types.
@@ -26,8 +33,9 @@
 //!   `contain` (panic containment), `stats` (counters), `h264` (Annex-B helpers),
 //!   `sps` (the decoder-bomb guard: each SPS parsed with `h264-reader` and checked),
 //!   `error` ([`MediaError`]).
-//! - with the `testing` feature: `client` (a str0m publishing peer) and `synth`
-//!   (synthetic H.264 from real photos), for tests and `media-load`.
+//! - with the `testing` feature: `client` (a str0m participant: publishes, answers server
+//!   offers, records what it receives) and `synth` (synthetic H.264 from real photos),
+//!   for tests and the `media-load` / `sfu-load` benches.
 
 mod capture;
 mod contain;
