@@ -429,10 +429,16 @@ impl Session {
 
     /// The participant's answer to our last offer.
     pub(crate) fn accept_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+        if sdp.len() > self.max_offer_bytes {
+            return Err(MediaError::BadOffer(format!("{} bytes, limit {}", sdp.len(), self.max_offer_bytes)));
+        }
         let Some(pending) = self.pending.take() else {
             return Err(MediaError::Rejected("no offer is waiting for an answer".into()));
         };
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadOffer(e.to_string()));
+        // SDP comes from the network: a parser panic must become an error, not a crash.
+        let answer = contain(|| SdpAnswer::from_sdp_string(sdp))
+            .map_err(|_| MediaError::BadOffer("unparseable SDP".into()))
+            .and_then(|a| a.map_err(|e| MediaError::BadOffer(e.to_string())));
         let accepted = answer.and_then(|a| {
             self.rtc.sdp_api().accept_answer(pending, a).map_err(|e| MediaError::Rejected(e.to_string()))
         });

@@ -50,7 +50,7 @@ pub struct MediaConfig {
     pub stun_queue: usize,
     /// Keyframe requests per track at most once per this interval.
     pub keyframe_interval: Duration,
-    /// Largest SDP offer accepted, in bytes.
+    /// Largest SDP offer or answer accepted from a participant, in bytes.
     pub max_offer_bytes: usize,
     /// Options handed to the detector for every frame.
     pub detect: DetectOptions,
