@@ -20,6 +20,12 @@ command -v cc >/dev/null || missing+=(build-essential)
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; } || missing+=(python3 python3-venv)
 command -v turnserver >/dev/null || missing+=(coturn)
 command -v ip >/dev/null || missing+=(iproute2)
+# The WHIP interop test drives GStreamer's webrtcbin from Python (scripts/gst-whip-publish.py).
+{ /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' 2>/dev/null \
+  && gst-inspect-1.0 webrtcbin >/dev/null 2>&1 && gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+  && gst-inspect-1.0 nicesrc >/dev/null 2>&1; } \
+  || missing+=(python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-tools \
+     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::Input;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::contain::contain;
 use crate::error::MediaError;
@@ -96,6 +96,9 @@ pub(crate) struct Driver {
     /// Sessions that panicked while another session's output was applied to them.
     doomed: Vec<u64>,
     offers: mpsc::Sender<ServerOffer>,
+    /// The key of every session that ends (for owners of sessions without a signalling
+    /// connection, e.g. WHIP, which end their participant then).
+    closed: broadcast::Sender<ParticipantKey>,
 }
 
 /// Binds the sockets and spawns the driver; returns its command channel and addresses.
@@ -105,6 +108,7 @@ pub(crate) async fn start(
     stages: Box<dyn TrackStages>,
     lifecycle: Arc<watch::Sender<u64>>,
     offers: mpsc::Sender<ServerOffer>,
+    closed: broadcast::Sender<ParticipantKey>,
 ) -> Result<(mpsc::UnboundedSender<Command>, Vec<std::net::SocketAddr>), MediaError> {
     // str0m needs a process-wide crypto provider; installing it twice is harmless.
     str0m::crypto::from_feature_flags().install_process_default();
@@ -134,6 +138,7 @@ pub(crate) async fn start(
         dirty: Vec::new(),
         doomed: Vec::new(),
         offers,
+        closed,
     };
     tokio::spawn(driver.run(cmd_rx, inbound));
     Ok((cmd_tx, local_addrs))
@@ -330,6 +335,7 @@ impl Driver {
         self.counters.sessions.fetch_sub(1, Relaxed);
         self.bump();
         tracing::info!(room = %callsight_signal::redact::room_tag(&key.room), participant = %key.participant, "media session closed: {why}");
+        let _ = self.closed.send(key);
     }
 
     fn datagram(&mut self, d: Datagram) {

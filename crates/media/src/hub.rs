@@ -24,6 +24,8 @@ use crate::types::{
 
 /// Server offers waiting for the signalling side (beyond: dropped with a warning).
 const OFFER_QUEUE: usize = 1024;
+/// Ended sessions' keys a slow reader of [`MediaHub::closed_sessions`] may lag behind.
+const CLOSED_QUEUE: usize = 1024;
 
 struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
@@ -34,6 +36,7 @@ struct Inner {
     lifecycle: watch::Receiver<u64>,
     local_addrs: Vec<SocketAddr>,
     offers: std::sync::Mutex<Option<mpsc::Receiver<ServerOffer>>>,
+    closed: broadcast::Sender<ParticipantKey>,
 }
 
 impl Drop for Inner {
@@ -144,12 +147,23 @@ impl MediaHub {
             next_track: 0,
         };
         let (offers_tx, offers) = mpsc::channel(OFFER_QUEUE);
+        let (closed, _) = broadcast::channel(CLOSED_QUEUE);
         let (cmd, local_addrs) =
-            driver::start(config, counters.clone(), Box::new(stages), lifecycle_tx, offers_tx).await?;
+            driver::start(config, counters.clone(), Box::new(stages), lifecycle_tx, offers_tx, closed.clone()).await?;
         tracing::info!(?local_addrs, workers, "media hub started");
         let offers = std::sync::Mutex::new(Some(offers));
         Ok(MediaHub {
-            inner: Arc::new(Inner { cmd, events, counters, metrics, scheduler, lifecycle, local_addrs, offers }),
+            inner: Arc::new(Inner {
+                cmd,
+                events,
+                counters,
+                metrics,
+                scheduler,
+                lifecycle,
+                local_addrs,
+                offers,
+                closed,
+            }),
         })
     }
 
@@ -224,6 +238,12 @@ impl MediaHub {
     /// Participant left: its session, decoders and pending frames are freed.
     pub fn unpublish(&self, key: &ParticipantKey) {
         let _ = self.inner.cmd.send(Command::Unpublish { key: key.clone() });
+    }
+
+    /// The key of every media session that ends (unpublished, idle, ICE/DTLS failed,
+    /// replaced, panicked), as it ends.
+    pub fn closed_sessions(&self) -> broadcast::Receiver<ParticipantKey> {
+        self.inner.closed.subscribe()
     }
 
     /// Detection results of every track, in the order they were computed.

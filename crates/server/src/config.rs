@@ -185,6 +185,8 @@ pub struct ServeArgs {
     pub max_dpb_mib: u64,
     #[command(flatten)]
     pub detector: DetectorArgs,
+    #[command(flatten)]
+    pub whip: crate::whip::WhipArgs,
 }
 
 /// An IP network (`10.0.0.0/8`) or a single address (`127.0.0.1`).

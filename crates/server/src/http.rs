@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
+        .merge(crate::whip::routes(&state))
         .fallback(get(asset))
         .with_state(state)
         .layer(axum::middleware::map_response_with_state(hsts, crate::headers::secure))

@@ -4,6 +4,7 @@
 //! - [`serve`]: the accept loop: connection caps, TLS and header-read deadlines, HTTP/1.1.
 //! - [`connections`]: connection caps in total and per client address; trusted proxies.
 //! - [`http`]: the axum router: embedded web client, `/api/config`, `/healthz`, `/ws`.
+//! - [`whip`]: WHIP ingest (`/whip/{room}`): an encoder publishes as a participant of its own.
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
 //! - [`media_sessions`]: media session caps per room/address; publish/unpublish order.
 //! - [`outbox`]: each connection's write queue, bounded in bytes.
@@ -41,6 +42,7 @@ pub mod tls;
 pub mod token;
 pub mod token_cmd;
 pub mod turn;
+pub mod whip;
 pub mod ws;
 
 pub use config::ServeArgs;

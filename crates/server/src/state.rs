@@ -38,6 +38,8 @@ pub struct AppState {
     pub stun: Option<Arc<crate::stun::StunCounters>>,
     /// What `/metrics` shows.
     pub metrics: Arc<crate::metrics::ServerMetrics>,
+    /// WHIP ingest sessions (participants without a WebSocket).
+    pub whip: crate::whip::Whip,
 }
 
 /// Who gets what: ICE servers (with TURN credentials), `/healthz` details, rooms.
@@ -78,7 +80,7 @@ impl AppState {
         AppState {
             signaling: Mutex::new(Signaling {
                 hub: Hub::new(args.limits(), Box::<MemoryRoomStore>::default())
-                    .with_resume_key(resume_key, Instant::now())
+                    .with_resume_key(resume_key.clone(), Instant::now())
                     .with_admission(rooms),
                 outboxes: HashMap::new(),
                 clients: HashMap::new(),
@@ -98,6 +100,7 @@ impl AppState {
             ice,
             metrics: Arc::new(crate::metrics::ServerMetrics::new(media.as_ref().map(|m| &m.hub))),
             media,
+            whip: crate::whip::Whip::new(&args.whip, args.require_token, &resume_key),
             stun,
         }
     }
@@ -149,6 +152,13 @@ impl AppState {
         self.apply(&mut s, out);
     }
 
+    /// A message of a participant without a WebSocket (WHIP), already parsed.
+    pub fn handle_client(self: &Arc<Self>, conn: ConnId, msg: callsight_signal::ClientMessage) {
+        let mut s = self.lock();
+        let out = s.hub.handle(conn, Ok(msg), Instant::now());
+        self.apply(&mut s, out);
+    }
+
     pub fn disconnect(self: &Arc<Self>, conn: ConnId) {
         let mut s = self.lock();
         let out = s.hub.disconnect(conn, Instant::now());
@@ -167,10 +177,11 @@ impl AppState {
         for output in outputs {
             match output {
                 Output::Send { to, mut msg } => {
-                    if let ServerMessage::Joined { room, id, ice_servers, .. } = &mut msg {
+                    if let ServerMessage::Joined { room, id, ice_servers, ingest_key, .. } = &mut msg {
                         tracing::info!(room = %redact::room_tag(room), participant = %id, "joined");
                         let host = s.hosts.get(&to).map(String::as_str);
                         *ice_servers = self.ice.for_participant(id.as_str(), host, SystemTime::now());
+                        *ingest_key = self.whip.ingest_key(room);
                     }
                     s.send(to, Outbound::Text(msg.to_json()))
                 }

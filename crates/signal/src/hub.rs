@@ -334,6 +334,7 @@ impl Hub {
             resume_token,
             // TURN credentials need a clock and a secret: the server fills these in.
             ice_servers: Vec::new(),
+            ingest_key: None,
         };
         out.push(Output::Send { to: conn, msg: joined });
     }

@@ -116,6 +116,11 @@ pub enum ServerMessage {
         /// carry credentials issued to this participant only. Filled in by the server.
         #[serde(default)]
         ice_servers: Vec<IceServer>,
+        /// Without `--require-token`: the key that lets a WHIP encoder (OBS, GStreamer…)
+        /// publish into this room (`Authorization: Bearer KEY` on `POST /whip/{room}`,
+        /// docs/whip.md). Filled in by the server; absent when tokens are required.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ingest_key: Option<String>,
     },
     PeerJoined {
         peer: PeerInfo,
