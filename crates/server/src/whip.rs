@@ -345,14 +345,17 @@ async fn next_reply(rx: &mut OutboxReceiver) -> Result<ServerMessage, Response> 
             None | Some(Outbound::Close(_)) => {
                 return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the room closed the connection"))
             }
-            Some(Outbound::Text(text)) => match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(
+            Some(Outbound::Text(text)) => {
+                let reply = serde_json::from_str::<ServerMessage>(&text);
+                if let Ok(
                     m @ (ServerMessage::Joined { .. }
                     | ServerMessage::PublishAnswer { .. }
                     | ServerMessage::Error { .. }),
-                ) => return Ok(m),
-                _ => {}
-            },
+                ) = reply
+                {
+                    return Ok(m);
+                }
+            }
         }
     }
 }
