@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use image::RgbImage;
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, RateControlMode};
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode};
 use openh264::formats::{RgbSliceU8, YUVBuffer};
 use openh264::OpenH264API;
 
@@ -88,7 +88,7 @@ pub struct MovingObject {
 /// Encodes `frames` frames of `photo` (scaled to `object_height` pixels tall) sliding from
 /// the left edge to the right and back (so the sequence loops) over a flat grey
 /// background; in the frames of `hidden` the photo is left out (the object vanishes: a
-/// detector misses it). Frame 0 is an IDR.
+/// detector misses it). Frame 0 is an IDR, and every 30th frame after it.
 pub fn encode_moving(
     photo: &RgbImage,
     width: u32,
@@ -117,7 +117,9 @@ pub fn encode_moving(
     let cfg = EncoderConfig::new()
         .max_frame_rate(FrameRate::from_hz(30.0))
         .rate_control_mode(RateControlMode::Off)
-        .skip_frames(false);
+        .skip_frames(false)
+        // A keyframe every second: a receiver that lost one recovers without asking.
+        .intra_frame_period(IntraFramePeriod::from_num_frames(30));
     let frames = encode(
         cfg,
         boxes.iter().map(|b| {

@@ -400,10 +400,10 @@ async fn a_moving_object_entering_a_still_scene_is_found_within_a_few_frames() {
     };
     let (frame, ev) = found;
     let gated = hub.stats().frames_gated;
-    // The first picture is analysed; the still ones after it are not (a frame or two
-    // may differ while the encoder settles after its keyframe).
-    assert!(still_results <= 3, "{still_results} results for a still picture");
-    assert!(gated >= (ENTRY - 10) as u64, "only {gated} frames gated of {ENTRY} still ones: {:?}", hub.stats());
+    // The first picture is analysed; the still ones after it are not (a few may differ
+    // where the encoder puts its once-a-second keyframes).
+    assert!(still_results <= 6, "{still_results} results for a still picture");
+    assert!(gated >= (ENTRY - 20) as u64, "only {gated} frames gated of {ENTRY} still ones: {:?}", hub.stats());
     assert!(frame - ENTRY <= 3, "the bus entered at frame {ENTRY}, first analysed at {frame}");
     let truth = video.boxes[frame].expect("the bus is in the picture");
     let bus = ev.result.detections.iter().find(|d| d.label == "bus").unwrap_or_else(|| panic!("no bus: {ev:?}"));
