@@ -26,6 +26,7 @@ command -v ip >/dev/null || missing+=(iproute2)
   && gst-inspect-1.0 nicesrc >/dev/null 2>&1; } \
   || missing+=(python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-tools \
      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo

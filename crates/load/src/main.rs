@@ -27,7 +27,8 @@ pub enum Protocol {
 #[derive(Parser, Debug, Clone)]
 #[command(name = "callsight-load", about = "Signaling load test: N peers in M rooms relaying signals")]
 pub struct Args {
-    /// Server address, e.g. 127.0.0.1:8080.
+    /// Server address, e.g. 127.0.0.1:8080; several, comma-separated (nodes sharing rooms
+    /// through Redis): each room's two peers are on two different ones.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub server: String,
     #[arg(long, value_enum, default_value = "callsight")]
@@ -67,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let mut pairs = Vec::with_capacity(rooms);
     for r in 0..rooms {
         let room = format!("load-{:06}-{}", r, std::process::id());
-        pairs.push(peer::Pair::connect(&args, &room).await.with_context(|| format!("room {room}"))?);
+        pairs.push(peer::Pair::connect(&args, &room, r).await.with_context(|| format!("room {room}"))?);
     }
     let rss_after = args.server_pid.and_then(rss_kib);
 

@@ -30,11 +30,11 @@ struct Relayed {
 }
 
 impl Peer {
-    async fn connect(args: &Args) -> anyhow::Result<Peer> {
+    async fn connect(args: &Args, server: &str) -> anyhow::Result<Peer> {
         let url = match args.protocol {
-            Protocol::Callsight => format!("ws://{}/ws", args.server),
+            Protocol::Callsight => format!("ws://{server}/ws"),
             // socket.io's Engine.IO v4 over its WebSocket transport.
-            Protocol::Socketio => format!("ws://{}/socket.io/?EIO=4&transport=websocket", args.server),
+            Protocol::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
         };
         let (ws, _) = connect_async_with_config(&url, None, true).await.with_context(|| format!("connecting {url}"))?;
         let mut peer = Peer { ws, id: String::new(), protocol: args.protocol };
@@ -158,10 +158,13 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub async fn connect(args: &Args, room: &str) -> anyhow::Result<Pair> {
-        let mut host = Peer::connect(args).await?;
+    /// Room number `index`: with several servers (nodes sharing rooms), its host is on
+    /// server `index` and its caller on the next one, so every relay crosses nodes.
+    pub async fn connect(args: &Args, room: &str, index: usize) -> anyhow::Result<Pair> {
+        let servers: Vec<&str> = args.server.split(',').collect();
+        let mut host = Peer::connect(args, servers[index % servers.len()]).await?;
         host.join(room).await?;
-        let mut caller = Peer::connect(args).await?;
+        let mut caller = Peer::connect(args, servers[(index + 1) % servers.len()]).await?;
         let present = caller.join(room).await?;
         let host_id = present.first().context("the first peer is not listed to the second")?.clone();
         Ok(Pair { host, caller, host_id })

@@ -108,6 +108,23 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLSIGHT_HEARTBEAT_TIMEOUT_SECS", default_value_t = 8.0)]
     pub heartbeat_timeout_secs: f64,
 
+    /// Share rooms with other nodes through this Redis server (redis://host:port/db):
+    /// membership, capacity and presence live there, messages for participants on
+    /// other nodes go through its pub/sub. Without it, rooms live in this process.
+    #[arg(long, env = "CALLSIGHT_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Milliseconds a node's presence in Redis lasts without a refresh (refreshed every
+    /// third of it): a node that dies stops holding seats after this long.
+    #[arg(long, env = "CALLSIGHT_REDIS_PRESENCE_TTL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(300..))]
+    pub redis_presence_ttl_ms: u64,
+    /// Milliseconds one Redis command may take before the node counts Redis as down.
+    #[arg(long, env = "CALLSIGHT_REDIS_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_timeout_ms: u64,
+    /// Commands (relays, seat requests) waiting for Redis; beyond, relays are dropped
+    /// (counted in `/healthz`) and joins refused.
+    #[arg(long, env = "CALLSIGHT_REDIS_QUEUE", default_value_t = 10_000)]
+    pub redis_queue: usize,
+
     /// TLS certificate chain (PEM). Browsers allow cameras only on https or localhost.
     #[arg(long, env = "CALLSIGHT_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
     pub tls_cert: Option<PathBuf>,
@@ -203,6 +220,16 @@ impl ServeArgs {
             n => n,
         };
         crate::media_sessions::SessionCaps { per_room, per_address: self.max_media_sessions_per_ip }
+    }
+
+    /// `--redis` and its limits.
+    pub fn cluster_config(&self, url: &str) -> crate::cluster::ClusterConfig {
+        crate::cluster::ClusterConfig {
+            url: url.to_owned(),
+            presence_ttl: Duration::from_millis(self.redis_presence_ttl_ms),
+            timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+            queue: self.redis_queue,
+        }
     }
 
     pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {

@@ -107,14 +107,18 @@ async fn healthz(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Json<serde_json::Value> {
+    // With shared rooms, a node that cannot reach Redis takes no new joins: "degraded".
+    let status = if state.cluster.as_ref().is_some_and(|c| !c.up()) { "degraded" } else { "ok" };
     if !may_see_details(peer, &headers, state.health_key.as_deref()) {
-        return Json(json!({ "status": "ok" }));
+        return Json(json!({ "status": status }));
     }
     let (connections, rooms) = state.counts();
     let media = state.media.as_ref().map(|m| json!({ "detector": m.detector.info(), "stats": m.hub.stats() }));
-    Json(
-        json!({ "status": "ok", "connections": connections, "rooms": rooms, "media": media, "stun": state.stun.as_deref() }),
-    )
+    let redis = state.cluster.as_ref().map(|c| c.health());
+    Json(json!({
+        "status": status, "connections": connections, "rooms": rooms, "media": media,
+        "stun": state.stun.as_deref(), "redis": redis
+    }))
 }
 
 /// Prometheus metrics, for the callers that may see `/healthz`'s details.

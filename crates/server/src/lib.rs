@@ -8,6 +8,7 @@
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
 //! - [`media_sessions`]: media session caps per room/address; publish/unpublish order.
 //! - [`outbox`]: each connection's write queue, bounded in bytes.
+//! - [`cluster`]: rooms shared with other nodes through Redis (`--redis`): seats, presence, relays.
 //! - [`state`]: what the handlers share: the hub, each connection's outbox, the media leg.
 //! - [`state_dir`]: the state directory and the resume-token key kept in it.
 //! - [`stun`]: a STUN (RFC 5389) Binding server on UDP.
@@ -22,6 +23,7 @@
 //! - [`detector_args`]: detector flags shared by serving and `callsight detect`.
 //! - [`detect_cmd`]: the `callsight detect` subcommand.
 
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod detect_cmd;
@@ -76,7 +78,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         None => state_dir::default_dir().context("no --state-dir given and neither XDG_DATA_HOME nor HOME is set")?,
     };
     let resume_key = state_dir::resume_key(&state_dir)?;
-    let state = Arc::new(state::AppState::new(&args, access, media, resume_key, stun.map(|s| s.counters)));
+    let cluster = match &args.redis {
+        Some(url) => Some(cluster::Cluster::new(&args.cluster_config(url))?),
+        None => None,
+    };
+    let state =
+        Arc::new(state::AppState::new(&args, access, media, resume_key, stun.map(|s| s.counters), cluster.clone()));
+    if let Some(cluster) = &cluster {
+        tracing::info!(node = %cluster.node, "sharing rooms through Redis");
+        cluster.spawn(state.clone());
+    }
     tokio::spawn(state.clone().forward_detections());
     tokio::spawn(state.clone().forward_offers());
     let app = http::router(state.clone());

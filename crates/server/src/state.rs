@@ -1,5 +1,6 @@
 //! What the HTTP and WebSocket handlers share.
 
+use crate::cluster::{Cluster, Command};
 use crate::config::ServeArgs;
 use crate::connections::ConnectionGate;
 use crate::ice::IceServers;
@@ -8,7 +9,8 @@ use crate::outbox::{Outbound, OutboxSender};
 use callsight_media::{DetectionEvent, MediaHub, ParticipantKey, ServerOffer};
 use callsight_signal::protocol::parse_client;
 use callsight_signal::{
-    redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, ResumeKey, RoomId, ServerMessage,
+    redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, PeerInfo, ResumeKey, RoomId, SeatRefusal,
+    ServerMessage,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::ServerMetrics>,
     /// WHIP ingest sessions (participants without a WebSocket).
     pub whip: crate::whip::Whip,
+    /// Rooms shared with other nodes through Redis (`--redis`).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Who gets what: ICE servers (with TURN credentials), `/healthz` details, rooms.
@@ -75,13 +79,18 @@ impl AppState {
         media: Option<Media>,
         resume_key: ResumeKey,
         stun: Option<Arc<crate::stun::StunCounters>>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         let Access { ice, health_key, rooms } = access;
+        let mut hub = Hub::new(args.limits(), Box::<MemoryRoomStore>::default())
+            .with_resume_key(resume_key.clone(), Instant::now())
+            .with_admission(rooms);
+        if let Some(cluster) = &cluster {
+            hub = hub.with_node(cluster.node.clone());
+        }
         AppState {
             signaling: Mutex::new(Signaling {
-                hub: Hub::new(args.limits(), Box::<MemoryRoomStore>::default())
-                    .with_resume_key(resume_key.clone(), Instant::now())
-                    .with_admission(rooms),
+                hub,
                 outboxes: HashMap::new(),
                 clients: HashMap::new(),
                 media_sessions: MediaSessions::new(args.media_session_caps()),
@@ -102,6 +111,7 @@ impl AppState {
             media,
             whip: crate::whip::Whip::new(&args.whip, args.require_token, &resume_key),
             stun,
+            cluster,
         }
     }
 
@@ -245,6 +255,24 @@ impl AppState {
                         state.drop_overflowed(&mut s);
                     });
                 }
+                output @ (Output::Reserve { .. } | Output::Release { .. }) => {
+                    let refused = match &self.cluster {
+                        Some(cluster) => cluster.submit(Command::Seat(output)),
+                        None => Some(Command::Seat(output)),
+                    };
+                    // A full queue: a join is refused at once; a seat left behind is
+                    // freed by the next sync.
+                    if let Some(Command::Seat(Output::Reserve { conn, room, peer, .. })) = refused {
+                        let why = SeatRefusal::Unavailable("too many joins waiting for Redis".into());
+                        let out = s.hub.reserved(conn, &room, &peer.id, Err(why), Instant::now());
+                        self.apply(s, out);
+                    }
+                }
+                Output::Relay { node, room, to, msg } => {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.relay(node, &room, to.as_ref(), msg);
+                    }
+                }
                 Output::Unpublish { room, peer } => {
                     tracing::info!(room = %room.tag(), participant = %peer, "left");
                     let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
@@ -322,11 +350,55 @@ impl AppState {
         for conn in s.hub.room_subscribers(&room) {
             s.send(conn, Outbound::Text(text.clone()));
         }
+        if let Some(cluster) = &self.cluster {
+            for node in s.hub.remote_nodes(&room) {
+                cluster.relay(node, &room, None, ServerMessage::Detections(event.result.clone()));
+            }
+        }
         self.drop_overflowed(&mut s);
         drop(s);
         if let Some(m) = &self.media {
             m.hub.metrics().observe(callsight_media::Stage::Send, event.ready.elapsed());
         }
+    }
+
+    /// Shared rooms: Redis's answer to a join's seat request.
+    pub fn seat_reserved(
+        self: &Arc<Self>,
+        conn: ConnId,
+        room: &RoomId,
+        peer: &PeerId,
+        result: Result<Vec<(PeerInfo, String)>, SeatRefusal>,
+    ) {
+        let mut s = self.lock();
+        let out = s.hub.reserved(conn, room, peer, result, Instant::now());
+        self.apply(&mut s, out);
+    }
+
+    /// Shared rooms: a message another node relayed to this one.
+    pub fn relayed(self: &Arc<Self>, from: &str, room: &RoomId, to: Option<&PeerId>, msg: ServerMessage) {
+        let mut s = self.lock();
+        let out = s.hub.on_relay(from, room, to, msg, Instant::now());
+        self.apply(&mut s, out);
+    }
+
+    /// Shared rooms: the rooms this node takes part in, with its own participants.
+    pub fn local_rooms(&self) -> Vec<(RoomId, Vec<PeerInfo>)> {
+        self.lock().hub.local_rooms()
+    }
+
+    /// Shared rooms: `room`'s members as Redis listed them at `asked_at` (`drop_missing`:
+    /// see [`callsight_signal::Hub::sync_room`]).
+    pub fn sync_room(
+        self: &Arc<Self>,
+        room: &RoomId,
+        members: Vec<(PeerInfo, String)>,
+        asked_at: Instant,
+        drop_missing: bool,
+    ) {
+        let mut s = self.lock();
+        let out = s.hub.sync_room(room, members, asked_at, drop_missing, Instant::now());
+        self.apply(&mut s, out);
     }
 }
 

@@ -9,7 +9,7 @@ use crate::names::clean_name;
 use crate::protocol::{parse_client, ClientMessage, ErrorCode, Join, PeerInfo, ServerMessage, PROTOCOL_VERSION};
 use crate::resume::{Departures, ResumeKey};
 use crate::rooms::{JoinError, RoomStore};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 /// One WebSocket connection, numbered by the hub.
@@ -54,6 +54,53 @@ pub enum Output {
         room: RoomId,
         peer: PeerId,
     },
+    /// Shared rooms ([`Hub::with_node`]): ask the shared store for a seat for `peer` in
+    /// `room` (at most `capacity` participants over all nodes); answer with [`Hub::reserved`].
+    Reserve {
+        conn: ConnId,
+        room: RoomId,
+        peer: PeerInfo,
+        capacity: usize,
+    },
+    /// Shared rooms: `peer` left; free its seat in the shared store.
+    Release {
+        room: RoomId,
+        peer: PeerId,
+    },
+    /// Shared rooms: carry `msg` to node `node`, which hands it to [`Hub::on_relay`]
+    /// (for participant `to`, or for the room's participants there).
+    Relay {
+        node: String,
+        room: RoomId,
+        to: Option<PeerId>,
+        msg: ServerMessage,
+    },
+}
+
+/// Why the shared store gave no seat ([`Hub::reserved`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeatRefusal {
+    Full {
+        capacity: usize,
+    },
+    IdTaken,
+    /// The shared store could not be reached; the text says why.
+    Unavailable(String),
+}
+
+/// A participant connected to another node, as this node knows it.
+struct RemotePeer {
+    node: String,
+    /// When this node learned of it.
+    since: Instant,
+}
+
+/// A join waiting for its seat in the shared store.
+struct PendingJoin {
+    room: RoomId,
+    me: PeerInfo,
+    grant: Grant,
+    resumed: bool,
 }
 
 struct Conn {
@@ -64,6 +111,8 @@ struct Conn {
     refusals: u32,
     /// Since when the connection is in no room (`None` while it is in one).
     unjoined_since: Option<Instant>,
+    /// Shared rooms: the join waiting for its seat.
+    pending: Option<PendingJoin>,
 }
 
 /// How a participant left its room.
@@ -84,6 +133,14 @@ pub struct Hub {
     next_conn: u64,
     resume_key: ResumeKey,
     departures: Departures,
+    /// Shared rooms: this node's id (`None`: rooms live in this hub alone).
+    node: Option<String>,
+    /// Shared rooms: participants on other nodes, by room. The store holds them too
+    /// (so capacity, membership and order see them); they have no connection here.
+    remote: HashMap<RoomId, HashMap<PeerId, RemotePeer>>,
+    /// Shared rooms: when remote participants were last seen leaving (so an older
+    /// snapshot of the shared store does not bring them back).
+    gone: HashMap<(RoomId, PeerId), Instant>,
 }
 
 impl Hub {
@@ -99,7 +156,18 @@ impl Hub {
             next_conn: 0,
             resume_key: ResumeKey::random(),
             departures,
+            node: None,
+            remote: HashMap::new(),
+            gone: HashMap::new(),
         }
+    }
+
+    /// Shares rooms with other nodes as node `node`: a join asks for its seat with
+    /// [`Output::Reserve`], departures free it with [`Output::Release`], and messages for
+    /// participants on other nodes leave as [`Output::Relay`].
+    pub fn with_node(mut self, node: String) -> Self {
+        self.node = Some(node);
+        self
     }
 
     /// Uses a key kept across restarts, started at `boot`: tokens issued by an earlier run
@@ -126,7 +194,14 @@ impl Hub {
         let limiter = RateLimiter::new(self.limits.rate_per_sec, self.limits.rate_burst, now);
         self.conns.insert(
             id,
-            Conn { membership: None, grant: Grant::open(), limiter, refusals: 0, unjoined_since: Some(now) },
+            Conn {
+                membership: None,
+                grant: Grant::open(),
+                limiter,
+                refusals: 0,
+                unjoined_since: Some(now),
+                pending: None,
+            },
         );
         id
     }
@@ -264,7 +339,7 @@ impl Hub {
         let Join { room, name, version, resume, resume_token, token } = request;
         // `resume`: the id asked for and its token.
         let resume = resume.zip(resume_token);
-        if self.membership(conn).is_some() {
+        if self.membership(conn).is_some() || self.conns.get(&conn).is_some_and(|c| c.pending.is_some()) {
             return out.push(reply(
                 conn,
                 ErrorCode::AlreadyJoined,
@@ -302,20 +377,37 @@ impl Hub {
         let id = resumed.clone().unwrap_or_else(PeerId::random);
         let me = PeerInfo { id: id.clone(), name };
         let capacity = self.limits.room_capacity;
+        let resumed = resumed.is_some();
+        if self.node.is_some() {
+            // The shared store decides; the join completes in `reserved`.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.pending = Some(PendingJoin { room: room.clone(), me: me.clone(), grant, resumed });
+            }
+            return out.push(Output::Reserve { conn, room, peer: me, capacity });
+        }
         let peers = match self.store.join(&room, me.clone(), capacity) {
             Ok(peers) => peers,
-            Err(JoinError::Full { capacity }) => {
-                return out.push(reply(conn, ErrorCode::RoomFull, format!("room is full ({capacity} participants)")))
-            }
+            Err(JoinError::Full { capacity }) => return out.push(room_full(conn, capacity)),
             // Only reachable with a colliding random id.
-            Err(JoinError::IdTaken) => return out.push(reply(conn, ErrorCode::Internal, "peer id collision; retry")),
+            Err(JoinError::IdTaken) => return out.push(id_collision(conn)),
         };
+        self.seat(conn, PendingJoin { room, me, grant, resumed }, peers, out);
+    }
+
+    /// The join of `conn` took its seat; `peers` were in the room before.
+    fn seat(&mut self, conn: ConnId, join: PendingJoin, peers: Vec<PeerInfo>, out: &mut Vec<Output>) {
+        let PendingJoin { room, me, grant, resumed } = join;
+        let id = me.id.clone();
         for p in &peers {
             if let Some(&c) = self.by_peer.get(&(room.clone(), p.id.clone())) {
                 out.push(Output::Send { to: c, msg: ServerMessage::PeerJoined { peer: me.clone() } });
             }
         }
-        if resumed.is_some() {
+        for node in self.remote_nodes(&room) {
+            let msg = ServerMessage::PeerJoined { peer: me.clone() };
+            out.push(Output::Relay { node, room: room.clone(), to: None, msg });
+        }
+        if resumed {
             self.departures.rejoined(&room, &id);
         }
         self.by_peer.insert((room.clone(), id.clone()), conn);
@@ -329,7 +421,7 @@ impl Hub {
             room: room.to_string(),
             id,
             peers,
-            capacity,
+            capacity: self.limits.room_capacity,
             protocol: PROTOCOL_VERSION,
             resume_token,
             // TURN credentials need a clock and a secret: the server fills these in.
@@ -339,22 +431,224 @@ impl Hub {
         out.push(Output::Send { to: conn, msg: joined });
     }
 
+    /// Shared rooms: the shared store's answer to [`Output::Reserve`]. `Ok` holds the
+    /// room's participants before this one, in joining order, each with its node.
+    pub fn reserved(
+        &mut self,
+        conn: ConnId,
+        room: &RoomId,
+        peer: &PeerId,
+        result: Result<Vec<(PeerInfo, String)>, SeatRefusal>,
+        now: Instant,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        let matches = |p: &PendingJoin| &p.room == room && &p.me.id == peer;
+        let pending = self.conns.get_mut(&conn).and_then(|c| c.pending.take_if(|p| matches(p)));
+        let Some(join) = pending else {
+            // The connection went away meanwhile: give the seat back.
+            if result.is_ok() {
+                out.push(Output::Release { room: room.clone(), peer: peer.clone() });
+            }
+            return out;
+        };
+        let members = match result {
+            Ok(members) => members,
+            Err(SeatRefusal::Full { capacity }) => {
+                out.push(room_full(conn, capacity));
+                return out;
+            }
+            Err(SeatRefusal::IdTaken) => {
+                out.push(id_collision(conn));
+                return out;
+            }
+            Err(SeatRefusal::Unavailable(why)) => {
+                out.push(reply(conn, ErrorCode::Unavailable, format!("rooms are unavailable: {why}")));
+                return out;
+            }
+        };
+        let own = self.node.clone().unwrap_or_default();
+        for (p, node) in &members {
+            if node != &own {
+                self.add_remote(room, p.clone(), node, now, &mut Vec::new());
+            }
+        }
+        // Capacity was the shared store's to enforce.
+        if self.store.join(room, join.me.clone(), usize::MAX).is_err() {
+            out.push(Output::Release { room: room.clone(), peer: peer.clone() });
+            out.push(id_collision(conn));
+            return out;
+        }
+        let peers = members.into_iter().map(|(p, _)| p).collect();
+        self.seat(conn, join, peers, &mut out);
+        out
+    }
+
+    /// Shared rooms: a message relayed by node `from` for participant `to` of `room`
+    /// (or for all of the room's participants here).
+    pub fn on_relay(
+        &mut self,
+        from: &str,
+        room: &RoomId,
+        to: Option<&PeerId>,
+        msg: ServerMessage,
+        now: Instant,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        match msg {
+            ServerMessage::PeerJoined { peer } if self.is_here(room) => {
+                self.add_remote(room, peer, from, now, &mut out)
+            }
+            ServerMessage::PeerLeft { id } => self.remove_remote(room, &id, now, &mut out),
+            ServerMessage::Detections(_) => {
+                for conn in self.room_subscribers(room) {
+                    out.push(Output::Send { to: conn, msg: msg.clone() });
+                }
+            }
+            ServerMessage::Signal { .. } => {
+                if let Some(conn) = to.and_then(|to| self.connection_of(room, to)) {
+                    out.push(Output::Send { to: conn, msg });
+                }
+            }
+            // Nothing else crosses nodes.
+            _ => {}
+        }
+        out
+    }
+
+    /// Shared rooms: the shared store's list of `room`'s participants (with their
+    /// nodes), read from it at `asked_at`. Remote participants this node missed join,
+    /// and, with `drop_missing`, those missing from the list leave (a store that just
+    /// came back may not list everyone yet); news heard after `asked_at` wins over the list.
+    pub fn sync_room(
+        &mut self,
+        room: &RoomId,
+        members: Vec<(PeerInfo, String)>,
+        asked_at: Instant,
+        drop_missing: bool,
+        now: Instant,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.gone.retain(|(r, _), at| r != room || *at >= asked_at);
+        if !self.is_here(room) {
+            for id in self.remote.remove(room).unwrap_or_default().into_keys() {
+                self.store.leave(room, &id);
+            }
+            return out;
+        }
+        let own = self.node.clone().unwrap_or_default();
+        let listed: BTreeSet<&PeerId> = members.iter().map(|(p, _)| &p.id).collect();
+        let stale: Vec<PeerId> = self
+            .remote
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|(id, r)| drop_missing && r.since < asked_at && !listed.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.remove_remote(room, &id, now, &mut out);
+        }
+        for (p, node) in members {
+            let known = self.store.contains(room, &p.id);
+            if node != own && !known && !self.gone.contains_key(&(room.clone(), p.id.clone())) {
+                self.add_remote(room, p, &node, now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Shared rooms: the rooms this node takes part in, each with its participants
+    /// connected here (the shared store is told of them again, in case it forgot).
+    pub fn local_rooms(&self) -> Vec<(RoomId, Vec<PeerInfo>)> {
+        let mut rooms: HashMap<RoomId, Vec<PeerInfo>> = HashMap::new();
+        for room in self.remote.keys() {
+            rooms.entry(room.clone()).or_default();
+        }
+        for (room, _) in self.by_peer.keys() {
+            rooms.entry(room.clone()).or_default();
+        }
+        for c in self.conns.values() {
+            if let Some(p) = &c.pending {
+                rooms.entry(p.room.clone()).or_default();
+            }
+        }
+        for (room, members) in rooms.iter_mut() {
+            *members = self
+                .store
+                .members(room)
+                .into_iter()
+                .filter(|p| self.by_peer.contains_key(&(room.clone(), p.id.clone())))
+                .collect();
+        }
+        rooms.into_iter().collect()
+    }
+
+    /// Shared rooms: the other nodes holding participants of `room`.
+    pub fn remote_nodes(&self, room: &RoomId) -> BTreeSet<String> {
+        self.remote.get(room).into_iter().flat_map(|m| m.values().map(|r| r.node.clone())).collect()
+    }
+
+    /// Whether this node has participants in `room`, or a join waiting for a seat there.
+    fn is_here(&self, room: &RoomId) -> bool {
+        self.by_peer.keys().any(|(r, _)| r == room)
+            || self.conns.values().any(|c| c.pending.as_ref().is_some_and(|p| &p.room == room))
+    }
+
+    fn add_remote(&mut self, room: &RoomId, peer: PeerInfo, node: &str, now: Instant, out: &mut Vec<Output>) {
+        if self.store.contains(room, &peer.id) {
+            return;
+        }
+        self.gone.remove(&(room.clone(), peer.id.clone()));
+        if self.store.join(room, peer.clone(), usize::MAX).is_err() {
+            return;
+        }
+        let remote = RemotePeer { node: node.to_owned(), since: now };
+        self.remote.entry(room.clone()).or_default().insert(peer.id.clone(), remote);
+        for (_, c) in self.room_connections(room) {
+            out.push(Output::Send { to: c, msg: ServerMessage::PeerJoined { peer: peer.clone() } });
+        }
+    }
+
+    fn remove_remote(&mut self, room: &RoomId, id: &PeerId, now: Instant, out: &mut Vec<Output>) {
+        let Some(members) = self.remote.get_mut(room) else { return };
+        if members.remove(id).is_none() {
+            return;
+        }
+        if members.is_empty() {
+            self.remote.remove(room);
+        }
+        self.gone.insert((room.clone(), id.clone()), now);
+        self.store.leave(room, id);
+        for (_, c) in self.room_connections(room) {
+            out.push(Output::Send { to: c, msg: ServerMessage::PeerLeft { id: id.clone() } });
+        }
+    }
+
     fn signal(&mut self, conn: ConnId, to: &str, data: serde_json::Value, out: &mut Vec<Output>) {
         let Some((room, from)) = self.membership(conn) else {
             return out.push(reply(conn, ErrorCode::NotJoined, "join a room before signaling"));
         };
-        let target = PeerId::parse(to).and_then(|to| self.by_peer.get(&(room, to)).copied());
-        match target {
-            Some(target) if target != conn => {
-                out.push(Output::Send { to: target, msg: ServerMessage::Signal { from, data } })
+        let Some(target) = PeerId::parse(to) else {
+            return out.push(reply(conn, ErrorCode::UnknownPeer, format!("no peer {to:?} in your room")));
+        };
+        let msg = ServerMessage::Signal { from, data };
+        match self.by_peer.get(&(room.clone(), target.clone())).copied() {
+            Some(c) if c != conn => return out.push(Output::Send { to: c, msg }),
+            Some(_) => {}
+            None => {
+                if let Some(node) = self.remote.get(&room).and_then(|m| m.get(&target)).map(|r| r.node.clone()) {
+                    return out.push(Output::Relay { node, room, to: Some(target), msg });
+                }
             }
-            _ => out.push(reply(conn, ErrorCode::UnknownPeer, format!("no peer {to:?} in your room"))),
         }
+        out.push(reply(conn, ErrorCode::UnknownPeer, format!("no peer {to:?} in your room")))
     }
 
     /// Returns whether the connection was in a room.
     fn leave_room(&mut self, conn: ConnId, how: Leaving, now: Instant, out: &mut Vec<Output>) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else { return false };
+        // A join waiting for its seat is dropped; `reserved` gives the seat back.
+        c.pending = None;
         let Some((room, id)) = c.membership.take() else { return false };
         c.unjoined_since = Some(now);
         self.store.leave(&room, &id);
@@ -366,9 +660,31 @@ impl Hub {
         for (_, c) in self.room_connections(&room) {
             out.push(Output::Send { to: c, msg: ServerMessage::PeerLeft { id: id.clone() } });
         }
+        if self.node.is_some() {
+            // The seat is free before anyone elsewhere hears of the departure.
+            out.push(Output::Release { room: room.clone(), peer: id.clone() });
+            for node in self.remote_nodes(&room) {
+                let msg = ServerMessage::PeerLeft { id: id.clone() };
+                out.push(Output::Relay { node, room: room.clone(), to: None, msg });
+            }
+            if !self.is_here(&room) {
+                // Nobody here is in the room any more: forget who is elsewhere.
+                for other in self.remote.remove(&room).unwrap_or_default().into_keys() {
+                    self.store.leave(&room, &other);
+                }
+            }
+        }
         out.push(Output::Unpublish { room, peer: id });
         true
     }
+}
+
+fn room_full(conn: ConnId, capacity: usize) -> Output {
+    reply(conn, ErrorCode::RoomFull, format!("room is full ({capacity} participants)"))
+}
+
+fn id_collision(conn: ConnId) -> Output {
+    reply(conn, ErrorCode::Internal, "peer id collision; retry")
 }
 
 fn reply(conn: ConnId, code: ErrorCode, message: impl Into<String>) -> Output {
@@ -704,5 +1020,154 @@ mod tests {
         let out = h.on_message(a, r#"{"type":"publish","sdp":"v=0"}"#, now);
         assert_eq!(error_code(&out, a), Some(ErrorCode::Forbidden));
         assert!(h.room_subscribers(&RoomId::parse("room-0008").unwrap()).is_empty());
+    }
+
+    /// Shared rooms: the one `Reserve` in `out`.
+    fn reserve_of(out: &[Output]) -> (ConnId, RoomId, PeerInfo, usize) {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Reserve { conn, room, peer, capacity } => Some((*conn, room.clone(), peer.clone(), *capacity)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no reserve in {out:?}"))
+    }
+
+    fn relays(out: &[Output]) -> Vec<(String, Option<PeerId>, ServerMessage)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Relay { node, to, msg, .. } => Some((node.clone(), to.clone(), msg.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_rooms_seat_relay_and_leave_across_two_nodes() {
+        let now = Instant::now();
+        let mut na = hub(Limits::default()).with_node("node-a".into());
+        let mut nb = hub(Limits::default()).with_node("node-b".into());
+        let room = RoomId::parse("room-shared").unwrap();
+        // What the shared store holds: (participant, node) in joining order.
+        let mut seats: Vec<(PeerInfo, String)> = Vec::new();
+
+        let a = na.connect(now);
+        let out = na.on_message(a, r#"{"type":"join","room":"room-shared"}"#, now);
+        assert!(sends_to(&out, a).is_empty(), "no joined before the seat: {out:?}");
+        let (_, _, a_info, capacity) = reserve_of(&out);
+        assert_eq!(capacity, 2);
+        assert_eq!(
+            error_code(&na.on_message(a, r#"{"type":"join","room":"room-shared"}"#, now), a),
+            Some(ErrorCode::AlreadyJoined),
+            "a join waiting for its seat counts"
+        );
+        let out = na.reserved(a, &room, &a_info.id, Ok(seats.clone()), now);
+        seats.push((a_info.clone(), "node-a".into()));
+        assert!(relays(&out).is_empty(), "nobody elsewhere yet");
+        assert!(matches!(&sends_to(&out, a)[..], [ServerMessage::Joined { peers, .. }] if peers.is_empty()));
+
+        let b = nb.connect(now);
+        let (_, _, b_info, _) = reserve_of(&nb.on_message(b, r#"{"type":"join","room":"room-shared"}"#, now));
+        let out = nb.reserved(b, &room, &b_info.id, Ok(seats.clone()), now);
+        let joined = sends_to(&out, b);
+        assert!(
+            matches!(&joined[..], [ServerMessage::Joined { peers, .. }] if peers == &vec![a_info.clone()]),
+            "{joined:?}"
+        );
+        let announce = relays(&out);
+        assert_eq!(announce, vec![("node-a".into(), None, ServerMessage::PeerJoined { peer: b_info.clone() })]);
+        let (_, _, msg) = announce.into_iter().next().unwrap();
+        let out = na.on_relay("node-b", &room, None, msg, now);
+        assert_eq!(sends_to(&out, a), vec![ServerMessage::PeerJoined { peer: b_info.clone() }]);
+
+        // a signals b: it leaves for node b, addressed to b, and node b hands it over.
+        let out = na.on_message(a, &json!({"type":"signal","to":b_info.id,"data":{"x":1}}).to_string(), now);
+        let relayed = relays(&out);
+        assert_eq!(relayed.len(), 1, "{out:?}");
+        let (node, to, msg) = relayed.into_iter().next().unwrap();
+        assert_eq!((node.as_str(), to.as_ref()), ("node-b", Some(&b_info.id)));
+        let out = nb.on_relay("node-a", &room, to.as_ref(), msg, now);
+        assert_eq!(sends_to(&out, b), vec![ServerMessage::Signal { from: a_info.id.clone(), data: json!({"x":1}) }]);
+        // A relay for someone not here goes nowhere.
+        let stray = ServerMessage::Signal { from: a_info.id.clone(), data: json!({}) };
+        assert!(nb.on_relay("node-a", &room, Some(&PeerId::random()), stray, now).is_empty());
+
+        // b leaves: its seat is released and node a hears of it.
+        let out = nb.disconnect(b, now);
+        assert!(out.contains(&Output::Release { room: room.clone(), peer: b_info.id.clone() }));
+        let (node, _, msg) = relays(&out).into_iter().next().expect("peer-left relayed");
+        assert_eq!(node, "node-a");
+        let out = na.on_relay("node-b", &room, None, msg, now);
+        assert_eq!(sends_to(&out, a), vec![ServerMessage::PeerLeft { id: b_info.id.clone() }]);
+        let out = na.on_message(a, &json!({"type":"signal","to":b_info.id,"data":{}}).to_string(), now);
+        assert_eq!(error_code(&out, a), Some(ErrorCode::UnknownPeer));
+        assert_eq!(nb.room_count(), 0, "node b forgot the room");
+    }
+
+    #[test]
+    fn shared_rooms_refusals_and_a_join_abandoned_while_waiting() {
+        let now = Instant::now();
+        let mut n = hub(Limits::default()).with_node("node-a".into());
+        let room = RoomId::parse("room-refuse").unwrap();
+        for (refusal, code) in [
+            (SeatRefusal::Full { capacity: 2 }, ErrorCode::RoomFull),
+            (SeatRefusal::Unavailable("Redis is unreachable".into()), ErrorCode::Unavailable),
+        ] {
+            let c = n.connect(now);
+            let (_, _, me, _) = reserve_of(&n.on_message(c, r#"{"type":"join","room":"room-refuse"}"#, now));
+            let out = n.reserved(c, &room, &me.id, Err(refusal), now);
+            assert_eq!(error_code(&out, c), Some(code));
+            // The connection may try again.
+            reserve_of(&n.on_message(c, r#"{"type":"join","room":"room-refuse"}"#, now));
+        }
+        assert_eq!(n.room_count(), 0);
+        // A seat granted to a connection that went away meanwhile is given back.
+        let c = n.connect(now);
+        let (_, _, me, _) = reserve_of(&n.on_message(c, r#"{"type":"join","room":"room-refuse"}"#, now));
+        n.disconnect(c, now);
+        let out = n.reserved(c, &room, &me.id, Ok(Vec::new()), now);
+        assert_eq!(out, vec![Output::Release { room: room.clone(), peer: me.id }]);
+    }
+
+    #[test]
+    fn shared_rooms_sync_drops_dead_nodes_peers_and_adds_missed_ones() {
+        let t0 = Instant::now();
+        let mut n = hub(Limits { room_capacity: 8, ..Limits::default() }).with_node("node-a".into());
+        let room = RoomId::parse("room-syncs").unwrap();
+        let a = n.connect(t0);
+        let (_, _, a_info, _) = reserve_of(&n.on_message(a, r#"{"type":"join","room":"room-syncs"}"#, t0));
+        let b_info = PeerInfo { id: PeerId::random(), name: Some("Bea".into()) };
+        let out = n.reserved(a, &room, &a_info.id, Ok(vec![(b_info.clone(), "node-b".into())]), t0);
+        assert!(
+            matches!(&sends_to(&out, a)[..], [ServerMessage::Joined { peers, .. }] if peers == &vec![b_info.clone()])
+        );
+        let mine = (a_info.clone(), "node-a".to_owned());
+        assert_eq!(n.local_rooms(), vec![(room.clone(), vec![a_info.clone()])]);
+
+        // c joined on node c; the announcement was lost, the sync brings it.
+        let c_info = PeerInfo { id: PeerId::random(), name: None };
+        let t1 = t0 + Duration::from_secs(1);
+        let listed = vec![(b_info.clone(), "node-b".into()), mine.clone(), (c_info.clone(), "node-c".into())];
+        let out = n.sync_room(&room, listed, t1, true, t1);
+        assert_eq!(sends_to(&out, a), vec![ServerMessage::PeerJoined { peer: c_info.clone() }]);
+        // d's announcement arrives after a sync was asked for that does not list it yet:
+        // d stays. Node b died: b goes.
+        let d_info = PeerInfo { id: PeerId::random(), name: None };
+        let t2 = t1 + Duration::from_secs(1);
+        let t3 = t2 + Duration::from_millis(10);
+        n.on_relay("node-d", &room, None, ServerMessage::PeerJoined { peer: d_info.clone() }, t3);
+        let listed = vec![mine.clone(), (c_info.clone(), "node-c".into())];
+        assert!(n.sync_room(&room, listed.clone(), t2, false, t3).is_empty(), "not yet sure b is gone");
+        let out = n.sync_room(&room, listed, t2, true, t3);
+        assert_eq!(sends_to(&out, a), vec![ServerMessage::PeerLeft { id: b_info.id.clone() }]);
+        // c left (heard at t3); a sync asked before that still lists c: c stays gone.
+        let out = n.on_relay("node-c", &room, None, ServerMessage::PeerLeft { id: c_info.id.clone() }, t3);
+        assert_eq!(sends_to(&out, a), vec![ServerMessage::PeerLeft { id: c_info.id.clone() }]);
+        let listed = vec![mine, (c_info.clone(), "node-c".into()), (d_info.clone(), "node-d".into())];
+        assert!(n.sync_room(&room, listed, t2, true, t3).is_empty());
+        assert_eq!(n.remote_nodes(&room).into_iter().collect::<Vec<_>>(), vec!["node-d".to_owned()]);
+        // Once nobody here is in the room, its remote participants are forgotten.
+        n.disconnect(a, t3);
+        n.sync_room(&room, vec![(d_info, "node-d".into())], t3, true, t3);
+        assert_eq!(n.room_count(), 0);
     }
 }

@@ -17,6 +17,11 @@ fn is_url_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
+/// A fresh id for one server process among the nodes sharing rooms (72 random bits).
+pub fn random_node_id() -> String {
+    random_token(9)
+}
+
 fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);

@@ -187,6 +187,8 @@ pub enum ErrorCode {
     TokenExpired,
     /// The token is good but does not grant this (another room, no publish right).
     Forbidden,
+    /// Shared rooms (`--redis`): the shared store is unreachable; new joins wait for it.
+    Unavailable,
     Internal,
 }
 

@@ -1,0 +1,363 @@
+//! Rooms shared by several nodes through Redis (`--redis`).
+//!
+//! The hub stays sans-IO: it asks for seats ([`Output::Reserve`]), gives them back
+//! ([`Output::Release`]) and hands over messages for participants on other nodes
+//! ([`Output::Relay`]); this module carries those out against Redis and feeds the
+//! answers back into the hub through [`AppState`].
+//!
+//! - Membership and capacity: one hash per room (participant id → member JSON with its
+//!   node and a joining sequence number). A seat is taken by a Lua script (`join.lua`),
+//!   so two joiners racing for the last seat on two nodes cannot both win.
+//! - Presence: each node keeps a key with a TTL (`--redis-presence-ttl-ms`), refreshed
+//!   every third of it by `sync.lua`, which also frees dead nodes' seats, puts back this
+//!   node's participants (after a Redis restart) and returns the room's members, from
+//!   which the hub learns who came and went on other nodes.
+//! - Relay: each node subscribes to its own channel; a message for a participant on
+//!   node N is published to N's channel.
+//!
+//! Every Redis command runs on one ordered worker, so a seat taken, the `peer-joined`
+//! relays that follow it and a later release keep their order.
+
+use crate::state::AppState;
+use callsight_signal::{Output, PeerId, PeerInfo, RoomId, SeatRefusal, ServerMessage};
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const ROOM_PREFIX: &str = "callsight:room:";
+const NODE_PREFIX: &str = "callsight:node:";
+const RELAY_PREFIX: &str = "callsight:relay:";
+const SEQUENCE_KEY: &str = "callsight:seq";
+
+/// Work for the Redis worker.
+pub enum Command {
+    /// The hub's [`Output::Reserve`] or [`Output::Release`].
+    Seat(Output),
+    Publish {
+        node: String,
+        payload: String,
+    },
+    /// Refresh this node's presence and reconcile its rooms.
+    Sync,
+}
+
+/// A relayed message on a node's channel.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    room: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    msg: ServerMessage,
+}
+
+/// A seat as `join.lua` and `sync.lua` store it.
+#[derive(Deserialize)]
+struct Member {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    node: String,
+    #[serde(default)]
+    seq: u64,
+}
+
+pub struct ClusterConfig {
+    pub url: String,
+    pub presence_ttl: Duration,
+    pub timeout: Duration,
+    pub queue: usize,
+}
+
+pub struct Cluster {
+    /// This node's id (random per start).
+    pub node: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    presence_ttl: Duration,
+    timeout: Duration,
+    queue: mpsc::Sender<Command>,
+    receiver: Mutex<Option<mpsc::Receiver<Command>>>,
+    /// The last command (or heartbeat) reached Redis.
+    store_up: AtomicBool,
+    /// This node's relay channel is subscribed.
+    subscribed: AtomicBool,
+    /// When Redis last came back after being down: for one presence TTL after that,
+    /// participants missing from Redis are not dropped (their nodes may not have put
+    /// them back yet).
+    recovered_at: Mutex<Option<Instant>>,
+    relays_sent: AtomicU64,
+    relays_received: AtomicU64,
+    /// Relays not sent: Redis down or the queue full.
+    relays_dropped: AtomicU64,
+    join_script: redis::Script,
+    sync_script: redis::Script,
+}
+
+impl Cluster {
+    /// Connects lazily: a node starts while Redis is down and says so in `/healthz`.
+    pub fn new(config: &ClusterConfig) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| anyhow::anyhow!("--redis {:?} is not a Redis URL: {e}", config.url))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        let (queue, receiver) = mpsc::channel(config.queue.max(1));
+        Ok(Arc::new(Cluster {
+            node: callsight_signal::ids::random_node_id(),
+            client,
+            conn,
+            presence_ttl: config.presence_ttl,
+            timeout: config.timeout,
+            queue,
+            receiver: Mutex::new(Some(receiver)),
+            store_up: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            recovered_at: Mutex::new(None),
+            relays_sent: AtomicU64::new(0),
+            relays_received: AtomicU64::new(0),
+            relays_dropped: AtomicU64::new(0),
+            join_script: redis::Script::new(include_str!("cluster/join.lua")),
+            sync_script: redis::Script::new(include_str!("cluster/sync.lua")),
+        }))
+    }
+
+    /// Whether Redis answers and this node hears its relays.
+    pub fn up(&self) -> bool {
+        self.store_up.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    pub fn health(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "up": self.up(),
+            "store": self.store_up.load(Ordering::Relaxed),
+            "subscribed": self.subscribed.load(Ordering::Relaxed),
+            "relays_sent": self.relays_sent.load(Ordering::Relaxed),
+            "relays_received": self.relays_received.load(Ordering::Relaxed),
+            "relays_dropped": self.relays_dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Queues `command`; gives it back when the queue is full (or the worker is gone).
+    pub fn submit(&self, command: Command) -> Option<Command> {
+        self.queue.try_send(command).err().map(|e| match e {
+            mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+        })
+    }
+
+    /// Queues `msg` for node `node` (participant `to` of `room`, or all of its participants there).
+    pub fn relay(&self, node: String, room: &RoomId, to: Option<&PeerId>, msg: ServerMessage) {
+        let envelope = Envelope { from: self.node.clone(), room: room.to_string(), to: to.map(|p| p.to_string()), msg };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        if self.submit(Command::Publish { node, payload }).is_some() {
+            self.relays_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the worker, the presence heartbeat and the relay subscriber.
+    pub fn spawn(self: &Arc<Self>, state: Arc<AppState>) {
+        let Some(receiver) = self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        tokio::spawn(self.clone().work(receiver, state.clone()));
+        tokio::spawn(self.clone().heartbeat());
+        tokio::spawn(self.clone().subscribe(state));
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.presence_ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // A full queue is busy with Redis already; the next tick tries again.
+            let _ = self.submit(Command::Sync);
+        }
+    }
+
+    async fn work(self: Arc<Self>, mut receiver: mpsc::Receiver<Command>, state: Arc<AppState>) {
+        while let Some(command) = receiver.recv().await {
+            match command {
+                Command::Seat(Output::Reserve { conn, room, peer, capacity }) => {
+                    let result = if self.up() {
+                        self.reserve(&room, &peer, capacity).await
+                    } else {
+                        Err(SeatRefusal::Unavailable("Redis is unreachable; try again shortly".into()))
+                    };
+                    state.seat_reserved(conn, &room, &peer.id, result);
+                }
+                Command::Seat(Output::Release { room, peer }) => {
+                    // While Redis is down, the next sync after it returns frees the seat.
+                    if self.store_up.load(Ordering::Relaxed) {
+                        let mut conn = self.conn.clone();
+                        let key = room_key(&room);
+                        let _ = self
+                            .call(async move {
+                                redis::cmd("HDEL").arg(key).arg(peer.as_str()).query_async::<i64>(&mut conn).await
+                            })
+                            .await;
+                    }
+                }
+                Command::Publish { node, payload } => {
+                    if !self.store_up.load(Ordering::Relaxed) {
+                        self.relays_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let mut conn = self.conn.clone();
+                    let channel = format!("{RELAY_PREFIX}{node}");
+                    let sent = self
+                        .call(async move {
+                            redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await
+                        })
+                        .await;
+                    let counter = if sent.is_ok() { &self.relays_sent } else { &self.relays_dropped };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Command::Seat(_) => {}
+                Command::Sync => self.sync(&state).await,
+            }
+        }
+    }
+
+    async fn reserve(
+        &self,
+        room: &RoomId,
+        peer: &PeerInfo,
+        capacity: usize,
+    ) -> Result<Vec<(PeerInfo, String)>, SeatRefusal> {
+        let mut invocation = self.join_script.key(room_key(room));
+        invocation
+            .arg(peer.id.as_str())
+            .arg(&self.node)
+            .arg(peer.name.as_deref().unwrap_or(""))
+            .arg(capacity)
+            .arg(NODE_PREFIX)
+            .arg(self.presence_ttl.as_millis() as u64)
+            .arg(SEQUENCE_KEY);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .call(async move { invocation.invoke_async(&mut conn).await })
+            .await
+            .map_err(|e| SeatRefusal::Unavailable(format!("Redis: {e}")))?;
+        match reply.split_first() {
+            Some((status, members)) if status == "ok" => Ok(parse_members(members)),
+            Some((status, _)) if status == "full" => Err(SeatRefusal::Full { capacity }),
+            Some((status, _)) if status == "taken" => Err(SeatRefusal::IdTaken),
+            _ => Err(SeatRefusal::Unavailable(format!("unexpected reply from join.lua: {reply:?}"))),
+        }
+    }
+
+    /// Refreshes this node's presence and reconciles each of its rooms with Redis.
+    async fn sync(&self, state: &Arc<AppState>) {
+        let rooms = state.local_rooms();
+        let ttl = self.presence_ttl.as_millis() as u64;
+        if rooms.is_empty() {
+            let mut conn = self.conn.clone();
+            let key = format!("{NODE_PREFIX}{}", self.node);
+            let _ =
+                self.call(async move {
+                    redis::cmd("SET").arg(key).arg(1).arg("PX").arg(ttl).query_async::<()>(&mut conn).await
+                })
+                .await;
+            return;
+        }
+        let recovered = *self.recovered_at.lock().unwrap_or_else(|e| e.into_inner());
+        let settled = recovered.is_none_or(|t| t.elapsed() >= self.presence_ttl);
+        for (room, mine) in rooms {
+            let asked_at = Instant::now();
+            let mut invocation = self.sync_script.key(room_key(&room));
+            invocation.arg(&self.node).arg(NODE_PREFIX).arg(ttl).arg(SEQUENCE_KEY);
+            for p in &mine {
+                invocation.arg(p.id.as_str()).arg(p.name.as_deref().unwrap_or(""));
+            }
+            let mut conn = self.conn.clone();
+            let Ok(members) = self.call(async move { invocation.invoke_async::<Vec<String>>(&mut conn).await }).await
+            else {
+                return;
+            };
+            state.sync_room(&room, parse_members(&members), asked_at, settled);
+        }
+    }
+
+    /// Runs one Redis command within the timeout; its outcome says whether Redis is up.
+    async fn call<T>(&self, command: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+        let result = match tokio::time::timeout(self.timeout, command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        };
+        let was_up = self.store_up.swap(result.is_ok(), Ordering::Relaxed);
+        match (&result, was_up) {
+            (Err(e), true) => tracing::warn!(node = %self.node, "Redis is down: {e}; new joins are refused"),
+            (Ok(_), false) => {
+                tracing::info!(node = %self.node, "Redis is up");
+                *self.recovered_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Listens on this node's relay channel, reconnecting whenever the connection drops.
+    async fn subscribe(self: Arc<Self>, state: Arc<AppState>) {
+        let channel = format!("{RELAY_PREFIX}{}", self.node);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
+                Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
+                    Ok(()) => {
+                        self.subscribed.store(true, Ordering::Relaxed);
+                        tracing::info!(node = %self.node, "listening for relays");
+                        backoff = Duration::from_millis(100);
+                        let mut messages = pubsub.into_on_message();
+                        while let Some(msg) = messages.next().await {
+                            let Ok(payload) = msg.get_payload::<String>() else { continue };
+                            match serde_json::from_str::<Envelope>(&payload) {
+                                Ok(e) => {
+                                    self.relays_received.fetch_add(1, Ordering::Relaxed);
+                                    let (Some(room), to) = (RoomId::parse(&e.room), e.to.as_deref().map(PeerId::parse))
+                                    else {
+                                        continue;
+                                    };
+                                    if let Some(None) = to {
+                                        continue;
+                                    }
+                                    state.relayed(&e.from, &room, to.flatten().as_ref(), e.msg);
+                                }
+                                Err(e) => tracing::debug!("a relay that does not parse: {e}"),
+                            }
+                        }
+                        self.subscribed.store(false, Ordering::Relaxed);
+                        // The command connection most likely broke too: count Redis as
+                        // down until a heartbeat gets through, so no join meets the
+                        // broken connection first.
+                        self.store_up.store(false, Ordering::Relaxed);
+                        tracing::warn!(node = %self.node, "lost the Redis relay subscription; reconnecting");
+                    }
+                    Err(e) => tracing::debug!("subscribing to the relay channel: {e}"),
+                },
+                Ok(Err(e)) => tracing::debug!("connecting for relays: {e}"),
+                Err(_) => tracing::debug!("connecting for relays: timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+fn room_key(room: &RoomId) -> String {
+    format!("{ROOM_PREFIX}{room}")
+}
+
+/// Members in joining order; entries that do not parse are skipped.
+fn parse_members(values: &[String]) -> Vec<(PeerInfo, String)> {
+    let mut members: Vec<Member> = values.iter().filter_map(|v| serde_json::from_str(v).ok()).collect();
+    members.sort_by_key(|m| m.seq);
+    members.into_iter().filter_map(|m| Some((PeerInfo { id: PeerId::parse(&m.id)?, name: m.name }, m.node))).collect()
+}

@@ -1,0 +1,250 @@
+//! Several nodes sharing rooms through a real `redis-server` (started by the test on a
+//! free loopback port): clients on different nodes join one room and relay, capacity
+//! holds under a race across nodes, a dead node's seats expire, and a Redis outage
+//! refuses joins while running calls go on, until Redis returns.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Presence TTL of the test nodes: short, so expiry is seen quickly.
+const PRESENCE_TTL_MS: &str = "1500";
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian package redis-server)");
+        let deadline = Instant::now() + REPLY_DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A signaling node in its own runtime: stopping it drops every task at once, as a
+/// killed process would (no goodbye to Redis).
+struct Node {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Node {
+    async fn start(redis: &Redis, extra: &[&str]) -> Node {
+        let mut argv: Vec<String> = ["--no-stun", "--no-media", "--redis", &redis.url()]
+            .into_iter()
+            .chain(["--redis-presence-ttl-ms", PRESENCE_TTL_MS, "--redis-timeout-ms", "500"])
+            .chain(extra.iter().copied())
+            .map(String::from)
+            .collect();
+        argv.extend(["--heartbeat-secs".into(), "0.5".into()]);
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                let running = start_server(&argv).await;
+                let _ = addr_tx.send(running.http_addr);
+                let _ = stopped.await;
+            });
+            // Dropping the runtime cancels every task of the node.
+            drop(runtime);
+        });
+        let addr = tokio::time::timeout(REPLY_DEADLINE, addr_rx).await.expect("node starts").expect("node address");
+        let node = Node { addr, stop: Some(stop), thread: Some(thread) };
+        node.wait_health(true).await;
+        node
+    }
+
+    /// Waits until `/healthz` says Redis is up (or down).
+    async fn wait_health(&self, up: bool) -> Value {
+        let deadline = Instant::now() + REPLY_DEADLINE;
+        loop {
+            let health = health(self.addr).await;
+            if health["redis"]["up"] == up {
+                return health;
+            }
+            assert!(Instant::now() < deadline, "redis.up never became {up}: {health}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("node thread ends");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn health(addr: SocketAddr) -> Value {
+    let response = http_get(addr, "/healthz").await;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz is JSON ({e}): {response}"))
+}
+
+fn ids(peers: &Value) -> Vec<String> {
+    peers.as_array().expect("peers").iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_two_nodes_share_a_room_and_relay() {
+    let redis = Redis::start();
+    let (node_a, node_b) = (Node::start(&redis, &[]).await, Node::start(&redis, &[]).await);
+    let (mut a, mut b) = (connect(node_a.addr).await, connect(node_b.addr).await);
+    let a_joined = join_with(&mut a, json!({"type":"join","room":"shared-room-1","name":"Ann"})).await;
+    let a_id = a_joined["id"].as_str().unwrap().to_owned();
+    let b_joined = join(&mut b, "shared-room-1").await;
+    let b_id = b_joined["id"].as_str().unwrap().to_owned();
+    assert_eq!(ids(&b_joined["peers"]), vec![a_id.clone()], "b sees a, who is on the other node");
+    assert_eq!(b_joined["peers"][0]["name"], "Ann");
+    let v = recv_type(&mut a, "peer-joined").await;
+    assert_eq!(v["peer"]["id"], b_id.as_str());
+
+    send(&mut a, json!({"type":"signal","to":b_id,"data":{"description":{"type":"offer","sdp":"v=0 a"}}})).await;
+    let v = recv_type(&mut b, "signal").await;
+    assert_eq!((v["from"].as_str(), &v["data"]["description"]["sdp"]), (Some(a_id.as_str()), &json!("v=0 a")));
+    send(&mut b, json!({"type":"signal","to":a_id,"data":{"candidate":"c"}})).await;
+    let v = recv_type(&mut a, "signal").await;
+    assert_eq!((v["from"].as_str(), &v["data"]["candidate"]), (Some(b_id.as_str()), &json!("c")));
+
+    // A third participant on either node finds the room full (capacity 2, over both nodes).
+    let mut c = connect(node_a.addr).await;
+    send(&mut c, json!({"type":"join","room":"shared-room-1"})).await;
+    assert_eq!(error_code(&recv(&mut c).await), "room-full");
+
+    // b leaves: a hears it through Redis, and its seat is free for c.
+    send(&mut b, json!({"type":"leave"})).await;
+    let v = recv_type(&mut a, "peer-left").await;
+    assert_eq!(v["id"], b_id.as_str());
+    let c_joined = join(&mut c, "shared-room-1").await;
+    assert_eq!(ids(&c_joined["peers"]), vec![a_id]);
+    let health = health(node_b.addr).await;
+    assert!(health["redis"]["relays_sent"].as_u64().unwrap() >= 2, "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_joiners_racing_for_the_last_seat_on_two_nodes_one_wins() {
+    let redis = Redis::start();
+    let nodes = [Node::start(&redis, &[]).await, Node::start(&redis, &[]).await, Node::start(&redis, &[]).await];
+    for round in 0..5 {
+        let room = format!("race-room-{round}");
+        let mut first = connect(nodes[0].addr).await;
+        join(&mut first, &room).await;
+        // One seat left (capacity 2); two joiners on two other nodes ask at once.
+        let (mut x, mut y) = (connect(nodes[1].addr).await, connect(nodes[2].addr).await);
+        let msg = json!({"type":"join","room":room});
+        tokio::join!(send(&mut x, msg.clone()), send(&mut y, msg));
+        let (rx, ry) = tokio::join!(recv(&mut x), recv(&mut y));
+        let mut kinds = [rx["type"].as_str().unwrap().to_owned(), ry["type"].as_str().unwrap().to_owned()];
+        kinds.sort();
+        assert_eq!(kinds, ["error", "joined"], "round {round}: {rx} {ry}");
+        let refused = if rx["type"] == "error" { &rx } else { &ry };
+        assert_eq!(error_code(refused), "room-full", "{refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_participants_leave_when_its_presence_expires() {
+    let redis = Redis::start();
+    let node_a = Node::start(&redis, &[]).await;
+    let mut node_b = Node::start(&redis, &[]).await;
+    let (mut a, mut b) = (connect(node_a.addr).await, connect(node_b.addr).await);
+    join(&mut a, "presence-room").await;
+    let b_id = join(&mut b, "presence-room").await["id"].as_str().unwrap().to_owned();
+    recv_type(&mut a, "peer-joined").await;
+
+    // Node b dies without telling anyone; its seat outlives it only by its presence TTL.
+    node_b.kill();
+    let v = recv_type(&mut a, "peer-left").await;
+    assert_eq!(v["id"], b_id.as_str());
+    let mut c = connect(node_a.addr).await;
+    join(&mut c, "presence-room").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_refuses_joins_keeps_calls_and_recovers() {
+    let mut redis = Redis::start();
+    let node_a = Node::start(&redis, &["--room-capacity", "4"]).await;
+    let node_b = Node::start(&redis, &["--room-capacity", "4"]).await;
+    let (mut a, mut a2, mut b) = (connect(node_a.addr).await, connect(node_a.addr).await, connect(node_b.addr).await);
+    let a_id = join(&mut a, "outage-room").await["id"].as_str().unwrap().to_owned();
+    let a2_id = join(&mut a2, "outage-room").await["id"].as_str().unwrap().to_owned();
+    let b_id = join(&mut b, "outage-room").await["id"].as_str().unwrap().to_owned();
+
+    redis.stop();
+    let health = node_a.wait_health(false).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    node_b.wait_health(false).await;
+    // New joins are refused with a clear error...
+    let mut d = connect(node_a.addr).await;
+    send(&mut d, json!({"type":"join","room":"other-room"})).await;
+    let v = recv(&mut d).await;
+    assert_eq!(error_code(&v), "unavailable", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("Redis"), "{v}");
+    // ...while the call on one node goes on.
+    send(&mut a, json!({"type":"signal","to":a2_id,"data":{"during":"outage"}})).await;
+    assert_eq!(recv_type(&mut a2, "signal").await["data"]["during"], "outage");
+
+    // Redis returns, empty: the nodes put their participants back and relay again.
+    let _redis = Redis::start_on(redis.port);
+    node_a.wait_health(true).await;
+    node_b.wait_health(true).await;
+    // Each node's first successful command after the outage was its heartbeat, which put
+    // its participants back: a newcomer sees all three.
+    let mut e = connect(node_b.addr).await;
+    let joined = join(&mut e, "outage-room").await;
+    let mut seen = ids(&joined["peers"]);
+    seen.sort();
+    let mut want = vec![a_id.clone(), a2_id.clone(), b_id.clone()];
+    want.sort();
+    assert_eq!(seen, want, "{joined}");
+    let e_id = joined["id"].as_str().unwrap().to_owned();
+    send(&mut e, json!({"type":"signal","to":a_id,"data":{"after":"outage"}})).await;
+    let v = recv_type(&mut a, "signal").await;
+    assert_eq!((v["from"].as_str(), &v["data"]["after"]), (Some(e_id.as_str()), &json!("outage")));
+}
