@@ -5,6 +5,8 @@
 #   scripts/fuzz.sh [TARGET...]          # default: every target
 #   FUZZ_RUNS=1000000                    # executions per target (libFuzzer -runs)
 #   FUZZ_SECONDS=900                     # time bound per target (libFuzzer -max_total_time)
+#   FUZZ_PROFILE=release                 # or dev: unoptimised (a cold build takes a fraction
+#                                        # of the time; inputs run slower) — what CI uses
 #
 # Each target stops at whichever bound comes first. The corpus each run grows is kept in
 # $CARGO_TARGET_DIR/fuzz/corpus/TARGET (fuzz/seeds/TARGET are the committed seeds);
@@ -15,6 +17,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/callsight-target}
 RUNS=${FUZZ_RUNS:-1000000}
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-900}
+PROFILE_FLAGS=()
+[ "${FUZZ_PROFILE:-release}" = dev ] && PROFILE_FLAGS=(--dev)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(hub_messages stun y4m image h264_au)
 
@@ -33,7 +37,7 @@ mkdir -p "$WORK"
 cp Cargo.lock fuzz/Cargo.lock
 # One build for every target (they share the crate graph).
 build_start=$(date +%s)
-cargo +nightly fuzz build --target-dir "$WORK/target" >"$WORK/build.log" 2>&1 || {
+cargo +nightly fuzz build "${PROFILE_FLAGS[@]}" --target-dir "$WORK/target" >"$WORK/build.log" 2>&1 || {
   tail -40 "$WORK/build.log" >&2
   exit 1
 }
@@ -45,6 +49,8 @@ for t in "${TARGETS[@]}"; do
   corpus="$WORK/corpus/$t"
   artifacts="$WORK/artifacts/$t"
   mkdir -p "$corpus" "$artifacts"
+  seeds=()
+  [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
   dict=()
   [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="fuzz/dicts/$t.dict")
   log="$artifacts/run.log"
@@ -54,7 +60,7 @@ for t in "${TARGETS[@]}"; do
   # -malloc_limit_mb: one allocation past 512 MB is a bug (every input has a named
   # limit far below); -timeout: one input taking 10 s is a hang.
   set +e
-  cargo +nightly fuzz run --target-dir "$WORK/target" "$t" "$corpus" "fuzz/seeds/$t" -- \
+  cargo +nightly fuzz run "${PROFILE_FLAGS[@]}" --target-dir "$WORK/target" "$t" "$corpus" "${seeds[@]}" -- \
     -runs="$RUNS" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -malloc_limit_mb=512 \
     -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
   rc=$?

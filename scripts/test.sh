@@ -61,6 +61,16 @@ grep -q "onnxruntime loaded.*$xdg/callsight/onnxruntime" <<<"$found" || { echo "
 rm -rf "$xdg"
 echo "onnxruntime from $xdg/callsight/onnxruntime: OK"
 
+step "fuzzing, short and bounded (cargo-fuzz; needs a nightly toolchain)"
+# scripts/fuzz.sh runs the same targets long (10^6 executions each). Here each target
+# gets FUZZ_SECONDS from its seeds and the corpus kept in $CARGO_TARGET_DIR/fuzz, in an
+# unoptimised build (AddressSanitizer on): its cold build costs a fraction of a release one.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  FUZZ_PROFILE=dev FUZZ_RUNS=${FUZZ_RUNS:-1000000} FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
+else
+  echo "NOT RUN: no nightly toolchain on this machine (rustup toolchain list); fuzzing needs one"
+fi
+
 step "browser end-to-end tests"
 export CALLSIGHT_BIN="$CARGO_TARGET_DIR/debug/callsight"
 bash tests/e2e/run.sh

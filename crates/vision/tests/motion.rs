@@ -65,7 +65,8 @@ fn object_pasted_at_moving_positions_is_changed_at_once() {
         80,
         imageops::FilterType::Triangle,
     );
-    let mut gate = MotionGate::new(MotionConfig::default());
+    // Re-checks a second apart: none falls in the static second below.
+    let mut gate = MotionGate::new(MotionConfig { recheck_ms: 1000.0, ..MotionConfig::default() });
     let (y0, u0, v0) = rgb_to_i420(&bg);
     // A static second first, so the object enters a scene the gate has settled on.
     for i in 0..30 {
