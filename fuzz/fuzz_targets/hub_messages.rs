@@ -134,6 +134,10 @@ impl Harness {
                         }
                     }
                 }
+                // Shared rooms (Redis) only: this hub has no node id, so it never asks.
+                Output::Reserve { .. } | Output::Release { .. } | Output::Relay { .. } => {
+                    panic!("a hub without a node id produced a cluster output: {o:?}")
+                }
             }
         }
         for c in closes {
