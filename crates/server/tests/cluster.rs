@@ -121,12 +121,6 @@ impl Drop for Node {
     }
 }
 
-async fn health(addr: SocketAddr) -> Value {
-    let response = http_get(addr, "/healthz").await;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz is JSON ({e}): {response}"))
-}
-
 fn ids(peers: &Value) -> Vec<String> {
     peers.as_array().expect("peers").iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
 }

@@ -32,9 +32,7 @@ fn rss_mib() -> f64 {
 }
 
 async fn media_stats(addr: SocketAddr) -> Value {
-    let health = http_get(addr, "/healthz").await;
-    let health: Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).expect("body")).expect("json");
-    health["media"]["stats"].clone()
+    health(addr).await["media"]["stats"].clone()
 }
 
 /// Joins `room` on `ws` and publishes one str0m video track.

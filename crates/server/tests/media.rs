@@ -127,8 +127,7 @@ async fn publish_then_leave_in_one_write_leaves_no_media_session_behind() {
     let _publisher =
         pending.connect(answer["sdp"].as_str().unwrap(), Duration::from_secs(10)).await.expect("ICE + DTLS connect");
     // Its session is the only one.
-    let health = http_get(addr, "/healthz").await;
-    let health: serde_json::Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let health = health(addr).await;
     assert_eq!(health["media"]["stats"]["sessions"], 1, "{health}");
 }
 

@@ -75,11 +75,6 @@ async fn post_offer(addr: SocketAddr, path: &str, key: Option<&str>, sdp: &str) 
     http(addr, "POST", path, &headers, sdp.as_bytes()).await
 }
 
-async fn health(addr: SocketAddr) -> Value {
-    let reply = http_get(addr, "/healthz").await;
-    serde_json::from_str(reply.split_once("\r\n\r\n").map_or("", |(_, b)| b)).expect("healthz JSON")
-}
-
 /// Waits (bounded) until the media leg reports `n` sessions; the server offers no event
 /// for it, so `/healthz` is asked every 50 ms.
 async fn until_sessions(addr: SocketAddr, n: u64) {

@@ -130,6 +130,13 @@ pub fn error_code(v: &Value) -> &str {
     v["code"].as_str().expect("error code")
 }
 
+/// `/healthz` as JSON (this process is a local caller, so it gets the details).
+pub async fn health(addr: SocketAddr) -> Value {
+    let response = http_get(addr, "/healthz").await;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz is JSON ({e}): {response}"))
+}
+
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
