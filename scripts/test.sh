@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/callsight-target}
 export CALLSIGHT_TEST_DATA=${CALLSIGHT_TEST_DATA:-$PWD/test-data}
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "system packages"
 missing=()
@@ -74,3 +74,4 @@ fi
 step "browser end-to-end tests"
 export CALLSIGHT_BIN="$CARGO_TARGET_DIR/debug/callsight"
 bash tests/e2e/run.sh
+step "done"

@@ -143,8 +143,19 @@ export class Publisher extends EventTarget {
     }
   }
 
-  /** Applies the server's `publish-answer`. */
-  async handleAnswer(sdp) {
+  /**
+   * The server's `publish-answer`. Serialised with its offers: an offer the server makes
+   * once the session is up can arrive before the answer's `setRemoteDescription` resolved,
+   * and must then wait for it rather than find the connection not `stable`.
+   */
+  handleAnswer(sdp) {
+    this.queue = this.queue
+      .then(() => this.#applyAnswer(sdp))
+      .catch((err) => console.warn('publish: answer failed', err));
+    return this.queue;
+  }
+
+  async #applyAnswer(sdp) {
     const pc = this.pc;
     if (!pc || typeof sdp !== 'string' || pc.signalingState !== 'have-local-offer') return;
     try {
@@ -165,8 +176,13 @@ export class Publisher extends EventTarget {
 
   async #applyOffer(sdp, tracks) {
     const pc = this.pc;
-    // Ours is outstanding (the first publish): the server makes its offer again later.
-    if (!pc || typeof sdp !== 'string' || pc.signalingState !== 'stable') return;
+    // Ours is outstanding: a new publish replaced the session this offer came from (the
+    // new session makes its own offers once it is connected).
+    if (!pc || typeof sdp !== 'string') return;
+    if (pc.signalingState !== 'stable') {
+      console.info(`publish: server offer ignored in signaling state ${pc.signalingState}`);
+      return;
+    }
     this.tracks = parseTracks(tracks);
     await pc.setRemoteDescription({ type: 'offer', sdp });
     await pc.setLocalDescription();

@@ -20,6 +20,7 @@ import {
   waitFor,
   framesDecoded,
   videoStreams,
+  serverLinkState,
   screenshot,
   dumpConsole,
 } from './lib/browser.js';
@@ -38,6 +39,16 @@ async function sendingVideo(page) {
   await page.waitForTimeout(1500); // measurement window for a rate, not a wait for an event
   const second = (await videoStreams(page)).outbound;
   return second.filter((s) => s.bytes > (first.find((f) => f.id === s.id && f.where === s.where)?.bytes ?? 0));
+}
+
+/** On failure: each page's console and server connection, then the server's log. */
+async function reportFailure(pages, server) {
+  dumpConsole(pages);
+  for (const [i, p] of pages.entries()) {
+    const state = await serverLinkState(p).catch((e) => `unavailable: ${e.message}`);
+    process.stderr.write(`page ${'ABCD'[i]} server link: ${JSON.stringify(state)}\n`);
+  }
+  process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
 }
 
 test('a room of four via the server: one upload each, everyone decodes everyone, boxes on every tile', async (t) => {
@@ -111,8 +122,7 @@ test('a room of four via the server: one upload each, everyone decodes everyone,
     const h = await health(server);
     assert.equal(h.media.stats.sessions, 4, JSON.stringify(h.media.stats));
   } catch (err) {
-    dumpConsole(pages);
-    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    await reportFailure(pages, server);
     throw err;
   }
 });
@@ -153,8 +163,7 @@ test('a 1:1 room without analysis stays peer to peer; a third person moves it vi
     assert.equal(stats.decoders, 0, JSON.stringify(stats));
     await screenshot(b, 'sfu-switch-b');
   } catch (err) {
-    dumpConsole(pages);
-    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    await reportFailure(pages, server);
     throw err;
   }
 });
@@ -212,8 +221,7 @@ test('two hosts that cannot reach each other fall back to the server by themselv
     assert.equal((await health(server)).media.stats.sessions, 2);
     await screenshot(b, 'sfu-netns-b');
   } catch (err) {
-    dumpConsole(pages);
-    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    await reportFailure(pages, server);
     throw err;
   }
 });

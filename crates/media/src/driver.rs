@@ -407,6 +407,7 @@ impl Driver {
                 SessionOutput::KeyframeWanted(src) => self.keyframe_wanted(src),
                 SessionOutput::Unpublished { mid } => self.unpublished(e, mid),
                 SessionOutput::Offer { sdp, tracks } => {
+                    tracing::info!(participant = %e.session.key().participant, session = e.session.id(), tracks = tracks.len(), "subscriptions offered");
                     let offer = ServerOffer { key: e.session.key().clone(), sdp, tracks };
                     if self.offers.try_send(offer).is_err() {
                         tracing::warn!(participant = %e.session.key().participant, "server offer dropped: nobody reads offers");

@@ -81,6 +81,27 @@ export async function waitFor(fn, { timeoutMs = 20_000, intervalMs = 250, messag
   }
 }
 
+/**
+ * What a page's server connection looks like, for failure reports: signaling and
+ * connection state, its transceivers and what each receives.
+ */
+export function serverLinkState(page) {
+  return page.evaluate(async () => {
+    const pc = window.callsight.publisherConnection();
+    if (!pc) return { topology: document.querySelector('#topology')?.dataset.mode ?? null, pc: null };
+    const inbound = {};
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp') inbound[r.mid] = { kind: r.kind, packets: r.packetsReceived, decoded: r.framesDecoded, keyframes: r.keyFramesDecoded, plis: r.pliCount };
+    });
+    return {
+      topology: document.querySelector('#topology')?.dataset.mode ?? null,
+      signaling: pc.signalingState,
+      connection: pc.connectionState,
+      transceivers: pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, in: inbound[t.mid] })),
+    };
+  });
+}
+
 /** Highest framesDecoded over the page's inbound video streams (from peers or via the server). */
 export function framesDecoded(page) {
   return page.evaluate(async () => {
