@@ -292,6 +292,12 @@ export class Call extends EventTarget {
     // The server hands each participant its own ICE servers (TURN credentials are
     // per participant and time-limited): new connections use the newest list.
     if (Array.isArray(msg.ice_servers)) this.iceServers = msg.ice_servers.filter((s) => s && typeof s === 'object');
+    // Without room tokens: the keys that let an encoder publish (WHIP) and a player
+    // watch (WHEP) this room; absent with tokens (docs/whip.md, docs/whep.md).
+    const key = (k) => (typeof k === 'string' && /^[A-Za-z0-9_-]{1,128}$/.test(k) ? k : null);
+    this.ingestKey = key(msg.ingest_key);
+    this.viewKey = key(msg.view_key);
+    this.dispatchEvent(new Event('keys'));
     this.everJoined = true;
     const present = new Set();
     for (const p of Array.isArray(msg.peers) ? msg.peers : []) {

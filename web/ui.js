@@ -94,6 +94,10 @@ export class RoomView {
     call.addEventListener('chat', (e) => this.#appendChat(e.detail));
     call.addEventListener('detections', (e) => this.store.add(e.detail));
     call.addEventListener('publish', () => this.#renderPublish());
+    call.addEventListener('keys', () => this.#renderKeys());
+    for (const b of document.querySelectorAll('#ingest-panel button[data-copy]')) {
+      b.addEventListener('click', () => this.#copy($(`#${b.dataset.copy}`).value, b.dataset.what));
+    }
     call.addEventListener('topology', () => {
       this.#renderTopology();
       this.#renderPublish();
@@ -499,19 +503,33 @@ export class RoomView {
     log.scrollTop = log.scrollHeight;
   }
 
-  async #copyLink() {
-    const url = window.location.href;
+  #copyLink() {
+    return this.#copy(window.location.href, 'Link');
+  }
+
+  /** The WHIP URL + ingest key and the watch link, when the server gave the keys. */
+  #renderKeys() {
+    const { ingestKey, viewKey, room } = this.call;
+    $('#ingest-panel').hidden = !ingestKey;
+    const origin = window.location.origin;
+    $('#ingest-url').value = ingestKey ? `${origin}/whip/${room}?name=Camera` : '';
+    $('#ingest-key').value = ingestKey ?? '';
+    $('#watch-field').hidden = !viewKey;
+    $('#watch-link').value = viewKey ? `${origin}/watch/${room}#key=${viewKey}` : '';
+  }
+
+  async #copy(text, what) {
     try {
-      await navigator.clipboard.writeText(url);
-      toast('Link copied');
+      await navigator.clipboard.writeText(text);
+      toast(`${what} copied`);
     } catch {
       // Clipboard needs a secure context and permission; fall back to a prompt-free select.
-      const input = Object.assign(document.createElement('input'), { value: url });
+      const input = Object.assign(document.createElement('input'), { value: text });
       document.body.append(input);
       input.select();
       const ok = document.execCommand?.('copy');
       input.remove();
-      toast(ok ? 'Link copied' : url, ok ? 2200 : 6000);
+      toast(ok ? `${what} copied` : text, ok ? 2200 : 6000);
     }
   }
 

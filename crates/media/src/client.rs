@@ -6,6 +6,8 @@
 //! [`PendingClient::offer`] to the server → [`PendingClient::connect`] with the answer →
 //! [`Client::send_frame`] per frame; server offers (renegotiation) go to
 //! [`Client::accept_offer`], whose answer goes back to the server.
+//! A WHEP viewer: [`PendingClient::viewer`] (receive-only video and audio, a data channel),
+//! then [`Client::received`] and [`Client::messages`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -63,6 +65,8 @@ pub struct Client {
     keyframe_watch: watch::Receiver<u64>,
     received: Arc<Mutex<Vec<ReceivedFrame>>>,
     received_watch: watch::Receiver<u64>,
+    messages: Arc<Mutex<Vec<String>>>,
+    messages_watch: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -81,6 +85,34 @@ impl PendingClient {
 
     /// Offers `video` send-only H.264 tracks and, with `audio`, one send-only Opus track.
     pub async fn with_tracks(ip: IpAddr, video: usize, audio: bool) -> Result<PendingClient, MediaError> {
+        PendingClient::offering(ip, |change| {
+            let video: Vec<Mid> =
+                (0..video).map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)).collect();
+            let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+            (video, audio)
+        })
+        .await
+    }
+
+    /// A WHEP player: offers one receive-only H.264 video and one receive-only Opus
+    /// m-line and, with `channel`, a data channel with that label.
+    pub async fn viewer(ip: IpAddr, channel: Option<&str>) -> Result<PendingClient, MediaError> {
+        PendingClient::offering(ip, |change| {
+            change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            if let Some(label) = channel {
+                change.add_channel(label.to_owned());
+            }
+            (Vec::new(), None)
+        })
+        .await
+    }
+
+    /// Binds a socket and offers what `lines` adds (returns the sending video and audio mids).
+    async fn offering(
+        ip: IpAddr,
+        lines: impl FnOnce(&mut str0m::change::SdpApi<'_>) -> (Vec<Mid>, Option<Mid>),
+    ) -> Result<PendingClient, MediaError> {
         str0m::crypto::from_feature_flags().install_process_default();
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
@@ -95,9 +127,7 @@ impl PendingClient {
         let cand = Candidate::host(local, "udp").map_err(|e| MediaError::Rtc(e.to_string()))?;
         rtc.add_local_candidate(cand);
         let mut change = rtc.sdp_api();
-        let video: Vec<Mid> =
-            (0..video).map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)).collect();
-        let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        let (video, audio) = lines(&mut change);
         let (offer, pending) = change.apply().ok_or_else(|| MediaError::Rtc("no SDP change to offer".into()))?;
         Ok(PendingClient { rtc, socket: Arc::new(socket), video, audio, offer: offer.to_sdp_string(), pending })
     }
@@ -116,6 +146,8 @@ impl PendingClient {
         let (rx_tx, received_watch) = watch::channel(0u64);
         let keyframe_requests = Arc::new(AtomicU64::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
+        let (messages_tx, messages_watch) = watch::channel(0u64);
+        let messages = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(
             Loop {
                 rtc: self.rtc,
@@ -126,6 +158,8 @@ impl PendingClient {
                 received: received.clone(),
                 received_tx: rx_tx,
                 added: Vec::new(),
+                messages: messages.clone(),
+                messages_tx,
             }
             .run(cmd_rx),
         );
@@ -138,6 +172,8 @@ impl PendingClient {
             keyframe_watch,
             received,
             received_watch,
+            messages,
+            messages_watch,
             task,
         };
         tokio::time::timeout(timeout, connected.wait_for(|c| *c))
@@ -207,6 +243,16 @@ impl Client {
         self.received_watch.clone()
     }
 
+    /// Text messages received on data channels so far.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes on every data channel message received.
+    pub fn messages_watch(&self) -> watch::Receiver<u64> {
+        self.messages_watch.clone()
+    }
+
     /// Sends raw bytes from this client's own socket (fault injection).
     pub async fn send_raw(&self, to: SocketAddr, bytes: &[u8]) -> std::io::Result<usize> {
         self.socket.send_to(bytes, to).await
@@ -242,6 +288,8 @@ struct Loop {
     received_tx: watch::Sender<u64>,
     /// Every m-line str0m announced (the server's included).
     added: Vec<Mid>,
+    messages: Arc<Mutex<Vec<String>>>,
+    messages_tx: watch::Sender<u64>,
 }
 
 impl Loop {
@@ -285,6 +333,14 @@ impl Loop {
                         let _ = self.kf.send(n);
                     }
                     Event::MediaAdded(m) => self.added.push(m.mid),
+                    Event::ChannelData(d) if !d.binary => {
+                        let n = {
+                            let mut m = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+                            m.push(String::from_utf8_lossy(&d.data).into_owned());
+                            m.len() as u64
+                        };
+                        let _ = self.messages_tx.send(n);
+                    }
                     Event::MediaData(d) => {
                         let kind = self.rtc.media(d.mid).map_or(MediaKind::Video, |m| m.kind());
                         let f = ReceivedFrame {

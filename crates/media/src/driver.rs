@@ -29,14 +29,28 @@ use crate::udp::{Datagram, Inbound, Routes, Sockets};
 /// How often idle / dead sessions are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// What a new session does.
+pub(crate) enum Role {
+    /// A participant: publishes what its offer sends; `subscribe`: also receives the
+    /// room's other tracks; `analyse`: its video is decoded and detected (else forwarded only).
+    Participant { subscribe: bool, analyse: bool },
+    /// A WHEP viewer: receives `follows`'s tracks (or the room's earliest publisher's) on
+    /// the m-lines of its offer and their detections on its `detections` channel.
+    Viewer { follows: Option<String> },
+}
+
 pub(crate) enum Command {
     Publish {
         key: ParticipantKey,
         offer: String,
-        subscribe: bool,
-        /// Decode and detect its video (else forward only).
-        analyse: bool,
+        role: Role,
         reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// A `detections` message (JSON) for the viewers of `participant` in `room`.
+    Detections {
+        room: String,
+        participant: String,
+        text: Arc<str>,
     },
     /// The participant's answer to the server's last offer.
     Answer {
@@ -183,9 +197,14 @@ impl Driver {
 
     fn command(&mut self, c: Command) {
         match c {
-            Command::Publish { key, offer, subscribe, analyse, reply } => {
-                let r = self.publish(key, &offer, subscribe, analyse);
+            Command::Publish { key, offer, role, reply } => {
+                let r = self.publish(key, &offer, role);
                 let _ = reply.send(r);
+            }
+            Command::Detections { room, participant, text } => {
+                for id in self.room_of(&room) {
+                    self.with_other(id, |s| s.send_detections(&participant, &text));
+                }
             }
             Command::Answer { key, sdp, reply } => {
                 let _ = reply.send(self.renegotiate(&key, |s| s.accept_answer(&sdp)));
@@ -235,28 +254,22 @@ impl Driver {
         }
     }
 
-    fn publish(
-        &mut self,
-        key: ParticipantKey,
-        offer: &str,
-        subscribe: bool,
-        analyse: bool,
-    ) -> Result<String, MediaError> {
+    fn publish(&mut self, key: ParticipantKey, offer: &str, role: Role) -> Result<String, MediaError> {
         let replaces = self.by_key.contains_key(&key);
         if !replaces && self.sessions.len() >= self.config.max_sessions {
             return Err(MediaError::TooManySessions(self.config.max_sessions));
         }
         self.next_id += 1;
         let id = self.next_id;
-        let acc = Session::accept(
-            key.clone(),
-            id,
-            subscribe,
-            offer,
-            &self.config,
-            self.sockets.local_addrs(),
-            Instant::now(),
-        )?;
+        let (config, addrs, now) = (&self.config, self.sockets.local_addrs(), Instant::now());
+        let (acc, analyse) = match role {
+            Role::Participant { subscribe, analyse } => {
+                (Session::accept(key.clone(), id, subscribe, offer, config, addrs, now)?, analyse)
+            }
+            Role::Viewer { follows } => {
+                (Session::accept_viewer(key.clone(), id, follows, offer, config, addrs, now)?, false)
+            }
+        };
         if acc.rejected_tracks > 0 {
             self.counters.tracks_rejected.fetch_add(acc.rejected_tracks as u64, Relaxed);
         }
@@ -264,11 +277,12 @@ impl Driver {
             self.close(old, End::Closed("republished".into()));
         }
         let mut e = Entry { session: acc.session, pipes: HashMap::new(), analyse };
-        // Everything the room already publishes (offered once the session is connected).
-        for (src, (kind, owner)) in &self.published {
-            if owner.room == key.room {
-                e.session.subscribe(*src, *kind, &owner.participant);
-            }
+        // Everything the room already publishes (offered once the session is connected),
+        // earliest first (a viewer of the room shows the earliest publisher).
+        let mut room: Vec<_> = self.published.iter().filter(|(_, (_, owner))| owner.room == key.room).collect();
+        room.sort_by_key(|(src, _)| src.session);
+        for (src, (kind, owner)) in room {
+            e.session.subscribe(*src, *kind, &owner.participant);
         }
         self.counters.sessions.fetch_add(1, Relaxed);
         self.bump();

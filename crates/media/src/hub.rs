@@ -12,7 +12,7 @@ use callsight_vision::Detector;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::decode::{self, DecoderCtx};
-use crate::driver::{self, Command};
+use crate::driver::{self, Command, Role};
 use crate::error::MediaError;
 use crate::gate::MotionStage;
 use crate::metrics::MediaMetrics;
@@ -171,7 +171,7 @@ impl MediaHub {
     /// participant's previous session) and returns the SDP answer, with host candidates,
     /// no trickle. Its tracks are detected (video) and forwarded to the room's subscribers.
     pub async fn publish(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
-        self.publish_with(key, offer_sdp, false, true).await
+        self.publish_with(key, offer_sdp, Role::Participant { subscribe: false, analyse: true }).await
     }
 
     /// Like [`MediaHub::publish`], and the session also receives every other track of the
@@ -183,20 +183,36 @@ impl MediaHub {
         offer_sdp: &str,
         analyse: bool,
     ) -> Result<String, MediaError> {
-        self.publish_with(key, offer_sdp, true, analyse).await
+        self.publish_with(key, offer_sdp, Role::Participant { subscribe: true, analyse }).await
     }
 
-    async fn publish_with(
+    /// A WHEP viewer in `key.room` (`key.participant` names the viewer's session, never a
+    /// participant id): answers its offer, whose receiving m-lines then carry the video
+    /// and audio of participant `follows` (`None`: the room's earliest publisher present,
+    /// the next one when it leaves), RTP timestamps unchanged, and whose data channel
+    /// labelled `detections` carries what [`MediaHub::deliver_detections`] gives for
+    /// that participant. Ends like any session: [`MediaHub::unpublish`], idle, ICE/DTLS.
+    pub async fn view(
         &self,
         key: ParticipantKey,
         offer_sdp: &str,
-        subscribe: bool,
-        analyse: bool,
+        follows: Option<String>,
     ) -> Result<String, MediaError> {
+        self.publish_with(key, offer_sdp, Role::Viewer { follows }).await
+    }
+
+    /// Hands a `detections` message (the JSON the WebSocket carries) of `participant`'s
+    /// track in `room` to the viewers that show that participant.
+    pub fn deliver_detections(&self, room: &str, participant: &str, text: Arc<str>) {
+        let (room, participant) = (room.to_owned(), participant.to_owned());
+        let _ = self.inner.cmd.send(Command::Detections { room, participant, text });
+    }
+
+    async fn publish_with(&self, key: ParticipantKey, offer_sdp: &str, role: Role) -> Result<String, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
-            .send(Command::Publish { key, offer: offer_sdp.to_owned(), subscribe, analyse, reply })
+            .send(Command::Publish { key, offer: offer_sdp.to_owned(), role, reply })
             .map_err(|_| MediaError::Stopped)?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::Transmit;
@@ -97,6 +98,21 @@ struct TrackOut {
     state: OutState,
 }
 
+/// A WHEP viewer: receives one participant's tracks on the receiving m-lines of its own
+/// offer (no renegotiation), and that participant's detections on its `detections` channel.
+struct Viewer {
+    /// The participant shown; `None` = the room's earliest publisher present, the next
+    /// one when it leaves.
+    follows: Option<String>,
+    /// The m-lines the server sends on (the viewer's receiving lines), by kind.
+    slots: Vec<(Mid, MediaKind)>,
+    /// The data channel the viewer opened with the label [`DETECTIONS_CHANNEL`].
+    channel: Option<ChannelId>,
+}
+
+/// The label of a WHEP viewer's data channel that carries detections.
+pub(crate) const DETECTIONS_CHANNEL: &str = "detections";
+
 struct VideoIn {
     clock: CaptureClock,
     last_keyframe_request: Option<Instant>,
@@ -130,6 +146,8 @@ pub(crate) struct Session {
     keyframes_wanted: Vec<TrackRef>,
     max_offer_bytes: usize,
     max_tracks_per_publish: usize,
+    /// Set for a WHEP viewer session (see [`Session::accept_viewer`]).
+    viewer: Option<Viewer>,
 }
 
 impl Session {
@@ -187,8 +205,26 @@ impl Session {
             keyframes_wanted: Vec::new(),
             max_offer_bytes: config.max_offer_bytes,
             max_tracks_per_publish: config.max_tracks_per_publish,
+            viewer: None,
         };
         Ok(Accepted { session, answer, rejected_tracks })
+    }
+
+    /// Answers a WHEP viewer's offer (its receiving m-lines get the tracks of `follows`,
+    /// or of the room's earliest publisher). A viewer publishes nothing and is never
+    /// offered anything: what it receives is fixed by its own offer.
+    pub(crate) fn accept_viewer(
+        key: ParticipantKey,
+        id: u64,
+        follows: Option<String>,
+        offer: &str,
+        config: &MediaConfig,
+        local_addrs: &[SocketAddr],
+        now: Instant,
+    ) -> Result<Accepted, MediaError> {
+        let mut acc = Session::accept(key, id, true, offer, config, local_addrs, now)?;
+        acc.session.viewer = Some(Viewer { follows, slots: Vec::new(), channel: None });
+        Ok(acc)
     }
 
     pub(crate) fn key(&self) -> &ParticipantKey {
@@ -263,8 +299,35 @@ impl Session {
             Event::Connected => {
                 tracing::debug!(participant = %self.key.participant, session = self.id, "media session connected");
                 self.connected = true;
+                if self.viewer.is_some() {
+                    // What it was given before it could receive: start it at a keyframe.
+                    self.keyframes_wanted.extend(self.open_video());
+                }
                 None
             }
+            Event::MediaAdded(m) if self.viewer.is_some() => {
+                if let Some(v) = &mut self.viewer {
+                    if m.direction.is_sending() {
+                        v.slots.push((m.mid, m.kind));
+                    }
+                }
+                self.assign();
+                None
+            }
+            Event::ChannelOpen(id, label) if label == DETECTIONS_CHANNEL => {
+                if let Some(v) = &mut self.viewer {
+                    v.channel = Some(id);
+                }
+                None
+            }
+            Event::ChannelClose(id) => {
+                if let Some(v) = self.viewer.as_mut().filter(|v| v.channel == Some(id)) {
+                    v.channel = None;
+                }
+                None
+            }
+            // A viewer publishes nothing, whatever its offer said.
+            Event::MediaData(_) if self.viewer.is_some() => None,
             // A receiving m-line of the participant's own offer: it publishes there.
             Event::MediaAdded(m) if m.direction.is_receiving() && !self.is_forwarded(m.mid) => {
                 self.published.push(m.mid);
@@ -322,7 +385,64 @@ impl Session {
         if !self.subscriber || self.tracks_out.iter().any(|t| t.source == source) {
             return;
         }
+        if let Some(Viewer { follows: Some(p), .. }) = &self.viewer {
+            if p != stream_id {
+                return;
+            }
+        }
         self.tracks_out.push(TrackOut { source, kind, stream_id: stream_id.to_owned(), state: OutState::ToOpen });
+        self.assign();
+    }
+
+    /// The participant a viewer shows (whose tracks are open on its m-lines).
+    fn shown(&self) -> Option<&str> {
+        self.tracks_out.iter().find(|t| matches!(t.state, OutState::Open(_))).map(|t| t.stream_id.as_str())
+    }
+
+    /// Video tracks open here (forwarded, negotiated).
+    fn open_video(&self) -> Vec<TrackRef> {
+        let open = |t: &&TrackOut| matches!(t.state, OutState::Open(_)) && t.kind == MediaKind::Video;
+        self.tracks_out.iter().filter(open).map(|t| t.source).collect()
+    }
+
+    /// A viewer: puts the shown participant's waiting tracks on free m-lines of their kind.
+    /// The shown participant is the one already shown, else the followed one, else the
+    /// earliest publisher (lowest session id) with a waiting track.
+    fn assign(&mut self) {
+        let Some(v) = &self.viewer else { return };
+        let waiting = |t: &&TrackOut| t.state == OutState::ToOpen;
+        let shown = self
+            .shown()
+            .or(v.follows.as_deref())
+            .or_else(|| self.tracks_out.iter().filter(waiting).min_by_key(|t| t.source.session).map(|t| &*t.stream_id))
+            .map(str::to_owned);
+        let Some(shown) = shown else { return };
+        let slots = v.slots.clone();
+        for i in 0..self.tracks_out.len() {
+            let t = &self.tracks_out[i];
+            if t.state != OutState::ToOpen || t.stream_id != shown {
+                continue;
+            }
+            let taken = |mid: Mid| self.tracks_out.iter().any(|o| o.state == OutState::Open(mid));
+            let Some((mid, _)) = slots.iter().find(|(m, k)| *k == t.kind && !taken(*m)) else { continue };
+            let t = &mut self.tracks_out[i];
+            t.state = OutState::Open(*mid);
+            if t.kind == MediaKind::Video && self.connected {
+                self.keyframes_wanted.push(t.source);
+            }
+        }
+    }
+
+    /// A viewer: sends `text` (a `detections` message) on its detections channel when it
+    /// shows `participant`. False when nothing was written (no channel, another
+    /// participant shown, the channel's buffer full).
+    pub(crate) fn send_detections(&mut self, participant: &str, text: &str) -> bool {
+        let Some(id) = self.viewer.as_ref().and_then(|v| v.channel) else { return false };
+        if self.shown() != Some(participant) {
+            return false;
+        }
+        let Some(mut channel) = self.rtc.channel(id) else { return false };
+        matches!(channel.write(false, text.as_bytes()), Ok(true))
     }
 
     /// Stops forwarding every track of session `publisher` (it left).
@@ -336,6 +456,11 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, gone: impl Fn(TrackRef) -> bool) {
+        if self.viewer.is_some() {
+            // Its m-lines stay; another track of the shown participant may fill them.
+            self.tracks_out.retain(|t| !gone(t.source));
+            return self.assign();
+        }
         self.tracks_out.retain_mut(|t| {
             if !gone(t.source) {
                 return true;
@@ -359,7 +484,7 @@ impl Session {
 
     /// An offer for what changed, when connected and no other offer is outstanding.
     fn negotiate(&mut self) -> Option<(String, Vec<SubscribedTrack>)> {
-        if !self.connected || self.pending.is_some() {
+        if !self.connected || self.pending.is_some() || self.viewer.is_some() {
             return None;
         }
         if !self.tracks_out.iter().any(|t| matches!(t.state, OutState::ToOpen | OutState::ToStop(_))) {

@@ -35,6 +35,7 @@ const RELAY_PREFIX: &str = "callsight:relay:";
 const SEQUENCE_KEY: &str = "callsight:seq";
 
 /// Work for the Redis worker.
+#[allow(clippy::large_enum_variant)] // `Seat` holds a hub `Output` (a `ServerMessage`): moved once per join or leave
 pub enum Command {
     /// The hub's [`Output::Reserve`] or [`Output::Release`].
     Seat(Output),

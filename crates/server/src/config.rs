@@ -204,6 +204,8 @@ pub struct ServeArgs {
     pub detector: DetectorArgs,
     #[command(flatten)]
     pub whip: crate::whip::WhipArgs,
+    #[command(flatten)]
+    pub whep: crate::whep::WhepArgs,
 }
 
 /// An IP network (`10.0.0.0/8`) or a single address (`127.0.0.1`).

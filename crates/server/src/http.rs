@@ -25,12 +25,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/r/{room}", get(index))
+        .route("/watch/{room}", get(watch))
+        .route("/watch/{room}/{participant}", get(watch))
         .route("/api/config", get(config))
         .route("/api/labels", get(labels))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .merge(crate::whip::routes(&state))
+        .merge(crate::whep::routes(&state))
         .fallback(get(asset))
         .with_state(state)
         .layer(axum::middleware::map_response_with_state(hsts, crate::headers::secure))
@@ -74,6 +77,11 @@ async fn websocket(
 
 async fn index() -> Response {
     serve_asset("index.html")
+}
+
+/// `/watch/{room}[/{participant}]`: the WHEP player page (`web/watch.html`).
+async fn watch() -> Response {
+    serve_asset("watch.html")
 }
 
 async fn asset(uri: Uri) -> Response {

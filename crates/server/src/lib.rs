@@ -5,6 +5,8 @@
 //! - [`connections`]: connection caps in total and per client address; trusted proxies.
 //! - [`http`]: the axum router: embedded web client, `/api/config`, `/healthz`, `/ws`.
 //! - [`whip`]: WHIP ingest (`/whip/{room}`): an encoder publishes as a participant of its own.
+//! - [`whep`]: WHEP viewing (`/whep/{room}[/{participant}]`): a player receives one
+//!   participant's video, audio and detections, without joining the room.
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
 //! - [`media_sessions`]: media session caps per room/address; publish/unpublish order.
 //! - [`outbox`]: each connection's write queue, bounded in bytes.
@@ -44,6 +46,7 @@ pub mod tls;
 pub mod token;
 pub mod token_cmd;
 pub mod turn;
+pub mod whep;
 pub mod whip;
 pub mod ws;
 

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::ServerMetrics>,
     /// WHIP ingest sessions (participants without a WebSocket).
     pub whip: crate::whip::Whip,
+    /// WHEP viewing sessions (players outside the room).
+    pub whep: crate::whep::Whep,
     /// Rooms shared with other nodes through Redis (`--redis`).
     pub cluster: Option<Arc<Cluster>>,
 }
@@ -110,6 +112,7 @@ impl AppState {
             metrics: Arc::new(crate::metrics::ServerMetrics::new(media.as_ref().map(|m| &m.hub))),
             media,
             whip: crate::whip::Whip::new(&args.whip, args.require_token, &resume_key),
+            whep: crate::whep::Whep::new(&args.whep),
             stun,
             cluster,
         }
@@ -128,6 +131,20 @@ impl AppState {
     pub fn counts(&self) -> (usize, usize) {
         let s = self.lock();
         (s.hub.connection_count(), s.hub.room_count())
+    }
+
+    /// What a room token grants in `room` (WHEP viewers: authorised like a join, not joined).
+    pub fn grant_for(&self, room: &RoomId, token: &str) -> Result<callsight_signal::Grant, callsight_signal::Refusal> {
+        self.lock().hub.grant_for(room, Some(token))
+    }
+
+    /// Whether `room` has members on this node; with `peer`, whether that one is among them.
+    pub fn has_member(&self, room: &RoomId, peer: Option<&PeerId>) -> bool {
+        let s = self.lock();
+        match peer {
+            Some(p) => s.hub.connection_of(room, p).is_some(),
+            None => !s.hub.room_connections(room).is_empty(),
+        }
     }
 
     /// Whether `conn` stayed outside any room past the join timeout.
@@ -187,11 +204,12 @@ impl AppState {
         for output in outputs {
             match output {
                 Output::Send { to, mut msg } => {
-                    if let ServerMessage::Joined { room, id, ice_servers, ingest_key, .. } = &mut msg {
+                    if let ServerMessage::Joined { room, id, ice_servers, ingest_key, view_key, .. } = &mut msg {
                         tracing::info!(room = %redact::room_tag(room), participant = %id, "joined");
                         let host = s.hosts.get(&to).map(String::as_str);
                         *ice_servers = self.ice.for_participant(id.as_str(), host, SystemTime::now());
                         *ingest_key = self.whip.ingest_key(room);
+                        *view_key = self.whip.view_key(room);
                     }
                     s.send(to, Outbound::Text(msg.to_json()))
                 }
@@ -357,6 +375,9 @@ impl AppState {
         }
         self.drop_overflowed(&mut s);
         drop(s);
+        if let (Some(m), false) = (&self.media, self.whep.is_empty()) {
+            m.hub.deliver_detections(&event.room, &event.result.participant, text.into());
+        }
         if let Some(m) = &self.media {
             m.hub.metrics().observe(callsight_media::Stage::Send, event.ready.elapsed());
         }

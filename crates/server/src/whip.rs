@@ -39,6 +39,8 @@ pub const ACCEPTED_CODECS: &str = "video H264 (constrained baseline or baseline 
 
 /// Domain separation of the ingest key (no other MAC of the state-dir key equals it).
 const INGEST_KEY_CONTEXT: &[u8] = b"callsight whip ingest key v1";
+/// Domain separation of the view key (WHEP, `crate::whep`): it lets a player watch, never publish.
+const VIEW_KEY_CONTEXT: &[u8] = b"callsight whep view key v1";
 
 /// The WHIP limits (flags of `callsight serve`).
 #[derive(clap::Args, Clone, Debug)]
@@ -65,21 +67,49 @@ struct Session {
 pub struct Whip {
     key: [u8; 32],
     require_token: bool,
-    max_sessions: usize,
     max_body_bytes: usize,
     answer_timeout: Duration,
     /// Sessions by their id (the last segment of their `Location`).
     sessions: Mutex<HashMap<String, Session>>,
     /// Sessions live or being set up (what `max_whip_sessions` caps).
-    active: Arc<AtomicUsize>,
+    places: Places,
 }
 
-/// A place among `max_whip_sessions`, given back when dropped.
-struct Place(Arc<AtomicUsize>);
+/// Sessions live or being set up, at most `max` (`--max-whip-sessions`, `--max-whep-sessions`).
+pub(crate) struct Places {
+    active: Arc<AtomicUsize>,
+    pub max: usize,
+}
+
+/// A place among [`Places`], given back when dropped.
+pub(crate) struct Place(Arc<AtomicUsize>);
 
 impl Drop for Place {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Places {
+    pub fn new(max: usize) -> Self {
+        Places { active: Arc::new(AtomicUsize::new(0)), max }
+    }
+
+    /// A place, or `None` when all `max` are taken.
+    pub fn reserve(&self) -> Option<Place> {
+        let before = self.active.fetch_add(1, Relaxed);
+        let place = Place(self.active.clone());
+        (before < self.max).then_some(place)
+    }
+
+    /// The `503` for a request beyond `max` (`what`: "WHIP", "WHEP").
+    pub fn refusal(&self, what: &str) -> Response {
+        let mut r = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this server has its maximum of {} {what} sessions", self.max),
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        r
     }
 }
 
@@ -88,22 +118,46 @@ impl Whip {
         Whip {
             key: *key.as_bytes(),
             require_token,
-            max_sessions: args.max_whip_sessions,
             max_body_bytes: args.max_whip_body_bytes,
             answer_timeout: crate::config::secs(args.whip_answer_timeout),
             sessions: Mutex::new(HashMap::new()),
-            active: Arc::new(AtomicUsize::new(0)),
+            places: Places::new(args.max_whip_sessions),
         }
+    }
+
+    /// Largest WHIP/WHEP offer (`--max-whip-body-bytes`).
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// How long a WHIP/WHEP request waits for its answer (`--whip-answer-timeout`).
+    pub fn answer_timeout(&self) -> Duration {
+        self.answer_timeout
+    }
+
+    /// Tokens are required (`--require-token`): WHIP and WHEP take a room token, no key.
+    pub fn require_token(&self) -> bool {
+        self.require_token
     }
 
     /// The room's ingest key (`None` when tokens are required: the token is the key).
     /// HMAC-SHA256 of the room with the state-dir key: stable across restarts, nothing stored.
     pub fn ingest_key(&self, room: &str) -> Option<String> {
+        self.room_key(INGEST_KEY_CONTEXT, room)
+    }
+
+    /// The room's view key for WHEP players (`None` when tokens are required), like the
+    /// ingest key but of another context: it lets a player watch, never publish.
+    pub fn view_key(&self, room: &str) -> Option<String> {
+        self.room_key(VIEW_KEY_CONTEXT, room)
+    }
+
+    fn room_key(&self, context: &[u8], room: &str) -> Option<String> {
         if self.require_token {
             return None;
         }
         let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        for part in [INGEST_KEY_CONTEXT, room.as_bytes()] {
+        for part in [context, room.as_bytes()] {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part);
         }
@@ -122,12 +176,11 @@ impl Whip {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn reserve(&self) -> Option<Place> {
-        let before = self.active.fetch_add(1, Relaxed);
-        let place = Place(self.active.clone());
-        (before < self.max_sessions).then_some(place)
-    }
+/// Whether `shown` (a bearer value) is `key`, in constant time.
+pub(crate) fn key_matches(shown: Option<&str>, key: &str) -> bool {
+    shown.is_some_and(|s| bool::from(s.as_bytes().ct_eq(key.as_bytes())))
 }
 
 pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
@@ -141,14 +194,14 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// CORS on every WHIP response: encoders in browsers (and web tools) may call it from
 /// any origin; authorisation is the bearer key, never a cookie.
-async fn cors(mut response: Response) -> Response {
+pub(crate) async fn cors(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, Link"));
     response
 }
 
-async fn preflight() -> Response {
+pub(crate) async fn preflight() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, DELETE, OPTIONS"));
@@ -161,7 +214,7 @@ async fn preflight() -> Response {
 /// Trickle ICE and ICE restarts are not supported (the answer carries every server
 /// candidate; the client's arrive in its offer or as peer-reflexive): `405`, as RFC 9725
 /// asks of a server without them.
-async fn patch() -> Response {
+pub(crate) async fn patch() -> Response {
     let mut r = (StatusCode::METHOD_NOT_ALLOWED, "trickle ICE and ICE restarts are not supported\n").into_response();
     r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
     r
@@ -172,26 +225,26 @@ struct PublishQuery {
     name: Option<String>,
 }
 
-fn refuse(status: StatusCode, why: impl Into<String>) -> Response {
+pub(crate) fn refuse(status: StatusCode, why: impl Into<String>) -> Response {
     let why = why.into();
     tracing::debug!(%status, "whip refused: {why}");
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{why}\n")).into_response()
 }
 
-fn unauthorised(why: &str) -> Response {
+pub(crate) fn unauthorised(why: &str) -> Response {
     let mut r = refuse(StatusCode::UNAUTHORIZED, why);
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
 }
 
 /// `Authorization: Bearer X` → `X`.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, value) = v.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
 }
 
-fn is_sdp(headers: &HeaderMap) -> bool {
+pub(crate) fn is_sdp(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
     ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
 }
@@ -222,8 +275,7 @@ async fn publish(
         (true, None) => return unauthorised("this server requires a room token: Authorization: Bearer <token>"),
         (true, Some(t)) => Some(t.to_owned()),
         (false, shown) => {
-            let key = whip.ingest_key(&room).unwrap_or_default();
-            if !shown.is_some_and(|s| bool::from(s.as_bytes().ct_eq(key.as_bytes()))) {
+            if !key_matches(shown, &whip.ingest_key(&room).unwrap_or_default()) {
                 return unauthorised("wrong or missing ingest key: Authorization: Bearer <the room's ingest key>");
             }
             None
@@ -232,13 +284,8 @@ async fn publish(
     if let Err(why) = check_codecs(offer) {
         return refuse(StatusCode::NOT_ACCEPTABLE, why);
     }
-    let Some(place) = whip.reserve() else {
-        let mut r = refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("this server has its maximum of {} WHIP sessions", whip.max_sessions),
-        );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-        return r;
+    let Some(place) = whip.places.reserve() else {
+        return whip.places.refusal("WHIP");
     };
 
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
@@ -420,7 +467,7 @@ pub fn check_codecs(offer: &str) -> Result<(), String> {
 }
 
 /// `Link` headers for the ICE servers (RFC 9725 §4.6).
-fn ice_links(servers: &[IceServer]) -> Vec<String> {
+pub(crate) fn ice_links(servers: &[IceServer]) -> Vec<String> {
     let mut links = Vec::new();
     for s in servers {
         for url in &s.urls {
@@ -435,7 +482,7 @@ fn ice_links(servers: &[IceServer]) -> Vec<String> {
 }
 
 /// 128 random bits, base64url: the session URL is its own capability.
-fn new_session_id() -> String {
+pub(crate) fn new_session_id() -> String {
     let mut bytes = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -491,9 +538,10 @@ m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 rtx/9
         assert_ne!(Whip::new(&args, false, &ResumeKey::random()).ingest_key("room-a").unwrap(), a);
         assert_eq!(Whip::new(&args, true, &key).ingest_key("room-a"), None);
         // Places: one, then refused, then free again.
-        let p = open.reserve().expect("first place");
-        assert!(open.reserve().is_none());
+        let p = open.places.reserve().expect("first place");
+        assert!(open.places.reserve().is_none());
         drop(p);
-        assert!(open.reserve().is_some());
+        assert!(open.places.reserve().is_some());
+        assert_ne!(open.view_key("room-a").unwrap(), a, "viewing and publishing have different keys");
     }
 }

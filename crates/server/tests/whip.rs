@@ -21,86 +21,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use str0m::media::MediaKind;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// Generous: encoders, decoders and the detector share two loaded cores.
-const WAIT: Duration = Duration::from_secs(90);
-
-/// One HTTP/1.1 exchange: (status, headers with lower-case names, body).
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).await.expect("tcp connects");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(req.as_bytes()).await.unwrap();
-    // A server that refuses early may close before reading it all.
-    let _ = s.write_all(body).await;
-    let mut buf = Vec::new();
-    tokio::time::timeout(REPLY_DEADLINE, s.read_to_end(&mut buf)).await.expect("reply in time").ok();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Reply { status, headers, body: body.to_owned() }
-}
-
-async fn post_offer(addr: SocketAddr, path: &str, key: Option<&str>, sdp: &str) -> Reply {
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let mut headers = vec![("Content-Type", "application/sdp")];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    http(addr, "POST", path, &headers, sdp.as_bytes()).await
-}
-
-/// Waits (bounded) until the media leg reports `n` sessions; the server offers no event
-/// for it, so `/healthz` is asked every 50 ms.
-async fn until_sessions(addr: SocketAddr, n: u64) {
-    tokio::time::timeout(WAIT, async {
-        while health(addr).await["media"]["stats"]["sessions"] != n {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("media sessions never became {n}"));
-}
-
-async fn next_of(ws: &mut Ws, kind: &str, deadline: Duration) -> Value {
-    tokio::time::timeout(deadline, async {
-        loop {
-            let Some(Ok(frame)) = ws.next().await else { panic!("socket closed while waiting for {kind}") };
-            let Message::Text(t) = frame else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {kind} in time"))
-}
 
 fn vp8_only(offer: &str) -> String {
     offer.replace("H264/90000", "VP8/90000")

@@ -238,6 +238,12 @@ impl Hub {
         self.room_connections(room).into_iter().map(|(_, c)| c).filter(subscribes).collect()
     }
 
+    /// What this hub's admission grants a `token` for `room` (a viewer outside the room,
+    /// e.g. WHEP, is authorised as a join would be, without joining).
+    pub fn grant_for(&self, room: &RoomId, token: Option<&str>) -> Result<Grant, crate::Refusal> {
+        self.admission.admit(room, token)
+    }
+
     /// The connection of participant `peer` in `room`.
     pub fn connection_of(&self, room: &RoomId, peer: &PeerId) -> Option<ConnId> {
         self.by_peer.get(&(room.clone(), peer.clone())).copied()
@@ -427,6 +433,7 @@ impl Hub {
             // TURN credentials need a clock and a secret: the server fills these in.
             ice_servers: Vec::new(),
             ingest_key: None,
+            view_key: None,
         };
         out.push(Output::Send { to: conn, msg: joined });
     }

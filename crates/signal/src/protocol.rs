@@ -121,6 +121,12 @@ pub enum ServerMessage {
         /// docs/whip.md). Filled in by the server; absent when tokens are required.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ingest_key: Option<String>,
+        /// Without `--require-token`: the key that lets a WHEP player watch this room's
+        /// participants (`Authorization: Bearer KEY` on `POST /whep/{room}[/{participant}]`,
+        /// docs/whep.md; the `/watch` page takes it in its URL fragment). Filled in by the
+        /// server; absent when tokens are required.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        view_key: Option<String>,
     },
     PeerJoined {
         peer: PeerInfo,

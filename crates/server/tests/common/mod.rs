@@ -12,6 +12,10 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
+pub mod exchange;
+#[allow(unused_imports)] // only the WHIP/WHEP tests use them
+pub use exchange::*;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A generous bound so a broken server fails the test instead of hanging it.
