@@ -60,7 +60,8 @@ test('a watch link plays a participant through the server with its boxes', async
     assert.equal(state.shown, hostId, 'the room-wide form shows the publisher');
     await screenshot(viewer, 'watch-room');
     // A viewer is not a participant: the call page has its own tile only.
-    assert.equal(await host.getByTestId('tile').count(), 1);
+    assert.equal(await host.getByTestId('tile-self').count(), 1);
+    assert.equal(await host.getByTestId('tile-remote').count(), 0);
 
     // The participant form, and a wrong key.
     const byId = await newPerson(browser, server.url, 'P');
