@@ -14,17 +14,24 @@
 //!   which the hub learns who came and went on other nodes.
 //! - Relay: each node subscribes to its own channel; a message for a participant on
 //!   node N is published to N's channel.
+//! - Resume: a participant's departure (its connection dropped, or its node died) is a
+//!   key with the resume grace as TTL (`release.lua`, `join.lua`, `sync.lua`), so its
+//!   resume token (checked by each node with the shared resume key) gives its id back on
+//!   any node; a resume on another node while the old seat is still held moves the seat.
 //!
 //! Every Redis command runs on one ordered worker, so a seat taken, the `peer-joined`
 //! relays that follow it and a later release keep their order.
 
 use crate::state::AppState;
-use callsight_signal::{Output, PeerId, PeerInfo, RoomId, SeatRefusal, ServerMessage};
+use callsight_signal::{Output, PeerId, PeerInfo, ResumeKey, RoomId, Seat, SeatRefusal, ServerMessage};
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -33,6 +40,10 @@ const ROOM_PREFIX: &str = "callsight:room:";
 const NODE_PREFIX: &str = "callsight:node:";
 const RELAY_PREFIX: &str = "callsight:relay:";
 const SEQUENCE_KEY: &str = "callsight:seq";
+/// Departures (resumable ids): `callsight:gone:{room}:{participant}`, TTL the resume grace.
+const GONE_PREFIX: &str = "callsight:gone:";
+/// The fingerprint of the resume key of the first node: every node must have the same.
+const RESUME_KEY_ID: &str = "callsight:resume-key-id";
 
 /// Work for the Redis worker.
 #[allow(clippy::large_enum_variant)] // `Seat` holds a hub `Output` (a `ServerMessage`): moved once per join or leave
@@ -73,6 +84,8 @@ pub struct ClusterConfig {
     pub presence_ttl: Duration,
     pub timeout: Duration,
     pub queue: usize,
+    /// How long a departed participant's id stays resumable (`--resume-grace`).
+    pub resume_grace: Duration,
 }
 
 pub struct Cluster {
@@ -92,17 +105,34 @@ pub struct Cluster {
     /// participants missing from Redis are not dropped (their nodes may not have put
     /// them back yet).
     recovered_at: Mutex<Option<Instant>>,
-    relays_sent: AtomicU64,
-    relays_received: AtomicU64,
-    /// Relays not sent: Redis down or the queue full.
-    relays_dropped: AtomicU64,
+    resume_grace: Duration,
+    /// A fingerprint of this node's resume key (not the key).
+    resume_key_id: String,
+    /// Whether Redis holds another node's resume key fingerprint (tokens then fail
+    /// across nodes).
+    resume_key_mismatch: AtomicBool,
+    metrics: ClusterMetrics,
     join_script: redis::Script,
     sync_script: redis::Script,
+    release_script: redis::Script,
+}
+
+/// What `/metrics` and `/healthz` show of Redis.
+#[derive(Default)]
+struct ClusterMetrics {
+    /// 1 while Redis answers and this node hears its relays.
+    up: Gauge,
+    relays_sent: Counter,
+    relays_received: Counter,
+    /// Relays not sent: Redis down or the queue full.
+    relays_dropped: Counter,
+    /// Redis commands that failed or timed out.
+    errors: Counter,
 }
 
 impl Cluster {
     /// Connects lazily: a node starts while Redis is down and says so in `/healthz`.
-    pub fn new(config: &ClusterConfig) -> anyhow::Result<Arc<Self>> {
+    pub fn new(config: &ClusterConfig, resume_key: &ResumeKey) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| anyhow::anyhow!("--redis {:?} is not a Redis URL: {e}", config.url))?;
         let manager_config = ConnectionManagerConfig::new()
@@ -123,11 +153,13 @@ impl Cluster {
             store_up: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             recovered_at: Mutex::new(None),
-            relays_sent: AtomicU64::new(0),
-            relays_received: AtomicU64::new(0),
-            relays_dropped: AtomicU64::new(0),
+            resume_grace: config.resume_grace,
+            resume_key_id: resume_key.fingerprint(),
+            resume_key_mismatch: AtomicBool::new(false),
+            metrics: ClusterMetrics::default(),
             join_script: redis::Script::new(include_str!("cluster/join.lua")),
             sync_script: redis::Script::new(include_str!("cluster/sync.lua")),
+            release_script: redis::Script::new(include_str!("cluster/release.lua")),
         }))
     }
 
@@ -137,15 +169,41 @@ impl Cluster {
     }
 
     pub fn health(&self) -> serde_json::Value {
+        let m = &self.metrics;
         serde_json::json!({
             "node": self.node,
             "up": self.up(),
             "store": self.store_up.load(Ordering::Relaxed),
             "subscribed": self.subscribed.load(Ordering::Relaxed),
-            "relays_sent": self.relays_sent.load(Ordering::Relaxed),
-            "relays_received": self.relays_received.load(Ordering::Relaxed),
-            "relays_dropped": self.relays_dropped.load(Ordering::Relaxed),
+            "relays_sent": m.relays_sent.get(),
+            "relays_received": m.relays_received.get(),
+            "relays_dropped": m.relays_dropped.get(),
+            "errors": m.errors.get(),
+            "resume_key_shared": !self.resume_key_mismatch.load(Ordering::Relaxed),
         })
+    }
+
+    /// Adds `callsight_redis_*` to `/metrics`.
+    pub fn register(&self, registry: &mut Registry) {
+        let m = &self.metrics;
+        let sub = registry.sub_registry_with_prefix("callsight_redis");
+        sub.register(
+            "up",
+            "1 while Redis answers and this node hears its relays (0: new joins are refused)",
+            m.up.clone(),
+        );
+        sub.register("relays_sent", "Messages published to other nodes", m.relays_sent.clone());
+        sub.register("relays_received", "Messages relayed here by other nodes", m.relays_received.clone());
+        sub.register(
+            "relays_dropped",
+            "Messages for other nodes not sent: Redis down or the queue full",
+            m.relays_dropped.clone(),
+        );
+        sub.register("errors", "Redis commands that failed or timed out", m.errors.clone());
+    }
+
+    fn refresh_up(&self) {
+        self.metrics.up.set(i64::from(self.up()));
     }
 
     /// Queues `command`; gives it back when the queue is full (or the worker is gone).
@@ -160,7 +218,7 @@ impl Cluster {
         let envelope = Envelope { from: self.node.clone(), room: room.to_string(), to: to.map(|p| p.to_string()), msg };
         let payload = serde_json::to_string(&envelope).unwrap_or_default();
         if self.submit(Command::Publish { node, payload }).is_some() {
-            self.relays_dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.relays_dropped.inc();
         }
     }
 
@@ -185,29 +243,31 @@ impl Cluster {
     async fn work(self: Arc<Self>, mut receiver: mpsc::Receiver<Command>, state: Arc<AppState>) {
         while let Some(command) = receiver.recv().await {
             match command {
-                Command::Seat(Output::Reserve { conn, room, peer, capacity }) => {
+                Command::Seat(Output::Reserve { conn, room, peer, capacity, resume }) => {
                     let result = if self.up() {
-                        self.reserve(&room, &peer, capacity).await
+                        self.reserve(&room, &peer, capacity, resume.as_ref()).await
                     } else {
                         Err(SeatRefusal::Unavailable("Redis is unreachable; try again shortly".into()))
                     };
                     state.seat_reserved(conn, &room, &peer.id, result);
                 }
-                Command::Seat(Output::Release { room, peer }) => {
+                Command::Seat(Output::Release { room, peer, resumable }) => {
                     // While Redis is down, the next sync after it returns frees the seat.
                     if self.store_up.load(Ordering::Relaxed) {
+                        let mut invocation = self.release_script.key(room_key(&room));
+                        invocation
+                            .arg(peer.as_str())
+                            .arg(&self.node)
+                            .arg(gone_prefix(&room))
+                            .arg(self.grace_ms())
+                            .arg(if resumable { "1" } else { "0" });
                         let mut conn = self.conn.clone();
-                        let key = room_key(&room);
-                        let _ = self
-                            .call(async move {
-                                redis::cmd("HDEL").arg(key).arg(peer.as_str()).query_async::<i64>(&mut conn).await
-                            })
-                            .await;
+                        let _ = self.call(async move { invocation.invoke_async::<i64>(&mut conn).await }).await;
                     }
                 }
                 Command::Publish { node, payload } => {
                     if !self.store_up.load(Ordering::Relaxed) {
-                        self.relays_dropped.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.relays_dropped.inc();
                         continue;
                     }
                     let mut conn = self.conn.clone();
@@ -217,8 +277,8 @@ impl Cluster {
                             redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await
                         })
                         .await;
-                    let counter = if sent.is_ok() { &self.relays_sent } else { &self.relays_dropped };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    let counter = if sent.is_ok() { &self.metrics.relays_sent } else { &self.metrics.relays_dropped };
+                    counter.inc();
                 }
                 Command::Seat(_) => {}
                 Command::Sync => self.sync(&state).await,
@@ -226,12 +286,17 @@ impl Cluster {
         }
     }
 
+    fn grace_ms(&self) -> u64 {
+        self.resume_grace.as_millis().max(1) as u64
+    }
+
     async fn reserve(
         &self,
         room: &RoomId,
         peer: &PeerInfo,
         capacity: usize,
-    ) -> Result<Vec<(PeerInfo, String)>, SeatRefusal> {
+        resume: Option<&PeerId>,
+    ) -> Result<Seat, SeatRefusal> {
         let mut invocation = self.join_script.key(room_key(room));
         invocation
             .arg(peer.id.as_str())
@@ -240,22 +305,31 @@ impl Cluster {
             .arg(capacity)
             .arg(NODE_PREFIX)
             .arg(self.presence_ttl.as_millis() as u64)
-            .arg(SEQUENCE_KEY);
+            .arg(SEQUENCE_KEY)
+            .arg(gone_prefix(room))
+            .arg(self.grace_ms())
+            .arg(resume.map_or("", PeerId::as_str));
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
             .call(async move { invocation.invoke_async(&mut conn).await })
             .await
             .map_err(|e| SeatRefusal::Unavailable(format!("Redis: {e}")))?;
-        match reply.split_first() {
-            Some((status, members)) if status == "ok" => Ok(parse_members(members)),
-            Some((status, _)) if status == "full" => Err(SeatRefusal::Full { capacity }),
-            Some((status, _)) if status == "taken" => Err(SeatRefusal::IdTaken),
+        match &reply[..] {
+            [status, id, moved, members @ ..] if status == "ok" => {
+                let id = PeerId::parse(id)
+                    .ok_or_else(|| SeatRefusal::Unavailable(format!("join.lua granted a bad id {id:?}")))?;
+                let moved_from = (!moved.is_empty()).then(|| moved.clone());
+                Ok(Seat { id, moved_from, members: parse_members(members) })
+            }
+            [status, ..] if status == "full" => Err(SeatRefusal::Full { capacity }),
+            [status, ..] if status == "taken" => Err(SeatRefusal::IdTaken),
             _ => Err(SeatRefusal::Unavailable(format!("unexpected reply from join.lua: {reply:?}"))),
         }
     }
 
     /// Refreshes this node's presence and reconciles each of its rooms with Redis.
     async fn sync(&self, state: &Arc<AppState>) {
+        self.check_resume_key().await;
         let rooms = state.local_rooms();
         let ttl = self.presence_ttl.as_millis() as u64;
         if rooms.is_empty() {
@@ -273,7 +347,13 @@ impl Cluster {
         for (room, mine) in rooms {
             let asked_at = Instant::now();
             let mut invocation = self.sync_script.key(room_key(&room));
-            invocation.arg(&self.node).arg(NODE_PREFIX).arg(ttl).arg(SEQUENCE_KEY);
+            invocation
+                .arg(&self.node)
+                .arg(NODE_PREFIX)
+                .arg(ttl)
+                .arg(SEQUENCE_KEY)
+                .arg(gone_prefix(&room))
+                .arg(self.grace_ms());
             for p in &mine {
                 invocation.arg(p.id.as_str()).arg(p.name.as_deref().unwrap_or(""));
             }
@@ -286,6 +366,34 @@ impl Cluster {
         }
     }
 
+    /// Compares this node's resume key with the first node's (by fingerprint): with
+    /// different keys a participant cannot resume on another node. Says so once.
+    async fn check_resume_key(&self) {
+        let mut conn = self.conn.clone();
+        let id = self.resume_key_id.clone();
+        let first = self
+            .call(async move {
+                redis::cmd("SET")
+                    .arg(RESUME_KEY_ID)
+                    .arg(&id)
+                    .arg("NX")
+                    .arg("GET")
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            })
+            .await;
+        let Ok(first) = first else { return };
+        let mismatch = first.is_some_and(|f| f != self.resume_key_id);
+        if mismatch && !self.resume_key_mismatch.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                node = %self.node,
+                "another node uses a different resume key: participants cannot resume across nodes; \
+                 give every node the same resume.key (--state-dir)"
+            );
+        }
+        self.resume_key_mismatch.store(mismatch, Ordering::Relaxed);
+    }
+
     /// Runs one Redis command within the timeout; its outcome says whether Redis is up.
     async fn call<T>(&self, command: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
         let result = match tokio::time::timeout(self.timeout, command).await {
@@ -294,6 +402,10 @@ impl Cluster {
             Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
         };
         let was_up = self.store_up.swap(result.is_ok(), Ordering::Relaxed);
+        if result.is_err() {
+            self.metrics.errors.inc();
+        }
+        self.refresh_up();
         match (&result, was_up) {
             (Err(e), true) => tracing::warn!(node = %self.node, "Redis is down: {e}; new joins are refused"),
             (Ok(_), false) => {
@@ -314,6 +426,7 @@ impl Cluster {
                 Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
                     Ok(()) => {
                         self.subscribed.store(true, Ordering::Relaxed);
+                        self.refresh_up();
                         tracing::info!(node = %self.node, "listening for relays");
                         backoff = Duration::from_millis(100);
                         let mut messages = pubsub.into_on_message();
@@ -321,7 +434,7 @@ impl Cluster {
                             let Ok(payload) = msg.get_payload::<String>() else { continue };
                             match serde_json::from_str::<Envelope>(&payload) {
                                 Ok(e) => {
-                                    self.relays_received.fetch_add(1, Ordering::Relaxed);
+                                    self.metrics.relays_received.inc();
                                     let (Some(room), to) = (RoomId::parse(&e.room), e.to.as_deref().map(PeerId::parse))
                                     else {
                                         continue;
@@ -339,6 +452,7 @@ impl Cluster {
                         // down until a heartbeat gets through, so no join meets the
                         // broken connection first.
                         self.store_up.store(false, Ordering::Relaxed);
+                        self.refresh_up();
                         tracing::warn!(node = %self.node, "lost the Redis relay subscription; reconnecting");
                     }
                     Err(e) => tracing::debug!("subscribing to the relay channel: {e}"),
@@ -354,6 +468,10 @@ impl Cluster {
 
 fn room_key(room: &RoomId) -> String {
     format!("{ROOM_PREFIX}{room}")
+}
+
+fn gone_prefix(room: &RoomId) -> String {
+    format!("{GONE_PREFIX}{room}:")
 }
 
 /// Members in joining order; entries that do not parse are skipped.

@@ -231,6 +231,7 @@ impl ServeArgs {
             presence_ttl: Duration::from_millis(self.redis_presence_ttl_ms),
             timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
             queue: self.redis_queue,
+            resume_grace: secs(self.resume_grace),
         }
     }
 

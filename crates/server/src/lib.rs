@@ -82,7 +82,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     };
     let resume_key = state_dir::resume_key(&state_dir)?;
     let cluster = match &args.redis {
-        Some(url) => Some(cluster::Cluster::new(&args.cluster_config(url))?),
+        Some(url) => Some(cluster::Cluster::new(&args.cluster_config(url), &resume_key)?),
         None => None,
     };
     let state =

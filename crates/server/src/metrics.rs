@@ -36,7 +36,7 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
-    pub fn new(media: Option<&callsight_media::MediaHub>) -> Self {
+    pub fn new(media: Option<&callsight_media::MediaHub>, cluster: Option<&crate::cluster::Cluster>) -> Self {
         let mut registry = Registry::default();
         let ws_connections = Gauge::default();
         let ws_messages = Family::<DirectionLabel, Counter>::default();
@@ -45,6 +45,9 @@ impl ServerMetrics {
         sub.register("ws_messages", "WebSocket text messages received (in) and sent (out)", ws_messages.clone());
         if let Some(hub) = media {
             hub.metrics().register(&mut registry);
+        }
+        if let Some(cluster) = cluster {
+            cluster.register(&mut registry);
         }
         ServerMetrics { registry, ws_connections, ws_messages }
     }

@@ -9,7 +9,7 @@ use crate::outbox::{Outbound, OutboxSender};
 use callsight_media::{DetectionEvent, MediaHub, ParticipantKey, ServerOffer};
 use callsight_signal::protocol::parse_client;
 use callsight_signal::{
-    redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, PeerInfo, ResumeKey, RoomId, SeatRefusal,
+    redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, PeerInfo, ResumeKey, RoomId, Seat, SeatRefusal,
     ServerMessage,
 };
 use std::collections::HashMap;
@@ -109,7 +109,7 @@ impl AppState {
             health_key,
             hsts: args.tls_cert.is_some(),
             ice,
-            metrics: Arc::new(crate::metrics::ServerMetrics::new(media.as_ref().map(|m| &m.hub))),
+            metrics: Arc::new(crate::metrics::ServerMetrics::new(media.as_ref().map(|m| &m.hub), cluster.as_deref())),
             media,
             whip: crate::whip::Whip::new(&args.whip, args.require_token, &resume_key),
             whep: crate::whep::Whep::new(&args.whep),
@@ -389,7 +389,7 @@ impl AppState {
         conn: ConnId,
         room: &RoomId,
         peer: &PeerId,
-        result: Result<Vec<(PeerInfo, String)>, SeatRefusal>,
+        result: Result<Seat, SeatRefusal>,
     ) {
         let mut s = self.lock();
         let out = s.hub.reserved(conn, room, peer, result, Instant::now());

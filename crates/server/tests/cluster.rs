@@ -1,7 +1,8 @@
 //! Several nodes sharing rooms through a real `redis-server` (started by the test on a
 //! free loopback port): clients on different nodes join one room and relay, capacity
 //! holds under a race across nodes, a dead node's seats expire, and a Redis outage
-//! refuses joins while running calls go on, until Redis returns.
+//! refuses joins while running calls go on, until Redis returns (`/healthz`, `/metrics`);
+//! a participant whose socket dropped resumes its id on another node.
 
 mod common;
 
@@ -220,6 +221,8 @@ async fn redis_down_refuses_joins_keeps_calls_and_recovers() {
     let v = recv(&mut d).await;
     assert_eq!(error_code(&v), "unavailable", "{v}");
     assert!(v["message"].as_str().unwrap().contains("Redis"), "{v}");
+    let metrics = http_get(node_a.addr, "/metrics").await;
+    assert!(metrics.contains("\ncallsight_redis_up 0\n"), "{metrics}");
     // ...while the call on one node goes on.
     send(&mut a, json!({"type":"signal","to":a2_id,"data":{"during":"outage"}})).await;
     assert_eq!(recv_type(&mut a2, "signal").await["data"]["during"], "outage");
@@ -228,6 +231,8 @@ async fn redis_down_refuses_joins_keeps_calls_and_recovers() {
     let _redis = Redis::start_on(redis.port);
     node_a.wait_health(true).await;
     node_b.wait_health(true).await;
+    let metrics = http_get(node_a.addr, "/metrics").await;
+    assert!(metrics.contains("\ncallsight_redis_up 1\n"), "{metrics}");
     // Each node's first successful command after the outage was its heartbeat, which put
     // its participants back: a newcomer sees all three.
     let mut e = connect(node_b.addr).await;
@@ -241,4 +246,95 @@ async fn redis_down_refuses_joins_keeps_calls_and_recovers() {
     send(&mut e, json!({"type":"signal","to":a_id,"data":{"after":"outage"}})).await;
     let v = recv_type(&mut a, "signal").await;
     assert_eq!((v["from"].as_str(), &v["data"]["after"]), (Some(e_id.as_str()), &json!("outage")));
+}
+
+fn resume_msg(room: &str, joined: &Value) -> Value {
+    json!({"type":"join","room":room,"resume":joined["id"],"resume_token":joined["resume_token"]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_participant_resumes_its_id_on_another_node() {
+    let redis = Redis::start();
+    // The nodes share the resume key: one state directory (tests/common).
+    let cap = ["--room-capacity", "4"];
+    let (node_a, node_b) = (Node::start(&redis, &cap).await, Node::start(&redis, &cap).await);
+    let room = "resume-room-1";
+    let (mut a, mut b) = (connect(node_a.addr).await, connect(node_b.addr).await);
+    let a_joined = join(&mut a, room).await;
+    let a_id = a_joined["id"].as_str().unwrap().to_owned();
+    let b_id = join(&mut b, room).await["id"].as_str().unwrap().to_owned();
+    recv_type(&mut a, "peer-joined").await;
+
+    // a's socket drops; b hears it (node a released the seat, recording the departure, first).
+    drop(a);
+    assert_eq!(recv_type(&mut b, "peer-left").await["id"], a_id.as_str());
+    // A wrong token on node b gets a fresh id.
+    let mut forger = connect(node_b.addr).await;
+    let forged =
+        json!({"type":"join","room":room,"resume":a_id,"resume_token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"});
+    let v = join_with(&mut forger, forged).await;
+    assert_ne!(v["id"], a_id.as_str(), "{v}");
+    send(&mut forger, json!({"type":"leave"})).await;
+    assert_eq!(recv_type(&mut b, "peer-joined").await["peer"]["id"], v["id"]);
+    recv_type(&mut b, "peer-left").await;
+
+    // a comes back on node b with its token: same id, and b hears it return.
+    let mut a2 = connect(node_b.addr).await;
+    let a2_joined = join_with(&mut a2, resume_msg(room, &a_joined)).await;
+    assert_eq!(a2_joined["id"], a_id.as_str(), "{a2_joined}");
+    assert_eq!(ids(&a2_joined["peers"]), vec![b_id.clone()]);
+    assert_eq!(recv_type(&mut b, "peer-joined").await["peer"]["id"], a_id.as_str());
+    send(&mut b, json!({"type":"signal","to":a_id,"data":{"n":1}})).await;
+    assert_eq!(recv_type(&mut a2, "signal").await["data"]["n"], 1);
+
+    // A stale session: a2's socket is still open on node b, yet a resumes on node a (its
+    // network moved). The seat moves to node a; the stale socket is closed without a
+    // peer-left, and b's signals reach a on node a.
+    let mut a3 = connect(node_a.addr).await;
+    let a3_joined = join_with(&mut a3, resume_msg(room, &a2_joined)).await;
+    assert_eq!(a3_joined["id"], a_id.as_str(), "{a3_joined}");
+    assert_eq!(closed(&mut a2).await, "resumed on another node");
+    let v = recv(&mut b).await;
+    assert_eq!(
+        (&v["type"], &v["peer"]["id"]),
+        (&json!("peer-joined"), &json!(a_id)),
+        "a new session, no peer-left: {v}"
+    );
+    send(&mut b, json!({"type":"signal","to":a_id,"data":{"n":2}})).await;
+    assert_eq!(recv_type(&mut a3, "signal").await["data"]["n"], 2);
+
+    // After a `leave`, the token resumes nothing, on any node.
+    send(&mut a3, json!({"type":"leave"})).await;
+    assert_eq!(recv_type(&mut b, "peer-left").await["id"], a_id.as_str());
+    let mut a4 = connect(node_b.addr).await;
+    let v = join_with(&mut a4, resume_msg(room, &a3_joined)).await;
+    assert_ne!(v["id"], a_id.as_str(), "left on purpose: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_participant_resumes_its_id_on_a_live_node() {
+    let redis = Redis::start();
+    let node_a = Node::start(&redis, &[]).await;
+    let mut node_b = Node::start(&redis, &[]).await;
+    let room = "resume-room-2";
+    let (mut a, mut b) = (connect(node_a.addr).await, connect(node_b.addr).await);
+    join(&mut a, room).await;
+    let b_joined = join(&mut b, room).await;
+    let b_id = b_joined["id"].as_str().unwrap().to_owned();
+    recv_type(&mut a, "peer-joined").await;
+
+    // Node b dies with b's seat; b reconnects to node a at once (before b's presence
+    // lapses): the seat moves to node a; a hears b's new session (peer-joined), no peer-left.
+    node_b.kill();
+    let mut b2 = connect(node_a.addr).await;
+    let b2_joined = join_with(&mut b2, resume_msg(room, &b_joined)).await;
+    assert_eq!(b2_joined["id"], b_id.as_str(), "{b2_joined}");
+    let v = recv(&mut a).await;
+    assert_eq!((&v["type"], &v["peer"]["id"]), (&json!("peer-joined"), &json!(b_id)), "{v}");
+    send(&mut a, json!({"type":"signal","to":b_id,"data":{"n":3}})).await;
+    assert_eq!(recv_type(&mut b2, "signal").await["data"]["n"], 3);
+    // One seat each: the room (capacity 2) is full.
+    let mut c = connect(node_a.addr).await;
+    send(&mut c, json!({"type":"join","room":room})).await;
+    assert_eq!(error_code(&recv(&mut c).await), "room-full");
 }

@@ -56,16 +56,23 @@ pub enum Output {
     },
     /// Shared rooms ([`Hub::with_node`]): ask the shared store for a seat for `peer` in
     /// `room` (at most `capacity` participants over all nodes); answer with [`Hub::reserved`].
+    /// `resume`: an id whose resume token checked out; the store gives it instead of
+    /// `peer.id` if its holder's connection dropped within the resume grace (on any node)
+    /// or its seat is still held by another node (whose connection is stale or dead).
     Reserve {
         conn: ConnId,
         room: RoomId,
         peer: PeerInfo,
         capacity: usize,
+        resume: Option<PeerId>,
     },
-    /// Shared rooms: `peer` left; free its seat in the shared store.
+    /// Shared rooms: `peer` left; free its seat in the shared store (if this node still
+    /// holds it). `resumable`: the connection dropped, so its resume token works on any
+    /// node for the resume grace; false: it left on purpose.
     Release {
         room: RoomId,
         peer: PeerId,
+        resumable: bool,
     },
     /// Shared rooms: carry `msg` to node `node`, which hands it to [`Hub::on_relay`]
     /// (for participant `to`, or for the room's participants there).
@@ -86,6 +93,17 @@ pub enum SeatRefusal {
     IdTaken,
     /// The shared store could not be reached; the text says why.
     Unavailable(String),
+}
+
+/// Shared rooms: the shared store gave a seat ([`Hub::reserved`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seat {
+    /// The participant's id: the resumed one, or the fresh one of the request.
+    pub id: PeerId,
+    /// A resume took the seat over from this node (whose connection is stale or dead).
+    pub moved_from: Option<String>,
+    /// The room's other participants, in joining order, each with its node.
+    pub members: Vec<(PeerInfo, String)>,
 }
 
 /// A participant connected to another node, as this node knows it.
@@ -122,6 +140,8 @@ enum Leaving {
     OnPurpose,
     /// The connection dropped: resumable for the grace period.
     Dropped,
+    /// Shared rooms: the participant resumed on another node, which holds its seat now.
+    Moved,
 }
 
 pub struct Hub {
@@ -373,6 +393,23 @@ impl Hub {
         };
         // An id comes back only to whoever holds its token, while nobody holds the id,
         // within the grace period; anyone else gets a fresh id.
+        let capacity = self.limits.room_capacity;
+        if self.node.is_some() {
+            // Shared rooms: the shared store knows departures on every node and decides
+            // whether the id comes back; here only the token and this node's own holders.
+            let resume = resume.and_then(|(id, token)| {
+                let id = PeerId::parse(&id)?;
+                let ok = !self.by_peer.contains_key(&(room.clone(), id.clone()))
+                    && self.resume_key.verify(&room, &id, &token);
+                ok.then_some(id)
+            });
+            let me = PeerInfo { id: PeerId::random(), name };
+            // The join completes in `reserved`.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.pending = Some(PendingJoin { room: room.clone(), me: me.clone(), grant, resumed: false });
+            }
+            return out.push(Output::Reserve { conn, room, peer: me, capacity, resume });
+        }
         let resumed = resume.and_then(|(id, token)| {
             let id = PeerId::parse(&id)?;
             let ok = !self.store.contains(&room, &id)
@@ -382,26 +419,26 @@ impl Hub {
         });
         let id = resumed.clone().unwrap_or_else(PeerId::random);
         let me = PeerInfo { id: id.clone(), name };
-        let capacity = self.limits.room_capacity;
         let resumed = resumed.is_some();
-        if self.node.is_some() {
-            // The shared store decides; the join completes in `reserved`.
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.pending = Some(PendingJoin { room: room.clone(), me: me.clone(), grant, resumed });
-            }
-            return out.push(Output::Reserve { conn, room, peer: me, capacity });
-        }
         let peers = match self.store.join(&room, me.clone(), capacity) {
             Ok(peers) => peers,
             Err(JoinError::Full { capacity }) => return out.push(room_full(conn, capacity)),
             // Only reachable with a colliding random id.
             Err(JoinError::IdTaken) => return out.push(id_collision(conn)),
         };
-        self.seat(conn, PendingJoin { room, me, grant, resumed }, peers, out);
+        self.seat(conn, PendingJoin { room, me, grant, resumed }, peers, None, out);
     }
 
     /// The join of `conn` took its seat; `peers` were in the room before.
-    fn seat(&mut self, conn: ConnId, join: PendingJoin, peers: Vec<PeerInfo>, out: &mut Vec<Output>) {
+    /// `moved_from`: the node that held the seat before this resume (it hears of it).
+    fn seat(
+        &mut self,
+        conn: ConnId,
+        join: PendingJoin,
+        peers: Vec<PeerInfo>,
+        moved_from: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
         let PendingJoin { room, me, grant, resumed } = join;
         let id = me.id.clone();
         for p in &peers {
@@ -409,7 +446,9 @@ impl Hub {
                 out.push(Output::Send { to: c, msg: ServerMessage::PeerJoined { peer: me.clone() } });
             }
         }
-        for node in self.remote_nodes(&room) {
+        let mut nodes = self.remote_nodes(&room);
+        nodes.extend(moved_from);
+        for node in nodes {
             let msg = ServerMessage::PeerJoined { peer: me.clone() };
             out.push(Output::Relay { node, room: room.clone(), to: None, msg });
         }
@@ -438,28 +477,30 @@ impl Hub {
         out.push(Output::Send { to: conn, msg: joined });
     }
 
-    /// Shared rooms: the shared store's answer to [`Output::Reserve`]. `Ok` holds the
-    /// room's participants before this one, in joining order, each with its node.
+    /// Shared rooms: the shared store's answer to [`Output::Reserve`] for `peer` (the
+    /// request's fresh id).
     pub fn reserved(
         &mut self,
         conn: ConnId,
         room: &RoomId,
         peer: &PeerId,
-        result: Result<Vec<(PeerInfo, String)>, SeatRefusal>,
+        result: Result<Seat, SeatRefusal>,
         now: Instant,
     ) -> Vec<Output> {
         let mut out = Vec::new();
         let matches = |p: &PendingJoin| &p.room == room && &p.me.id == peer;
         let pending = self.conns.get_mut(&conn).and_then(|c| c.pending.take_if(|p| matches(p)));
-        let Some(join) = pending else {
-            // The connection went away meanwhile: give the seat back.
-            if result.is_ok() {
-                out.push(Output::Release { room: room.clone(), peer: peer.clone() });
+        let Some(mut join) = pending else {
+            // The connection went away meanwhile: give the seat back (a resumed id stays
+            // resumable: its participant never heard it was granted).
+            if let Ok(seat) = result {
+                let resumable = &seat.id != peer;
+                out.push(Output::Release { room: room.clone(), peer: seat.id, resumable });
             }
             return out;
         };
-        let members = match result {
-            Ok(members) => members,
+        let Seat { id, moved_from, members } = match result {
+            Ok(seat) => seat,
             Err(SeatRefusal::Full { capacity }) => {
                 out.push(room_full(conn, capacity));
                 return out;
@@ -473,20 +514,31 @@ impl Hub {
                 return out;
             }
         };
+        if &id != peer {
+            // A resumed id: known here as a participant of another node until now.
+            join.me.id = id.clone();
+            join.resumed = true;
+            if let Some(members) = self.remote.get_mut(room) {
+                if members.remove(&id).is_some() {
+                    self.store.leave(room, &id);
+                }
+            }
+        }
         let own = self.node.clone().unwrap_or_default();
         for (p, node) in &members {
-            if node != &own {
+            if node != &own && p.id != id {
                 self.add_remote(room, p.clone(), node, now, &mut Vec::new());
             }
         }
         // Capacity was the shared store's to enforce.
         if self.store.join(room, join.me.clone(), usize::MAX).is_err() {
-            out.push(Output::Release { room: room.clone(), peer: peer.clone() });
+            out.push(Output::Release { room: room.clone(), peer: id, resumable: false });
             out.push(id_collision(conn));
             return out;
         }
-        let peers = members.into_iter().map(|(p, _)| p).collect();
-        self.seat(conn, join, peers, &mut out);
+        let peers = members.into_iter().filter(|(p, _)| p.id != id).map(|(p, _)| p).collect();
+        let moved_from = moved_from.filter(|n| n != &own);
+        self.seat(conn, join, peers, moved_from, &mut out);
         out
     }
 
@@ -502,8 +554,25 @@ impl Hub {
     ) -> Vec<Output> {
         let mut out = Vec::new();
         match msg {
-            ServerMessage::PeerJoined { peer } if self.is_here(room) => {
-                self.add_remote(room, peer, from, now, &mut out)
+            ServerMessage::PeerJoined { peer } => {
+                if let Some(conn) = self.connection_of(room, &peer.id) {
+                    // It resumed on node `from`: this connection of it is stale.
+                    self.leave_room(conn, Leaving::Moved, now, &mut out);
+                    out.push(Output::Close { conn, reason: "resumed on another node".into() });
+                    // The others here keep it, now on node `from`, with a new session.
+                    if self.is_here(room) {
+                        self.add_remote(room, peer, from, now, &mut out);
+                    }
+                } else if let Some(known) = self.remote.get_mut(room).and_then(|m| m.get_mut(&peer.id)) {
+                    // It resumed on node `from`, coming from another node: a new session.
+                    known.node = from.to_owned();
+                    known.since = now;
+                    for (_, c) in self.room_connections(room) {
+                        out.push(Output::Send { to: c, msg: ServerMessage::PeerJoined { peer: peer.clone() } });
+                    }
+                } else if self.is_here(room) {
+                    self.add_remote(room, peer, from, now, &mut out)
+                }
             }
             ServerMessage::PeerLeft { id } => self.remove_remote(room, &id, now, &mut out),
             ServerMessage::Detections(_) => {
@@ -662,17 +731,23 @@ impl Hub {
         match how {
             Leaving::OnPurpose => self.departures.left(room.clone(), id.clone(), now),
             Leaving::Dropped => self.departures.dropped(room.clone(), id.clone(), now),
+            Leaving::Moved => {}
         }
         self.by_peer.remove(&(room.clone(), id.clone()));
-        for (_, c) in self.room_connections(&room) {
-            out.push(Output::Send { to: c, msg: ServerMessage::PeerLeft { id: id.clone() } });
+        if how != Leaving::Moved {
+            for (_, c) in self.room_connections(&room) {
+                out.push(Output::Send { to: c, msg: ServerMessage::PeerLeft { id: id.clone() } });
+            }
         }
         if self.node.is_some() {
-            // The seat is free before anyone elsewhere hears of the departure.
-            out.push(Output::Release { room: room.clone(), peer: id.clone() });
-            for node in self.remote_nodes(&room) {
-                let msg = ServerMessage::PeerLeft { id: id.clone() };
-                out.push(Output::Relay { node, room: room.clone(), to: None, msg });
+            if how != Leaving::Moved {
+                // The seat is free before anyone elsewhere hears of the departure.
+                let resumable = how == Leaving::Dropped;
+                out.push(Output::Release { room: room.clone(), peer: id.clone(), resumable });
+                for node in self.remote_nodes(&room) {
+                    let msg = ServerMessage::PeerLeft { id: id.clone() };
+                    out.push(Output::Relay { node, room: room.clone(), to: None, msg });
+                }
             }
             if !self.is_here(&room) {
                 // Nobody here is in the room any more: forget who is elsewhere.
@@ -1033,10 +1108,17 @@ mod tests {
     fn reserve_of(out: &[Output]) -> (ConnId, RoomId, PeerInfo, usize) {
         out.iter()
             .find_map(|o| match o {
-                Output::Reserve { conn, room, peer, capacity } => Some((*conn, room.clone(), peer.clone(), *capacity)),
+                Output::Reserve { conn, room, peer, capacity, .. } => {
+                    Some((*conn, room.clone(), peer.clone(), *capacity))
+                }
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no reserve in {out:?}"))
+    }
+
+    /// The shared store's grant of the requested fresh id.
+    fn seat(me: &PeerInfo, members: Vec<(PeerInfo, String)>) -> Seat {
+        Seat { id: me.id.clone(), moved_from: None, members }
     }
 
     fn relays(out: &[Output]) -> Vec<(String, Option<PeerId>, ServerMessage)> {
@@ -1067,14 +1149,14 @@ mod tests {
             Some(ErrorCode::AlreadyJoined),
             "a join waiting for its seat counts"
         );
-        let out = na.reserved(a, &room, &a_info.id, Ok(seats.clone()), now);
+        let out = na.reserved(a, &room, &a_info.id, Ok(seat(&a_info, seats.clone())), now);
         seats.push((a_info.clone(), "node-a".into()));
         assert!(relays(&out).is_empty(), "nobody elsewhere yet");
         assert!(matches!(&sends_to(&out, a)[..], [ServerMessage::Joined { peers, .. }] if peers.is_empty()));
 
         let b = nb.connect(now);
         let (_, _, b_info, _) = reserve_of(&nb.on_message(b, r#"{"type":"join","room":"room-shared"}"#, now));
-        let out = nb.reserved(b, &room, &b_info.id, Ok(seats.clone()), now);
+        let out = nb.reserved(b, &room, &b_info.id, Ok(seat(&b_info, seats.clone())), now);
         let joined = sends_to(&out, b);
         assert!(
             matches!(&joined[..], [ServerMessage::Joined { peers, .. }] if peers == &vec![a_info.clone()]),
@@ -1100,7 +1182,7 @@ mod tests {
 
         // b leaves: its seat is released and node a hears of it.
         let out = nb.disconnect(b, now);
-        assert!(out.contains(&Output::Release { room: room.clone(), peer: b_info.id.clone() }));
+        assert!(out.contains(&Output::Release { room: room.clone(), peer: b_info.id.clone(), resumable: true }));
         let (node, _, msg) = relays(&out).into_iter().next().expect("peer-left relayed");
         assert_eq!(node, "node-a");
         let out = na.on_relay("node-b", &room, None, msg, now);
@@ -1131,8 +1213,8 @@ mod tests {
         let c = n.connect(now);
         let (_, _, me, _) = reserve_of(&n.on_message(c, r#"{"type":"join","room":"room-refuse"}"#, now));
         n.disconnect(c, now);
-        let out = n.reserved(c, &room, &me.id, Ok(Vec::new()), now);
-        assert_eq!(out, vec![Output::Release { room: room.clone(), peer: me.id }]);
+        let out = n.reserved(c, &room, &me.id, Ok(seat(&me, Vec::new())), now);
+        assert_eq!(out, vec![Output::Release { room: room.clone(), peer: me.id, resumable: false }]);
     }
 
     #[test]
@@ -1143,7 +1225,7 @@ mod tests {
         let a = n.connect(t0);
         let (_, _, a_info, _) = reserve_of(&n.on_message(a, r#"{"type":"join","room":"room-syncs"}"#, t0));
         let b_info = PeerInfo { id: PeerId::random(), name: Some("Bea".into()) };
-        let out = n.reserved(a, &room, &a_info.id, Ok(vec![(b_info.clone(), "node-b".into())]), t0);
+        let out = n.reserved(a, &room, &a_info.id, Ok(seat(&a_info, vec![(b_info.clone(), "node-b".into())])), t0);
         assert!(
             matches!(&sends_to(&out, a)[..], [ServerMessage::Joined { peers, .. }] if peers == &vec![b_info.clone()])
         );
@@ -1176,5 +1258,56 @@ mod tests {
         n.disconnect(a, t3);
         n.sync_room(&room, vec![(d_info, "node-d".into())], t3, true, t3);
         assert_eq!(n.room_count(), 0);
+    }
+    #[test]
+    fn shared_rooms_resume_on_another_node_and_take_over_a_stale_seat() {
+        let now = Instant::now();
+        let key = ResumeKey::random();
+        let mut na = hub(Limits::default()).with_resume_key(key.clone(), now).with_node("node-a".into());
+        let mut nb = hub(Limits::default()).with_resume_key(key.clone(), now).with_node("node-b".into());
+        let room = RoomId::parse("room-resume").unwrap();
+        let a = na.connect(now);
+        let (_, _, a_info, _) = reserve_of(&na.on_message(a, r#"{"type":"join","room":"room-resume"}"#, now));
+        let out = na.reserved(a, &room, &a_info.id, Ok(seat(&a_info, Vec::new())), now);
+        let (a_id, token) = joined_of(&out, a);
+        // The socket drops: the seat is released as resumable (the store remembers it).
+        let out = na.disconnect(a, now);
+        assert!(out.contains(&Output::Release { room: room.clone(), peer: a_id.clone(), resumable: true }));
+
+        // On node b the token is checked here and the id offered to the store; a wrong
+        // token asks for no id.
+        let b = nb.connect(now);
+        let bad = json!({"type":"join","room":"room-resume","resume":a_id,"resume_token":"AAAA"});
+        let out = nb.on_message(b, &bad.to_string(), now);
+        assert!(matches!(&out[..], [Output::Reserve { resume: None, .. }]), "{out:?}");
+        let (_, _, fresh, _) = reserve_of(&out);
+        nb.disconnect(b, now);
+        let b = nb.connect(now);
+        let msg = json!({"type":"join","room":"room-resume","resume":a_id,"resume_token":token});
+        let out = nb.on_message(b, &msg.to_string(), now);
+        assert!(matches!(&out[..], [Output::Reserve { resume: Some(id), .. }] if id == &a_id), "{out:?}");
+        let (_, _, fresh2, _) = reserve_of(&out);
+        assert_ne!(fresh.id, fresh2.id);
+        // The store grants the old id: it is this participant's again, with a new token.
+        let granted = Seat { id: a_id.clone(), moved_from: None, members: Vec::new() };
+        let out = nb.reserved(b, &room, &fresh2.id, Ok(granted), now);
+        assert_eq!(joined_of(&out, b).0, a_id);
+
+        // A stale connection of the same participant on node a (its drop not yet seen),
+        // and a second participant there: the resume on node b took the seat over.
+        let mut na = hub(Limits::default()).with_resume_key(key, now).with_node("node-a".into());
+        let (x, y) = (na.connect(now), na.connect(now));
+        let (_, _, x_info, _) = reserve_of(&na.on_message(x, r#"{"type":"join","room":"room-resume"}"#, now));
+        na.reserved(x, &room, &x_info.id, Ok(seat(&x_info, Vec::new())), now);
+        let (_, _, y_info, _) = reserve_of(&na.on_message(y, r#"{"type":"join","room":"room-resume"}"#, now));
+        na.reserved(y, &room, &y_info.id, Ok(seat(&y_info, vec![(x_info.clone(), "node-a".into())])), now);
+        let out = na.on_relay("node-b", &room, None, ServerMessage::PeerJoined { peer: x_info.clone() }, now);
+        assert!(out.contains(&Output::Close { conn: x, reason: "resumed on another node".into() }), "{out:?}");
+        assert!(out.contains(&Output::Unpublish { room: room.clone(), peer: x_info.id.clone() }));
+        assert_eq!(sends_to(&out, y), vec![ServerMessage::PeerJoined { peer: x_info.clone() }], "no peer-left");
+        assert!(!out.iter().any(|o| matches!(o, Output::Release { .. } | Output::Relay { .. })), "{out:?}");
+        // y's signals to x now go to node b.
+        let out = na.on_message(y, &json!({"type":"signal","to":x_info.id,"data":{}}).to_string(), now);
+        assert_eq!(relays(&out).into_iter().map(|(n, _, _)| n).collect::<Vec<_>>(), vec!["node-b".to_owned()]);
     }
 }

@@ -25,7 +25,7 @@ pub mod rooms;
 
 pub use admission::{Admission, Grant, Refusal};
 pub use detections::{DetectedObject, TrackDetections};
-pub use hub::{ConnId, Hub, Output, SeatRefusal};
+pub use hub::{ConnId, Hub, Output, Seat, SeatRefusal};
 pub use ids::{PeerId, RoomId};
 pub use limits::Limits;
 pub use protocol::{ClientMessage, ErrorCode, IceServer, PeerInfo, ServerMessage, SubscribedTrack, PROTOCOL_VERSION};

@@ -64,6 +64,14 @@ impl ResumeKey {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.mac(room, peer).finalize().into_bytes())
     }
 
+    /// A short public name of the key (a MAC of a fixed text, not the key): nodes that
+    /// must share the key compare it.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(b"callsight resume key fingerprint v1");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..12])
+    }
+
     /// Whether `token` is `peer`'s token in `room`, compared in constant time.
     pub fn verify(&self, room: &RoomId, peer: &PeerId, token: &str) -> bool {
         let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.as_bytes()) else { return false };
