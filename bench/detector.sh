@@ -28,13 +28,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ -f test-data/bus.y4m && -x .venv/bin/python ]] || { echo "run scripts/fetch-test-data.sh first" >&2; exit 1; }
 ORT_LIB="$(ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
 
-cargo build --quiet -p callsight-vision --bin vision-bench
+cargo build --quiet --workspace --bin vision-bench
 BENCH="$CARGO_TARGET_DIR/debug/vision-bench"
 
 echo "# Detector benchmark $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
 echo "## Callsight detector ($MODEL, vision-bench)"
-"$BENCH" --model "$MODEL" --runs "$RUNS" --onnxruntime "$ORT_LIB" --concurrency
+"$BENCH" --model-name "$MODEL" --runs "$RUNS" --onnxruntime "$ORT_LIB" --concurrency
 if [[ "$PROFILE" == 1 ]]; then
   echo
   echo "## tract per-op profile"

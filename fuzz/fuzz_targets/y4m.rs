@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let c = w.div_ceil(2) * h.div_ceil(2);
     for _ in 0..4 {
         match y4m.next_frame() {
-            Ok(Some((y, u, v))) => assert_eq!((y.len(), u.len(), v.len()), (w * h, c, c)),
+            Ok(Some(f)) => assert_eq!((f.width, f.height, f.y.len(), f.u.len(), f.v.len()), (w, h, w * h, c, c)),
             Ok(None) | Err(_) => return,
         }
     }

@@ -10,7 +10,8 @@
 //   CALLSIGHT_BIN=$CARGO_TARGET_DIR/debug/callsight node tests/e2e/overlay.bench.js
 //
 // Env: BENCH_FRAMES (frames per row, default 240), BENCH_RATES (e.g. `natural`),
-// E2E_DETECT_ARGS (extra server flags).
+// BENCH_MODES (e.g. `asis-hold,asis`; all four by default), E2E_DETECT_ARGS (extra server
+// flags, e.g. `--no-tracking` for the drawing before tracking).
 // A benchmark: it prints a table and asserts nothing about speed or quality.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,12 +24,14 @@ const TRUTH = JSON.parse(fs.readFileSync(path.join(TEST_DATA, 'overlay-truth.jso
 const FRAMES = Number(process.env.BENCH_FRAMES || 240);
 const DETECT_ARGS = (process.env.E2E_DETECT_ARGS ?? '').split(/\s+/).filter(Boolean);
 
-const MODES = [
-  { name: "today's drawing, hold on", predict: false, hold: true },
-  { name: "today's drawing, hold off", predict: false, hold: false },
-  { name: 'tracking + prediction, hold on', predict: true, hold: true },
-  { name: 'tracking + prediction, hold off', predict: true, hold: false },
+const ALL_MODES = [
+  { key: 'asis-hold', name: "today's drawing, hold on", predict: false, hold: true },
+  { key: 'asis', name: "today's drawing, hold off", predict: false, hold: false },
+  { key: 'predict-hold', name: 'tracking + prediction, hold on', predict: true, hold: true },
+  { key: 'predict', name: 'tracking + prediction, hold off', predict: true, hold: false },
 ];
+const onlyModes = process.env.BENCH_MODES?.split(',');
+const MODES = ALL_MODES.filter((m) => !onlyModes || onlyModes.includes(m.key));
 const RATES = [
   { name: 'natural', args: [] },
   { name: '≤ 5/s', args: ['--max-detect-fps', '5'] },
@@ -186,7 +189,7 @@ const only = process.env.BENCH_RATES?.split(',');
 for (const rate of RATES.filter((r) => !only || only.includes(r.name))) all.push(...(await runRate(rate)));
 const pct = (x) => `${(x * 100).toFixed(0)} %`;
 const lines = [
-  `Overlay quality against truth (${FRAMES} frames per row, page A; ${TRUTH.objects.map((o) => `${o.id} ${o.speed_px_per_s} px/s`).join(', ')})`,
+  `Overlay quality against truth (${FRAMES} frames per row, page A, server flags: ${DETECT_ARGS.join(' ') || 'defaults'}; ${TRUTH.objects.map((o) => `${o.id} ${o.speed_px_per_s} px/s`).join(', ')})`,
   '| detection | drawing | view | frames | mean IoU | IoU ≥ 0.5 | id switches | boxes with an id | glass to glass (median) |',
   '|---|---|---|---|---|---|---|---|---|',
   ...all.map(

@@ -14,7 +14,8 @@
 mod peer;
 
 use anyhow::Context;
-use callsight_load::{percentile_ms as percentile, rss_kib};
+use callsight_measure::percentile;
+use callsight_measure::proc::{rss_kib, Process};
 use clap::{Parser, ValueEnum};
 use std::time::{Duration, Instant};
 
@@ -61,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.peers >= 2 && args.peers % 2 == 0, "--peers must be an even number ≥ 2");
     let rooms = args.peers / 2;
-    let rss_before = args.server_pid.and_then(rss_kib);
+    let rss_before = args.server_pid.and_then(|pid| rss_kib(Process::Pid(pid)));
     let clock = Instant::now();
 
     // Connect and join every room first, so the memory reading sees all connections.
@@ -70,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         let room = format!("load-{:06}-{}", r, std::process::id());
         pairs.push(peer::Pair::connect(&args, &room, r).await.with_context(|| format!("room {room}"))?);
     }
-    let rss_after = args.server_pid.and_then(rss_kib);
+    let rss_after = args.server_pid.and_then(|pid| rss_kib(Process::Pid(pid)));
 
     let deadline = clock.elapsed() + Duration::from_secs_f64(args.duration);
     let tasks: Vec<_> = pairs.into_iter().map(|p| tokio::spawn(p.run(args.clone(), clock, deadline))).collect();
@@ -89,7 +90,6 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    latencies_us.sort_unstable();
     let msgs_per_sec = latencies_us.len() as f64 / args.duration;
     let per_conn = match (rss_before, rss_after) {
         (Some(b), Some(a)) => format!("{:.1}", a.saturating_sub(b) as f64 / args.peers as f64),
@@ -105,10 +105,15 @@ async fn main() -> anyhow::Result<()> {
         args.peers,
         rooms as f64 * args.rate * 2.0,
         msgs_per_sec,
-        percentile(&latencies_us, 0.50),
-        percentile(&latencies_us, 0.99),
+        ms(percentile(&mut latencies_us, 50.0)),
+        ms(percentile(&mut latencies_us, 99.0)),
         per_conn,
         errors
     );
     Ok(())
+}
+
+/// Microseconds as milliseconds, NaN when there were no samples.
+fn ms(us: Option<u64>) -> f64 {
+    us.map_or(f64::NAN, |us| us as f64 / 1000.0)
 }

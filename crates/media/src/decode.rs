@@ -16,7 +16,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
 
-use callsight_vision::MotionVerdict;
+use callsight_vision::{I420Buffer, MotionVerdict};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
@@ -159,11 +159,7 @@ fn copy_frame(yuv: &impl YUVSource, au: &Au, ctx: &DecoderCtx) -> Option<Frame> 
     let u = resample(yuv.u(), us, w / 2, h / 2, ow / 2, oh / 2)?;
     let v = resample(yuv.v(), us, w / 2, h / 2, ow / 2, oh / 2)?;
     Some(Frame {
-        width: ow,
-        height: oh,
-        y,
-        u,
-        v,
+        image: I420Buffer { width: ow, height: oh, y, u, v },
         orig_width: w,
         orig_height: h,
         rtp_timestamp: au.rtp_timestamp,

@@ -1,5 +1,6 @@
 //! Counters shared by the sockets, the driver, the decoders and the workers. A leaf module.
 
+use callsight_measure::percentile;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -48,29 +49,5 @@ impl Counters {
         let mut v: Vec<f32> = l.iter().copied().collect();
         drop(l);
         (percentile(&mut v, 50.0), percentile(&mut v, 95.0))
-    }
-}
-
-/// Nearest-rank percentile; sorts `v` in place.
-pub fn percentile(v: &mut [f32], p: f64) -> Option<f32> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    Some(v[rank.clamp(1, v.len()) - 1])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank() {
-        let mut v: Vec<f32> = (1..=100).rev().map(|x| x as f32).collect();
-        assert_eq!(percentile(&mut v, 50.0), Some(50.0));
-        assert_eq!(percentile(&mut v, 95.0), Some(95.0));
-        assert_eq!(percentile(&mut [], 50.0), None);
-        assert_eq!(percentile(&mut [7.0], 95.0), Some(7.0));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 pub use callsight_signal::SubscribedTrack;
 use callsight_signal::TrackDetections;
-use callsight_vision::{DetectOptions, I420Frame, MotionConfig, MotionVerdict, TrackerConfig};
+use callsight_vision::{DetectOptions, I420Buffer, I420Frame, MotionConfig, MotionVerdict, TrackerConfig};
 use serde::Serialize;
 
 /// RTP header extension id for abs-capture-time (free in str0m's standard map).
@@ -185,11 +185,7 @@ pub(crate) struct AccessUnit {
 
 /// A decoded frame, compact (strides = widths), at most `max_pixels` large.
 pub(crate) struct Frame {
-    pub width: usize,
-    pub height: usize,
-    pub y: Vec<u8>,
-    pub u: Vec<u8>,
-    pub v: Vec<u8>,
+    pub image: I420Buffer,
     pub orig_width: usize,
     pub orig_height: usize,
     pub rtp_timestamp: u32,
@@ -205,15 +201,7 @@ pub(crate) struct Frame {
 impl Frame {
     /// The frame as the detector and the motion gate read it.
     pub fn i420(&self) -> I420Frame<'_> {
-        I420Frame {
-            width: self.width,
-            height: self.height,
-            y: &self.y,
-            u: &self.u,
-            v: &self.v,
-            y_stride: self.width,
-            uv_stride: self.width.div_ceil(2),
-        }
+        self.image.view()
     }
 
     /// Capture time on the RTP clock, in ms (unwrapped: monotone across the u32 wrap).

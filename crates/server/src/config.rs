@@ -1,6 +1,6 @@
 //! Command-line flags (each also an environment variable) with their defaults.
 
-use crate::detector_args::DetectorArgs;
+use callsight_vision::args::DetectorArgs;
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -3,11 +3,11 @@
 //! library provides the readers (`callsight_vision::io`) and the drawing
 //! (`callsight_vision::annotate`); walking inputs and the output format live here.
 
-use crate::detector_args::DetectorArgs;
 use anyhow::Context;
 use callsight_vision::annotate::draw_detections;
+use callsight_vision::args::DetectorArgs;
 use callsight_vision::io::{i420_to_rgb, read_image, ImageLimits, Y4m};
-use callsight_vision::{labels, DetectOptions, Detection, Detector, DetectorConfig, I420Frame};
+use callsight_vision::{labels, DetectOptions, Detection, Detector, DetectorConfig};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -208,10 +208,9 @@ fn run_one(det: &Detector, opts: &CliOptions, path: &Path, out: &mut dyn Write) 
     let is_y4m = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("y4m"));
     if is_y4m {
         let mut y4m = Y4m::open(path, &opts.limits)?;
-        let (w, h) = (y4m.width, y4m.height);
         let mut i = 0;
-        while let Some((y, u, v)) = y4m.next_frame()? {
-            let f = I420Frame { width: w, height: h, y: &y, u: &u, v: &v, y_stride: w, uv_stride: w.div_ceil(2) };
+        while let Some(frame) = y4m.next_frame()? {
+            let f = frame.view();
             let r = det.detect_i420(&f, &opts.detect)?;
             let line = serde_json::to_string(&JsonLine::new(&name, i, &r.detections))?;
             writeln!(out, "{line}").map_err(io)?;

@@ -22,14 +22,12 @@
 //! - [`token_cmd`]: the `callsight token` subcommand (mints a token and a join link).
 //! - [`secrets`]: secrets from the environment or a file, never from argv.
 //! - [`tls`]: certificates from files or self-signed at start.
-//! - [`detector_args`]: detector flags shared by serving and `callsight detect`.
 //! - [`detect_cmd`]: the `callsight detect` subcommand.
 
 pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod detect_cmd;
-pub mod detector_args;
 pub mod headers;
 pub mod http;
 pub mod ice;

@@ -22,13 +22,7 @@ const BOMBS: usize = 4;
 const RESULTS: usize = 30;
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib / 1024.0
+    callsight_measure::proc::rss_kib(callsight_measure::proc::Process::Current).expect("VmRSS") as f64 / 1024.0
 }
 
 async fn media_stats(addr: SocketAddr) -> Value {

@@ -2,7 +2,7 @@
 //! before anything is decoded), YUV4MPEG2 (y4m) 4:2:0 video, and I420 → RGB.
 
 use crate::error::{Result, VisionError};
-use crate::types::I420Frame;
+use crate::types::{I420Buffer, I420Frame};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -90,9 +90,6 @@ pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<image::RgbImag
     Ok(img.into_rgb8())
 }
 
-/// One frame's Y, U, V planes, tightly packed.
-pub type Planes = (Vec<u8>, Vec<u8>, Vec<u8>);
-
 /// A YUV4MPEG2 (y4m) reader for 4:2:0 video.
 pub struct Y4m<R: Read> {
     reader: BufReader<R>,
@@ -154,8 +151,8 @@ impl<R: Read> Y4m<R> {
         Ok(Y4m { reader, width: w, height: h })
     }
 
-    /// Next frame's planes (Y, U, V, tightly packed), or None at the end.
-    pub fn next_frame(&mut self) -> Result<Option<Planes>> {
+    /// The next frame, or None at the end.
+    pub fn next_frame(&mut self) -> Result<Option<I420Buffer>> {
         let Some(line) = read_line_limited(&mut self.reader, "FRAME")? else {
             return Ok(None);
         };
@@ -171,7 +168,7 @@ impl<R: Read> Y4m<R> {
         let y = read(self.width * self.height)?;
         let u = read(cw * ch)?;
         let v = read(cw * ch)?;
-        Ok(Some((y, u, v)))
+        Ok(Some(I420Buffer { width: self.width, height: self.height, y, u, v }))
     }
 }
 

@@ -3,93 +3,19 @@
 use crate::error::{Result, VisionError};
 use std::path::Path;
 
-/// COCO-80 names in the order the bundled models number them (0-based).
-pub const COCO80: [&str; 80] = [
-    "person",
-    "bicycle",
-    "car",
-    "motorcycle",
-    "airplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "backpack",
-    "umbrella",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "couch",
-    "potted plant",
-    "bed",
-    "dining table",
-    "toilet",
-    "tv",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-];
+/// The COCO-80 names, one per line, line *i* = class id *i* of the bundled models: the
+/// one table of them, `models/coco80.txt` (provenance and checksum in models/README.md),
+/// embedded. The web client asks the server for it (`GET /api/labels`).
+pub static COCO80_TXT: &str = include_str!("../../../models/coco80.txt");
+
+/// The COCO-80 name of class `id`, None outside 0..80.
+pub fn coco80_name(id: u32) -> Option<&'static str> {
+    COCO80_TXT.lines().nth(id as usize)
+}
 
 /// The COCO-80 names as owned strings.
 pub fn coco80() -> Vec<String> {
-    COCO80.iter().map(|s| s.to_string()).collect()
+    COCO80_TXT.lines().map(str::to_string).collect()
 }
 
 /// Parses a labels file: one name per line, blank lines and `#` comments skipped.
@@ -123,4 +49,22 @@ pub fn parse_classes(spec: &str, labels: &[String]) -> Result<Vec<u32>> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| class_id(labels, s).ok_or_else(|| VisionError::Config(format!("unknown class {:?}", s.trim()))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coco80_has_80_names_in_model_order() {
+        let names = coco80();
+        assert_eq!(names.len(), 80);
+        assert!(names.iter().all(|n| !n.trim().is_empty() && n.trim() == n), "{names:?}");
+        assert_eq!(
+            (coco80_name(0), coco80_name(5), coco80_name(79)),
+            (Some("person"), Some("bus"), Some("toothbrush"))
+        );
+        assert_eq!(coco80_name(80), None);
+        assert_eq!(parse_labels(COCO80_TXT).expect("parses"), names);
+    }
 }

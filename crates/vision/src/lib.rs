@@ -1,7 +1,7 @@
 //! Object detection on video frames (COCO-80), see issues 3 and 6.
 //!
 //! Module map:
-//! - [`types`]: frames in (`I420Frame`), detections out (`Detection`, `DetectionResult`).
+//! - [`types`]: frames in (`I420Frame`, borrowed; `I420Buffer`, owned), detections out (`Detection`, `DetectionResult`).
 //! - [`config`]: `DetectorConfig` (model, backend, threads, detect size).
 //! - [`detector`]: `Detector`, the entry point: pre-process → backend → decode → NMS.
 //! - [`preprocess`]: letterbox straight from I420 (strided planes) or RGB into the tensor.
@@ -10,6 +10,8 @@
 //! - [`decode`]: output decoders (CenterNet full/heads, NanoDet, YOLOv8/v5); [`nms`].
 //! - [`bundled`]: models embedded in the binary; [`labels`]: COCO-80 and label files.
 //! - [`io`]: reading untrusted pictures (bounded bytes and pixels) and y4m video.
+//! - [`args`] (feature `cli`): the detector's command-line flags, declared once for every
+//!   program that runs a detector.
 //! - [`annotate`]: drawing detections onto a picture.
 //! - [`font`]: a 5×7 bitmap font for annotations.
 //! - [`motion`]: the motion gate (sans-IO): does this frame need a new inference?
@@ -17,6 +19,8 @@
 //! - [`error`]: the crate's error type, `VisionError`.
 
 pub mod annotate;
+#[cfg(feature = "cli")]
+pub mod args;
 pub mod backend;
 pub mod bundled;
 pub mod config;
@@ -40,4 +44,4 @@ pub use detector::Detector;
 pub use error::VisionError;
 pub use motion::{MotionConfig, MotionGate, MotionVerdict};
 pub use track::{TrackedObject, Tracker, TrackerConfig};
-pub use types::{BackendInfo, DetectOptions, Detection, DetectionResult, I420Frame};
+pub use types::{BackendInfo, DetectOptions, Detection, DetectionResult, I420Buffer, I420Frame};

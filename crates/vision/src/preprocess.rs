@@ -2,7 +2,7 @@
 //! I420 planes (with strides) or an RGB image, without a full-size RGB copy.
 
 use crate::error::{Result, VisionError};
-use crate::types::I420Frame;
+use crate::types::{I420Buffer, I420Frame};
 
 /// Memory layout of the network input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,7 +276,7 @@ pub fn rgb_to_tensor(
 }
 
 /// RGB → I420 (BT.601 limited range), for tests, y4m round trips and benches.
-pub fn rgb_to_i420(img: &image::RgbImage) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+pub fn rgb_to_i420(img: &image::RgbImage) -> I420Buffer {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     let mut y = vec![0u8; w * h];
@@ -306,7 +306,7 @@ pub fn rgb_to_i420(img: &image::RgbImage) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
             v[cy * cw + cx] = (128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0).round().clamp(0.0, 255.0) as u8;
         }
     }
-    (y, u, v)
+    I420Buffer { width: w, height: h, y, u, v }
 }
 
 #[cfg(test)]
@@ -336,8 +336,8 @@ mod tests {
         // A smooth gradient: chroma subsampling loses little, so both paths must agree closely.
         let img =
             image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, (128 + x - y) as u8]));
-        let (y, u, v) = rgb_to_i420(&img);
-        let f = I420Frame { width: 64, height: 48, y: &y, u: &u, v: &v, y_stride: 64, uv_stride: 32 };
+        let buf = rgb_to_i420(&img);
+        let f = buf.view();
         let lb = Letterbox::fit(64, 48, 32, 32);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         i420_to_tensor(&f, &lb, Layout::Nchw, &Normalize::RAW, &mut a).expect("i420");

@@ -15,6 +15,35 @@ pub struct I420Frame<'a> {
     pub uv_stride: usize,
 }
 
+/// One I420 frame that owns its planes, compact (strides = widths): what the y4m reader,
+/// the media leg's decoder stage, tests and benches hold. [`I420Buffer::view`] lends it
+/// to the detector and the motion gate as an [`I420Frame`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct I420Buffer {
+    pub width: usize,
+    pub height: usize,
+    /// `width × height` luma bytes.
+    pub y: Vec<u8>,
+    /// `⌈width/2⌉ × ⌈height/2⌉` chroma bytes each.
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+}
+
+impl I420Buffer {
+    /// The frame as the detector and the motion gate read it.
+    pub fn view(&self) -> I420Frame<'_> {
+        I420Frame {
+            width: self.width,
+            height: self.height,
+            y: &self.y,
+            u: &self.u,
+            v: &self.v,
+            y_stride: self.width,
+            uv_stride: self.width.div_ceil(2),
+        }
+    }
+}
+
 /// One detected object.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Detection {

@@ -6,7 +6,7 @@ mod common;
 
 use callsight_vision::motion::{MotionConfig, MotionGate, MotionVerdict};
 use callsight_vision::preprocess::rgb_to_i420;
-use callsight_vision::I420Frame;
+use callsight_vision::{I420Buffer, I420Frame};
 use image::{imageops, RgbImage};
 
 /// Deterministic ±`amp` luma noise (a small LCG), like a camera's sensor noise.
@@ -33,7 +33,7 @@ fn background() -> RgbImage {
 #[test]
 fn static_scene_is_static_except_rechecks() {
     let bg = background();
-    let (y, u, v) = rgb_to_i420(&bg);
+    let I420Buffer { y, u, v, .. } = rgb_to_i420(&bg);
     let cfg = MotionConfig { recheck_ms: 1000.0, ..MotionConfig::default() };
     let mut gate = MotionGate::new(cfg);
     let mut verdicts = Vec::new();
@@ -67,7 +67,7 @@ fn object_pasted_at_moving_positions_is_changed_at_once() {
     );
     // Re-checks a second apart: none falls in the static second below.
     let mut gate = MotionGate::new(MotionConfig { recheck_ms: 1000.0, ..MotionConfig::default() });
-    let (y0, u0, v0) = rgb_to_i420(&bg);
+    let I420Buffer { y: y0, u: u0, v: v0, .. } = rgb_to_i420(&bg);
     // A static second first, so the object enters a scene the gate has settled on.
     for i in 0..30 {
         let yn = noisy(&y0, i, 6);
@@ -78,7 +78,7 @@ fn object_pasted_at_moving_positions_is_changed_at_once() {
     for k in 0..40u32 {
         let mut img = bg.clone();
         imageops::overlay(&mut img, &cut, 100 + 4 * i64::from(k), 300);
-        let (y, u, v) = rgb_to_i420(&img);
+        let I420Buffer { y, u, v, .. } = rgb_to_i420(&img);
         let yn = noisy(&y, 100 + k, 6);
         let t = (30 + k) as f64 * 33.3;
         let verdict = gate.observe(&frame(640, 480, &yn, &u, &v), t);
@@ -89,7 +89,7 @@ fn object_pasted_at_moving_positions_is_changed_at_once() {
 #[test]
 fn size_change_and_bad_planes_are_analysed() {
     let bg = background();
-    let (y, u, v) = rgb_to_i420(&bg);
+    let I420Buffer { y, u, v, .. } = rgb_to_i420(&bg);
     let mut gate = MotionGate::new(MotionConfig::default());
     assert_eq!(gate.observe(&frame(640, 480, &y, &u, &v), 0.0), MotionVerdict::Changed);
     assert_eq!(gate.observe(&frame(640, 480, &y, &u, &v), 10.0), MotionVerdict::Static);

@@ -53,7 +53,7 @@ fn default_model_from_i420_matches_rgb() {
     for name in ["bus.jpg", "zidane.jpg"] {
         let img = load_rgb(name);
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let (y, u, v) = callsight_vision::preprocess::rgb_to_i420(&img);
+        let callsight_vision::I420Buffer { y, u, v, .. } = callsight_vision::preprocess::rgb_to_i420(&img);
         // Pad the strides like a decoder does.
         let (ys, cs) = (w + 64, w.div_ceil(2) + 32);
         let pad = |src: &[u8], rw: usize, rows: usize, stride: usize| {

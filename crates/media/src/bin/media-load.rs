@@ -14,12 +14,15 @@ use anyhow::{bail, Context, Result};
 use callsight_media::client::{Client, PendingClient};
 use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
 use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
-use callsight_vision::{Detector, DetectorConfig};
+use callsight_vision::args::DetectorArgs;
+use callsight_vision::Detector;
 use clap::Parser;
 
 #[path = "common/bench_util.rs"]
 mod bench_util;
-use bench_util::{cpu_seconds, percentile, rss_mib, StreamArgs};
+use bench_util::StreamArgs;
+use callsight_measure::percentile;
+use callsight_measure::proc::{cpu_seconds, mib, peak_rss_kib, rss_kib, Process};
 
 #[derive(Parser, Debug)]
 #[command(about = "Publish K synthetic H.264 streams into a MediaHub and measure detection")]
@@ -44,18 +47,10 @@ struct Args {
     /// Nice value of the detection threads (MediaConfig::detect_nice).
     #[arg(long, default_value_t = 5)]
     detect_nice: i32,
-    /// Detector backend: auto | ort | tract.
-    #[arg(long, default_value = "auto")]
-    backend: String,
-    /// Intra-op threads per inference (0 = backend default).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Long side of the network input (default: the model's native size).
-    #[arg(long)]
-    detect_size: Option<usize>,
-    /// Explicit libonnxruntime path.
-    #[arg(long, env = "CALLSIGHT_ONNXRUNTIME")]
-    onnxruntime: Option<std::path::PathBuf>,
+    /// The detector (the server's own flags: model, backend, threads, detect size, …);
+    /// `--workers` above is its sessions.
+    #[command(flatten)]
+    detector: DetectorArgs,
     /// Junk datagrams per second sent to the media port from a stranger's socket while
     /// measuring (0 = none): shows whether real streams keep flowing under a flood.
     #[arg(long, default_value_t = 0)]
@@ -106,15 +101,8 @@ async fn main() -> Result<()> {
         .init();
     let args = Args::parse();
 
-    let dcfg = DetectorConfig {
-        backend: args.backend.parse().map_err(anyhow::Error::msg)?,
-        threads: args.threads,
-        detect_size: args.detect_size,
-        onnxruntime_path: args.onnxruntime.clone(),
-        // One onnxruntime session per detection worker, so workers never wait on each other.
-        workers: args.workers,
-        ..DetectorConfig::default()
-    };
+    // One onnxruntime session per detection worker, so workers never wait on each other.
+    let dcfg = args.detector.config(args.workers);
     let detector = Arc::new(Detector::load(&dcfg).context("loading the detector")?);
     let info = detector.info();
 
@@ -195,7 +183,7 @@ async fn main() -> Result<()> {
             r.dropped
         );
     }
-    let (_, peak) = rss_mib();
+    let peak = mib(peak_rss_kib(Process::Current));
     println!(
         "\nbackend {} {} (threads {}), model {}, input {:?}, workers {workers}, peak RSS {peak:.0} MiB",
         info.backend, info.version, info.threads, info.model, info.input_size
@@ -310,7 +298,7 @@ async fn run_k(
             s1.datagrams_dropped - s0.datagrams_dropped
         );
     }
-    let (rss, _) = rss_mib();
+    let rss = mib(rss_kib(Process::Current));
 
     for t in tasks {
         t.abort();
@@ -340,12 +328,12 @@ async fn run_k(
         decoded_fps: (s1.frames_decoded - s0.frames_decoded) as f64 / secs / k as f64,
         detected_fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
         detected_fps_mean: fps.iter().sum::<f64>() / k as f64,
-        p50: percentile(&mut lat, 50.0),
-        p95: percentile(&mut lat, 95.0),
+        p50: percentile(&mut lat, 50.0).unwrap_or(f64::NAN),
+        p95: percentile(&mut lat, 95.0).unwrap_or(f64::NAN),
         cpu_pct: (c1 - c0) / secs * 100.0,
         rss,
         dropped: s1.frames_dropped - s0.frames_dropped,
-        inference_ms: percentile(&mut inference, 50.0),
+        inference_ms: percentile(&mut inference, 50.0).unwrap_or(f64::NAN),
     };
     eprintln!(
         "K={k}: decoded {:.1} fps/stream, detected {:.1}..{:.1} fps/stream, latency p50 {:.0} ms p95 {:.0} ms, CPU {:.0}%, RSS {:.0} MiB",

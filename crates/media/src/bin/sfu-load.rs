@@ -26,7 +26,9 @@ use str0m::media::MediaKind;
 
 #[path = "common/bench_util.rs"]
 mod bench_util;
-use bench_util::{cpu_seconds, percentile, rss_mib, thread_cpu_seconds, StreamArgs};
+use bench_util::StreamArgs;
+use callsight_measure::percentile;
+use callsight_measure::proc::{cpu_seconds, mib, rss_kib, thread_cpu_seconds, Process};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rooms of N publishing + subscribing str0m participants through a MediaHub")]
@@ -250,10 +252,10 @@ async fn run_room(
         hub_cpu_pct: 100.0 * hub_cpu / elapsed,
         us_per_track: 1e6 * hub_cpu / received.max(1) as f64,
         process_cpu_pct: 100.0 * cpu1.zip(cpu0).map_or(f64::NAN, |(b, a)| b - a) / elapsed,
-        p50: percentile(&mut delays, 50.0),
-        p99: percentile(&mut delays, 99.0),
+        p50: percentile(&mut delays, 50.0).unwrap_or(f64::NAN),
+        p99: percentile(&mut delays, 99.0).unwrap_or(f64::NAN),
         loss_pct: if expected > 0 { 100.0 * (1.0 - received as f64 / expected as f64).max(0.0) } else { f64::NAN },
-        rss: rss_mib().0,
+        rss: mib(rss_kib(Process::Current)),
     };
     let stats1 = hub.stats();
     eprintln!(

@@ -8,8 +8,10 @@
 //! Input: the first frame of test-data/bus.y4m (scripts/fetch-test-data.sh).
 
 use anyhow::{bail, Context};
+use callsight_measure::percentile;
+use callsight_vision::args::ModelArgs;
 use callsight_vision::preprocess::{i420_to_tensor, Letterbox};
-use callsight_vision::{BackendChoice, DetectOptions, Detector, DetectorConfig, I420Frame, ModelSource};
+use callsight_vision::{BackendChoice, DetectOptions, Detector, DetectorConfig, I420Buffer};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,9 +19,10 @@ use std::time::Instant;
 
 #[derive(Parser)]
 struct Args {
-    /// Bundled model: nanodet or centernet.
-    #[arg(long, default_value = "nanodet")]
-    model: String,
+    /// The model (a bundled one: its raw-inference columns need the bundled pre-processing)
+    /// and the onnxruntime library; backends, sizes and threads are swept below.
+    #[command(flatten)]
+    model: ModelArgs,
     #[arg(long, value_delimiter = ',', default_value = "tract,ort")]
     backends: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "320,416,512")]
@@ -32,9 +35,6 @@ struct Args {
     /// y4m file whose first frame is the input.
     #[arg(long)]
     y4m: Option<PathBuf>,
-    /// libonnxruntime path (else the usual lookup).
-    #[arg(long)]
-    onnxruntime: Option<PathBuf>,
     /// Also measure K = 1, 2, 4 concurrent callers (intra-op threads vs sessions).
     #[arg(long)]
     concurrency: bool,
@@ -49,35 +49,19 @@ struct Args {
     profile_model: Option<PathBuf>,
 }
 
+/// The bundled model measured (its pre-processing feeds the raw-inference columns).
+fn model_name(a: &Args) -> anyhow::Result<&str> {
+    a.model
+        .bundled_name()
+        .context("vision-bench measures the bundled models: use --model-name (or --profile-model FILE)")
+}
+
+/// (median, p95) in ms.
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-    (pct(0.5), pct(0.95))
+    (percentile(&mut v, 50.0).unwrap_or(f64::NAN), percentile(&mut v, 95.0).unwrap_or(f64::NAN))
 }
 
-struct Frame {
-    w: usize,
-    h: usize,
-    y: Vec<u8>,
-    u: Vec<u8>,
-    v: Vec<u8>,
-}
-
-impl Frame {
-    fn view(&self) -> I420Frame<'_> {
-        I420Frame {
-            width: self.w,
-            height: self.h,
-            y: &self.y,
-            u: &self.u,
-            v: &self.v,
-            y_stride: self.w,
-            uv_stride: self.w.div_ceil(2),
-        }
-    }
-}
-
-fn load_frame(path: Option<PathBuf>) -> anyhow::Result<Frame> {
+fn load_frame(path: Option<PathBuf>) -> anyhow::Result<I420Buffer> {
     let path = path.unwrap_or_else(|| {
         let dir = std::env::var_os("CALLSIGHT_TEST_DATA")
             .map(PathBuf::from)
@@ -86,21 +70,13 @@ fn load_frame(path: Option<PathBuf>) -> anyhow::Result<Frame> {
     });
     let mut y4m = callsight_vision::io::Y4m::open(&path, &Default::default())
         .with_context(|| format!("{}: run scripts/fetch-test-data.sh", path.display()))?;
-    let (w, h) = (y4m.width, y4m.height);
-    let Some((y, u, v)) = y4m.next_frame()? else { bail!("{}: no frames", path.display()) };
-    Ok(Frame { w, h, y, u, v })
+    let Some(frame) = y4m.next_frame()? else { bail!("{}: no frames", path.display()) };
+    Ok(frame)
 }
 
 fn config(a: &Args, backend: &str, size: usize, threads: usize, workers: usize) -> anyhow::Result<DetectorConfig> {
-    Ok(DetectorConfig {
-        model: ModelSource::Bundled(a.model.clone()),
-        backend: backend.parse::<BackendChoice>().map_err(anyhow::Error::msg)?,
-        onnxruntime_path: a.onnxruntime.clone(),
-        threads,
-        detect_size: Some(size),
-        workers,
-        ..DetectorConfig::default()
-    })
+    let backend = backend.parse::<BackendChoice>().map_err(anyhow::Error::msg)?;
+    Ok(a.model.config(backend, threads, Some(size), workers))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,7 +88,10 @@ fn main() -> anyhow::Result<()> {
     let opts = DetectOptions::default();
     println!(
         "model {}, input {}x{} I420 frame (bus.y4m), {} runs after 3 warm-ups\n",
-        a.model, frame.w, frame.h, a.runs
+        model_name(&a)?,
+        frame.width,
+        frame.height,
+        a.runs
     );
     println!("| backend | version | input | threads | pre-process median ms | raw median ms | raw p95 ms | pipeline median ms | pipeline p95 ms | found |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -124,9 +103,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 let det = Detector::load(&config(&a, backend, size, threads, 1)?)?;
                 let info = det.info();
-                let (w, h) = det.input_shape(frame.w, frame.h);
-                let lb = Letterbox::fit(frame.w, frame.h, w, h);
-                let spec = callsight_vision::bundled::bundled(&a.model).context("model")?.1;
+                let (w, h) = det.input_shape(frame.width, frame.height);
+                let lb = Letterbox::fit(frame.width, frame.height, w, h);
+                let spec = callsight_vision::bundled::bundled(model_name(&a)?).context("model")?.1;
                 let mut input = Vec::new();
                 i420_to_tensor(&frame.view(), &lb, spec.layout, &spec.norm, &mut input)?;
                 for _ in 0..3 {
@@ -171,7 +150,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// K callers detecting on the same frame at once: throughput and per-call latency.
-fn concurrency(a: &Args, frame: &Frame) -> anyhow::Result<()> {
+fn concurrency(a: &Args, frame: &I420Buffer) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("\nconcurrent callers, detect size {}, {cores} cores, {} calls per caller\n", a.concurrency_size, a.runs);
     println!("| backend | arrangement | K callers | frames/s total | latency median ms | latency p95 ms |");
@@ -193,18 +172,10 @@ fn concurrency(a: &Args, frame: &Frame) -> anyhow::Result<()> {
                 let handles: Vec<_> = (0..k)
                     .map(|_| {
                         let det = det.clone();
-                        let (w, h, y, u, v) = (frame.w, frame.h, frame.y.clone(), frame.u.clone(), frame.v.clone());
+                        let frame = frame.clone();
                         let runs = a.runs;
                         std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
-                            let f = I420Frame {
-                                width: w,
-                                height: h,
-                                y: &y,
-                                u: &u,
-                                v: &v,
-                                y_stride: w,
-                                uv_stride: w.div_ceil(2),
-                            };
+                            let f = frame.view();
                             let mut lat = Vec::new();
                             for _ in 0..runs {
                                 let t = Instant::now();
@@ -238,8 +209,9 @@ fn profile(a: &Args) -> anyhow::Result<()> {
             (b, if nhwc { "nhwc" } else { "nchw" }, p.display().to_string())
         }
         None => {
-            let (b, _) = callsight_vision::bundled::bundled(&a.model).context("unknown model")?;
-            (b.to_vec(), "nchw", a.model.clone())
+            let name = model_name(a)?;
+            let (b, _) = callsight_vision::bundled::bundled(name).context("unknown model")?;
+            (b.to_vec(), "nchw", name.to_string())
         }
     };
     for &size in &a.profile {

@@ -16,7 +16,8 @@
 mod callers;
 mod hostile;
 
-use callsight_load::{percentile_ms, rss_kib};
+use callsight_measure::percentile;
+use callsight_measure::proc::{rss_kib, Process};
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -74,13 +75,7 @@ pub fn source_ip(net: u8, i: usize) -> IpAddr {
 }
 
 fn p99_ms(mut v: Vec<u64>) -> String {
-    v.sort_unstable();
-    let p = percentile_ms(&v, 0.99);
-    if p.is_nan() {
-        "-".into()
-    } else {
-        format!("{p:.1}")
-    }
+    percentile(&mut v, 99.0).map_or("-".into(), |us| format!("{:.1}", us as f64 / 1000.0))
 }
 
 #[tokio::main]
@@ -103,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
         tick.tick().await;
         let relayed = tally.relayed.load(Relaxed);
         let lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap_or_else(|e| e.into_inner()));
-        let rss = args.server_pid.and_then(rss_kib).map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0));
+        let rss = args
+            .server_pid
+            .and_then(|pid| rss_kib(Process::Pid(pid)))
+            .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0));
         println!(
             "| {} | {} | {:.0} | {} | {} | {} | {} |",
             start.elapsed().as_secs(),
