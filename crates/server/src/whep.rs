@@ -16,7 +16,7 @@
 //! a watch link never lets anyone publish).
 
 use crate::state::AppState;
-use crate::whip::{bearer, ice_links, is_sdp, key_matches, new_session_id, refuse, unauthorised, Places};
+use crate::whip::{bearer, ice_links, key_matches, new_session_id, refuse, unauthorised, Places};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -104,17 +104,9 @@ async fn view(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(media) = &state.media else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
-    };
-    if !is_sdp(&headers) {
-        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the offer must be sent as Content-Type: application/sdp");
-    }
-    let Ok(offer) = std::str::from_utf8(&body) else {
-        return refuse(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text");
-    };
-    let Some(room_id) = RoomId::parse(&room) else {
-        return refuse(StatusCode::NOT_FOUND, "no such room: not a valid room name (letters, digits, '-' and '_')");
+    let (media, offer, room_id) = match crate::whip::offer_request(&state, &room, &headers, &body) {
+        Ok(checked) => checked,
+        Err((status, why)) => return refuse(status, why),
     };
     if let Some(refused) = unauthorised_viewer(&state, &room_id, bearer(&headers)) {
         return refused;

@@ -13,7 +13,7 @@
 //! the server's state-dir key, shown to the room's members in `joined`).
 
 use crate::outbox::{outbox, Outbound, OutboxReceiver};
-use crate::state::AppState;
+use crate::state::{AppState, Media};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -249,6 +249,30 @@ pub(crate) fn is_sdp(headers: &HeaderMap) -> bool {
     ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
 }
 
+/// The checks every WHIP and WHEP offer passes first, in this order: a media leg
+/// (`503`), `Content-Type: application/sdp` (`415`), UTF-8 (`400`), a valid room name
+/// (`404`). Out: the media leg, the offer text and the room; or the refusal.
+pub(crate) fn offer_request<'a>(
+    state: &'a AppState,
+    room: &str,
+    headers: &HeaderMap,
+    body: &'a Bytes,
+) -> Result<(&'a Media, &'a str, RoomId), (StatusCode, &'static str)> {
+    let Some(media) = &state.media else {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)"));
+    };
+    if !is_sdp(headers) {
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "the offer must be sent as Content-Type: application/sdp"));
+    }
+    let Ok(offer) = std::str::from_utf8(body) else {
+        return Err((StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"));
+    };
+    let Some(room) = RoomId::parse(room) else {
+        return Err((StatusCode::NOT_FOUND, "no such room: not a valid room name (letters, digits, '-' and '_')"));
+    };
+    Ok((media, offer, room))
+}
+
 /// `POST /whip/{room}`: the offer in, the answer and the session's `Location` out.
 async fn publish(
     State(state): State<Arc<AppState>>,
@@ -258,18 +282,10 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(media) = &state.media else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
+    let (media, offer, _) = match offer_request(&state, &room, &headers, &body) {
+        Ok(checked) => checked,
+        Err((status, why)) => return refuse(status, why),
     };
-    if !is_sdp(&headers) {
-        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the offer must be sent as Content-Type: application/sdp");
-    }
-    let Ok(offer) = std::str::from_utf8(&body) else {
-        return refuse(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text");
-    };
-    if RoomId::parse(&room).is_none() {
-        return refuse(StatusCode::NOT_FOUND, "no such room: not a valid room name (letters, digits, '-' and '_')");
-    }
     let whip = &state.whip;
     let token = match (whip.require_token, bearer(&headers)) {
         (true, None) => return unauthorised("this server requires a room token: Authorization: Bearer <token>"),
