@@ -45,7 +45,12 @@ pub fn mib(kib: Option<u64>) -> f64 {
 
 /// CPU time (user + system) of this process, in seconds.
 pub fn cpu_seconds() -> Option<f64> {
-    stat_cpu_seconds("/proc/self/stat")
+    process_cpu_seconds(Process::Current)
+}
+
+/// CPU time (user + system) of a process, all its threads, in seconds.
+pub fn process_cpu_seconds(process: Process) -> Option<f64> {
+    stat_cpu_seconds(&format!("{}/stat", process.dir()))
 }
 
 /// CPU time (user + system) of one thread of this process, in seconds.
@@ -96,6 +101,7 @@ mod tests {
             assert!(peak_rss_kib(Process::Current).expect("VmHWM") >= rss);
             assert!(rss_kib(Process::Pid(std::process::id())).is_some());
             assert!(cpu_seconds().is_some());
+            assert!(process_cpu_seconds(Process::Pid(std::process::id())).is_some());
         }
     }
 }

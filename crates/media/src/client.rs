@@ -7,7 +7,8 @@
 //! [`Client::send_frame`] per frame; server offers (renegotiation) go to
 //! [`Client::accept_offer`], whose answer goes back to the server.
 //! A WHEP viewer: [`PendingClient::viewer`] (receive-only video and audio, a data channel),
-//! then [`Client::received`] and [`Client::messages`].
+//! then [`Client::received`] and [`Client::messages`]. Against a server that offers first
+//! (Janus's subscribers): [`AnsweringClient`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,7 +30,7 @@ use crate::MediaError;
 /// A client that made its offer and waits for the answer.
 pub struct PendingClient {
     rtc: Rtc,
-    socket: Arc<UdpSocket>,
+    socket: UdpSocket,
     video: Vec<Mid>,
     audio: Option<Mid>,
     offer: String,
@@ -113,23 +114,11 @@ impl PendingClient {
         ip: IpAddr,
         lines: impl FnOnce(&mut str0m::change::SdpApi<'_>) -> (Vec<Mid>, Option<Mid>),
     ) -> Result<PendingClient, MediaError> {
-        str0m::crypto::from_feature_flags().install_process_default();
-        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .map_err(|source| MediaError::Bind { addr: SocketAddr::new(ip, 0), source })?;
-        let local = socket.local_addr()?;
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_opus(true, false)
-            .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
-            .build(Instant::now());
-        let cand = Candidate::host(local, "udp").map_err(|e| MediaError::Rtc(e.to_string()))?;
-        rtc.add_local_candidate(cand);
+        let (mut rtc, socket) = bind(ip).await?;
         let mut change = rtc.sdp_api();
         let (video, audio) = lines(&mut change);
         let (offer, pending) = change.apply().ok_or_else(|| MediaError::Rtc("no SDP change to offer".into()))?;
-        Ok(PendingClient { rtc, socket: Arc::new(socket), video, audio, offer: offer.to_sdp_string(), pending })
+        Ok(PendingClient { rtc, socket, video, audio, offer: offer.to_sdp_string(), pending })
     }
 
     pub fn offer(&self) -> &str {
@@ -140,48 +129,110 @@ impl PendingClient {
     pub async fn connect(mut self, answer: &str, timeout: Duration) -> Result<Client, MediaError> {
         let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| MediaError::Rtc(e.to_string()))?;
         self.rtc.sdp_api().accept_answer(self.pending, answer).map_err(|e| MediaError::Rtc(e.to_string()))?;
-        let (cmd, cmd_rx) = mpsc::unbounded_channel();
-        let (connected_tx, mut connected) = watch::channel(false);
-        let (kf_tx, keyframe_watch) = watch::channel(0u64);
-        let (rx_tx, received_watch) = watch::channel(0u64);
-        let keyframe_requests = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (messages_tx, messages_watch) = watch::channel(0u64);
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(
-            Loop {
-                rtc: self.rtc,
-                socket: self.socket.clone(),
-                connected: connected_tx,
-                kf: kf_tx,
-                kf_count: keyframe_requests.clone(),
-                received: received.clone(),
-                received_tx: rx_tx,
-                added: Vec::new(),
-                messages: messages.clone(),
-                messages_tx,
-            }
-            .run(cmd_rx),
-        );
-        let client = Client {
-            cmd,
-            socket: self.socket,
-            video: self.video,
-            audio: self.audio,
-            keyframe_requests,
-            keyframe_watch,
-            received,
-            received_watch,
-            messages,
-            messages_watch,
-            task,
-        };
-        tokio::time::timeout(timeout, connected.wait_for(|c| *c))
-            .await
-            .map_err(|_| MediaError::Rtc(format!("not connected within {timeout:?}")))?
-            .map_err(|_| MediaError::Rtc("client task ended before connecting".into()))?;
-        Ok(client)
+        let (client, connected) = start(self.rtc, Arc::new(self.socket), self.video, self.audio);
+        until_connected(client, connected, timeout).await
     }
+}
+
+/// A client that answered a remote offer (an SFU that offers what it sends, as Janus does
+/// for its subscribers): send [`AnsweringClient::answer`] back, then wait for
+/// [`AnsweringClient::connected`].
+pub struct AnsweringClient {
+    client: Client,
+    connected: watch::Receiver<bool>,
+    answer: String,
+}
+
+impl AnsweringClient {
+    /// Binds a UDP socket on `ip` (any port), accepts `offer` and starts the connection.
+    pub async fn new(ip: IpAddr, offer: &str) -> Result<AnsweringClient, MediaError> {
+        let (mut rtc, socket) = bind(ip).await?;
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
+        let (client, connected) = start(rtc, Arc::new(socket), Vec::new(), None);
+        Ok(AnsweringClient { client, connected, answer: answer.to_sdp_string() })
+    }
+
+    pub fn answer(&self) -> &str {
+        &self.answer
+    }
+
+    /// Waits (at most `timeout`) until ICE + DTLS are up.
+    pub async fn connected(self, timeout: Duration) -> Result<Client, MediaError> {
+        until_connected(self.client, self.connected, timeout).await
+    }
+}
+
+/// A socket on `ip` (any port) and an `Rtc` with H.264, Opus and abs-capture-time, the
+/// socket's address as its host candidate.
+async fn bind(ip: IpAddr) -> Result<(Rtc, UdpSocket), MediaError> {
+    str0m::crypto::from_feature_flags().install_process_default();
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
+        .await
+        .map_err(|source| MediaError::Bind { addr: SocketAddr::new(ip, 0), source })?;
+    let local = socket.local_addr()?;
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
+        .build(Instant::now());
+    let cand = Candidate::host(local, "udp").map_err(|e| MediaError::Rtc(e.to_string()))?;
+    rtc.add_local_candidate(cand);
+    Ok((rtc, socket))
+}
+
+/// Spawns the client's loop; the receiver turns true once connected.
+fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) -> (Client, watch::Receiver<bool>) {
+    let (cmd, cmd_rx) = mpsc::unbounded_channel();
+    let (connected_tx, connected) = watch::channel(false);
+    let (kf_tx, keyframe_watch) = watch::channel(0u64);
+    let (rx_tx, received_watch) = watch::channel(0u64);
+    let keyframe_requests = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let (messages_tx, messages_watch) = watch::channel(0u64);
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let task = tokio::spawn(
+        Loop {
+            rtc,
+            socket: socket.clone(),
+            connected: connected_tx,
+            kf: kf_tx,
+            kf_count: keyframe_requests.clone(),
+            received: received.clone(),
+            received_tx: rx_tx,
+            added: Vec::new(),
+            messages: messages.clone(),
+            messages_tx,
+        }
+        .run(cmd_rx),
+    );
+    let client = Client {
+        cmd,
+        socket,
+        video,
+        audio,
+        keyframe_requests,
+        keyframe_watch,
+        received,
+        received_watch,
+        messages,
+        messages_watch,
+        task,
+    };
+    (client, connected)
+}
+
+async fn until_connected(
+    client: Client,
+    mut connected: watch::Receiver<bool>,
+    timeout: Duration,
+) -> Result<Client, MediaError> {
+    tokio::time::timeout(timeout, connected.wait_for(|c| *c))
+        .await
+        .map_err(|_| MediaError::Rtc(format!("not connected within {timeout:?}")))?
+        .map_err(|_| MediaError::Rtc("client task ended before connecting".into()))?;
+    Ok(client)
 }
 
 impl Client {
