@@ -131,6 +131,7 @@ pub(crate) async fn start(
         config.udp_bind,
         &config.candidate_ips,
         (config.media_queue, config.stun_queue),
+        config.udp_buffer_bytes,
         routes.clone(),
         counters.clone(),
     )

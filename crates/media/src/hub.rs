@@ -288,6 +288,7 @@ impl MediaHub {
             keyframe_requests: c.keyframe_requests.load(Relaxed),
             garbage_packets: c.garbage_packets.load(Relaxed),
             datagrams_dropped: c.datagrams_dropped.load(Relaxed),
+            datagrams_send_dropped: c.datagrams_send_dropped.load(Relaxed),
             sessions_panicked: c.sessions_panicked.load(Relaxed),
             tracks_rejected: c.tracks_rejected.load(Relaxed),
             latency_p50_ms: p50,

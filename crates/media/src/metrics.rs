@@ -187,6 +187,11 @@ impl Collector for MediaMetrics {
             ("keyframe_requests", "Keyframe requests sent to publishers", &c.keyframe_requests),
             ("garbage_packets", "Datagrams no session accepted", &c.garbage_packets),
             ("datagrams_dropped", "Datagrams dropped from full queues", &c.datagrams_dropped),
+            (
+                "datagrams_send_dropped",
+                "Datagrams not sent: the socket send buffer was full",
+                &c.datagrams_send_dropped,
+            ),
         ];
         for (name, help, v) in counters {
             let k = ConstCounter::new(v.load(Relaxed));

@@ -20,6 +20,7 @@ pub(crate) struct Counters {
     pub keyframe_requests: AtomicU64,
     pub garbage_packets: AtomicU64,
     pub datagrams_dropped: AtomicU64,
+    pub datagrams_send_dropped: AtomicU64,
     pub sessions_panicked: AtomicU64,
     pub tracks_rejected: AtomicU64,
     pub downscaled: AtomicU64,

@@ -48,6 +48,11 @@ pub struct MediaConfig {
     /// queued beside the media queue (beyond: dropped). Anything else from an unknown
     /// address is dropped at once.
     pub stun_queue: usize,
+    /// Kernel receive and send buffer of each media socket (SO_RCVBUF/SO_SNDBUF), bytes;
+    /// capped by the kernel at `net.core.rmem_max`/`wmem_max` (a warning says so); 0 = the
+    /// system default. A 16-person room sends ~18 000 datagrams/s from one socket, in
+    /// bursts (a keyframe to 15 subscribers): the usual 208 KiB default overflows.
+    pub udp_buffer_bytes: usize,
     /// Keyframe requests per track at most once per this interval.
     pub keyframe_interval: Duration,
     /// Largest SDP offer or answer accepted from a participant, in bytes.
@@ -85,6 +90,7 @@ impl Default for MediaConfig {
             decode_queue: 32,
             media_queue: 1024,
             stun_queue: 256,
+            udp_buffer_bytes: 4 << 20,
             keyframe_interval: Duration::from_millis(500),
             max_offer_bytes: 64 * 1024,
             detect: DetectOptions::default(),
@@ -153,6 +159,8 @@ pub struct MediaStats {
     pub garbage_packets: u64,
     /// Datagrams of known sessions or STUN checks dropped because their queue was full.
     pub datagrams_dropped: u64,
+    /// Datagrams not sent because the socket's send buffer was full (loss for the peer).
+    pub datagrams_send_dropped: u64,
     /// Sessions dropped because str0m panicked inside them (the others keep running).
     pub sessions_panicked: u64,
     /// Video m-lines rejected in answers beyond `max_tracks_per_publish`.

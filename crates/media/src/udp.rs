@@ -83,6 +83,7 @@ pub(crate) struct Sockets {
     sockets: Vec<Arc<UdpSocket>>,
     local_addrs: Vec<SocketAddr>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    counters: Arc<Counters>,
 }
 
 impl Drop for Sockets {
@@ -99,6 +100,7 @@ impl Sockets {
         bind: SocketAddr,
         candidate_ips: &[IpAddr],
         queues: (usize, usize),
+        buffer_bytes: usize,
         routes: Routes,
         counters: Arc<Counters>,
     ) -> Result<(Sockets, Inbound), MediaError> {
@@ -117,11 +119,15 @@ impl Sockets {
             let addr = SocketAddr::new(ip, port);
             let sock = UdpSocket::bind(addr).await.map_err(|source| MediaError::Bind { addr, source })?;
             port = sock.local_addr()?.port();
+            if buffer_bytes > 0 {
+                set_buffers(&sock, buffer_bytes);
+            }
             sockets.push(Arc::new(sock));
         }
         let local_addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect::<Result<_, _>>()?;
         let (media_tx, media) = mpsc::channel(queues.0.max(1));
         let (stun_tx, stun) = mpsc::channel(queues.1.max(1));
+        let send_dropped = counters.clone();
         let readers = sockets
             .iter()
             .zip(&local_addrs)
@@ -136,7 +142,7 @@ impl Sockets {
                 tokio::spawn(router.run(sock.clone()))
             })
             .collect();
-        Ok((Sockets { sockets, local_addrs, readers }, Inbound { media, stun }))
+        Ok((Sockets { sockets, local_addrs, readers, counters: send_dropped }, Inbound { media, stun }))
     }
 
     pub(crate) fn local_addrs(&self) -> &[SocketAddr] {
@@ -144,14 +150,34 @@ impl Sockets {
     }
 
     /// Sends from the socket bound to `source` (the first one if none matches). A full
-    /// send buffer is loss, which WebRTC recovers from.
+    /// send buffer is loss, which WebRTC recovers from; it is counted.
     pub(crate) fn send(&self, source: SocketAddr, dest: SocketAddr, data: &[u8]) {
         let sock = self.local_addrs.iter().position(|a| *a == source).unwrap_or(0);
         if let Some(sock) = self.sockets.get(sock) {
             if let Err(e) = sock.try_send_to(data, dest) {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    Counters::inc(&self.counters.datagrams_send_dropped);
+                }
                 tracing::trace!(%dest, "udp send: {e}");
             }
         }
+    }
+}
+
+/// Asks for `bytes` of kernel receive and send buffer; warns when the kernel gives less
+/// (Linux reports twice what it grants, for its own bookkeeping).
+fn set_buffers(sock: &UdpSocket, bytes: usize) {
+    let s = socket2::SockRef::from(sock);
+    let _ = s.set_recv_buffer_size(bytes);
+    let _ = s.set_send_buffer_size(bytes);
+    let got = (s.recv_buffer_size().unwrap_or(0) / 2, s.send_buffer_size().unwrap_or(0) / 2);
+    if got.0 < bytes || got.1 < bytes {
+        tracing::warn!(
+            asked = bytes,
+            receive = got.0,
+            send = got.1,
+            "media socket buffers capped by the kernel: raise net.core.rmem_max and net.core.wmem_max (sysctl) for rooms of many people"
+        );
     }
 }
 
@@ -251,5 +277,27 @@ mod tests {
         r.remove(a);
         assert!(!r.contains(&a));
         r.remove(a);
+    }
+
+    #[tokio::test]
+    async fn media_sockets_get_the_buffers_asked_for_up_to_the_kernel_cap() {
+        let cap = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let (Some(rmax), Some(wmax)) = (cap("rmem_max"), cap("wmem_max")) else { return };
+        let asked = 1 << 20;
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let counters = Arc::new(Counters::default());
+        let (sockets, _inbound) = Sockets::bind(bind, &[], (8, 8), asked, Routes::default(), counters).await.unwrap();
+        let s = socket2::SockRef::from(sockets.sockets[0].as_ref());
+        // Linux reports twice the granted size.
+        assert!(
+            s.recv_buffer_size().unwrap() / 2 >= asked.min(rmax),
+            "receive buffer {}",
+            s.recv_buffer_size().unwrap()
+        );
+        assert!(s.send_buffer_size().unwrap() / 2 >= asked.min(wmax), "send buffer {}", s.send_buffer_size().unwrap());
     }
 }

@@ -182,6 +182,10 @@ pub struct ServeArgs {
     /// Media sessions per client address at most (0 = no cap).
     #[arg(long, env = "CALLSIGHT_MAX_MEDIA_SESSIONS_PER_IP", default_value_t = 4)]
     pub max_media_sessions_per_ip: usize,
+    /// Kernel receive and send buffer of each media socket, in bytes (capped by the
+    /// kernel at net.core.rmem_max / wmem_max; 0 = the system default).
+    #[arg(long, env = "CALLSIGHT_UDP_BUFFER_BYTES", default_value_t = callsight_media::MediaConfig::default().udp_buffer_bytes)]
+    pub udp_buffer_bytes: usize,
     /// Video tracks (m-lines) accepted per publish; further ones are rejected in the answer.
     #[arg(long, env = "CALLSIGHT_MAX_TRACKS_PER_PUBLISH", default_value_t = 3)]
     pub max_tracks_per_publish: usize,
@@ -275,6 +279,7 @@ impl ServeArgs {
             workers: self.detect_workers,
             max_sessions: self.max_media_sessions,
             max_tracks_per_publish: self.max_tracks_per_publish,
+            udp_buffer_bytes: self.udp_buffer_bytes,
             keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
             sps_limits: callsight_media::sps::SpsLimits {
                 max_video_pixels: self.max_video_pixels,

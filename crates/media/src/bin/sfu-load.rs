@@ -259,9 +259,10 @@ async fn run_room(
     };
     let stats1 = hub.stats();
     eprintln!(
-        "N={n}: {} frames received of ~{expected} expected; hub dropped {} datagrams; keyframe requests {}",
+        "N={n}: {} frames received of ~{expected} expected; hub dropped {} datagrams in, {} out (send buffer full); keyframe requests {}",
         received,
         stats1.datagrams_dropped - stats0.datagrams_dropped,
+        stats1.datagrams_send_dropped - stats0.datagrams_send_dropped,
         stats1.keyframe_requests - stats0.keyframe_requests
     );
     for i in 0..n {
