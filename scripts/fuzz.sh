@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh [TARGET...]          # default: every target
 #   FUZZ_RUNS=1000000                    # executions per target (libFuzzer -runs)
 #   FUZZ_SECONDS=900                     # time bound per target (libFuzzer -max_total_time)
+#   FUZZ_TIMEOUT=30                      # seconds after which one input counts as a hang
 #   FUZZ_PROFILE=release                 # or dev: unoptimised (a cold build takes a fraction
 #                                        # of the time; inputs run slower) — what CI uses
 #
@@ -58,10 +59,13 @@ for t in "${TARGETS[@]}"; do
   touch "$marker"
   start=$(date +%s)
   # -malloc_limit_mb: one allocation past 512 MB is a bug (every input has a named
-  # limit far below); -timeout: one input taking 10 s is a hang.
+  # limit far below); -timeout: one input taking FUZZ_TIMEOUT (30) s is a hang. Not less:
+  # the largest picture the image limits allow (a 344-byte JPEG may declare 14854×2568)
+  # takes ~1.3 s to decode in a dev build and over 10 s with AddressSanitizer on a busy
+  # machine — slow, bounded by --max-image-pixels, not a hang.
   set +e
   cargo +nightly fuzz run "${PROFILE_FLAGS[@]}" --target-dir "$WORK/target" "$t" "$corpus" "${seeds[@]}" -- \
-    -runs="$RUNS" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -malloc_limit_mb=512 \
+    -runs="$RUNS" -max_total_time="$SECONDS_PER_TARGET" -timeout="${FUZZ_TIMEOUT:-30}" -malloc_limit_mb=512 \
     -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
   rc=$?
   set -e
