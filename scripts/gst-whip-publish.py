@@ -9,13 +9,16 @@ Prints `location <URL>` once the server answered 201, `connected` when ICE conne
 runs until stdin closes (or --seconds pass), then DELETEs the session and exits 0.
 A refusal prints `refused <status> <body>` and exits 2.
 
+GStreamer's own defaults are kept (its DTLS certificate is RSA before 1.28; callsight's
+DTLS takes RSA and ECDSA). libnice gathers no loopback candidates: the server must listen
+on a real interface (`--bind 0.0.0.0:PORT`).
+
 Needs Debian's python3-gi, gir1.2-gst-plugins-bad-1.0, gstreamer1.0-plugins-{good,bad,ugly},
 gstreamer1.0-nice. Written for callsight's tests (crates/server/tests/whip.rs) and as a
 usable example; it is not part of the server.
 """
 
 import argparse
-import subprocess
 import sys
 import threading
 import urllib.error
@@ -70,37 +73,7 @@ class Publisher:
         self.exit_code = 1
         self.loop.quit()
 
-    def ecdsa_certificate(self, element):
-        """GStreamer 1.22's DTLS certificate is RSA; WebRTC stacks built on ECDSA only
-        (str0m's DTLS, as in callsight) refuse it. An ECDSA P-256 one, set on every
-        transport before the offer (whose fingerprint names it), works with both."""
-        pem = subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "-", "-out", "-", "-subj", "/CN=gst-whip-publish", "-days", "30"],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        i = 0
-        while True:
-            t = element.emit("get-transceiver", i)
-            if t is None:
-                break
-            transport = t.get_property("sender").get_property("transport")
-            if transport is not None:
-                transport.set_property("certificate", pem)
-            i += 1
-
     def on_negotiation_needed(self, element):
-        if self.args.ecdsa:
-            # The first offer makes the transports; the certificate is set on them and the
-            # offer made again, so its fingerprint is the new certificate's.
-            first = Gst.Promise.new_with_change_func(self.on_first_offer, element, None)
-            element.emit("create-offer", None, first)
-        else:
-            self.on_first_offer(None, element, None)
-
-    def on_first_offer(self, _promise, element, _):
-        if self.args.ecdsa:
-            self.ecdsa_certificate(element)
         promise = Gst.Promise.new_with_change_func(self.on_offer_created, element, None)
         element.emit("create-offer", None, promise)
 
@@ -204,8 +177,6 @@ def main():
     p.add_argument("--image", default="test-data/bus.jpg")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
-    p.add_argument("--rsa", dest="ecdsa", action="store_false",
-                   help="keep GStreamer's own RSA DTLS certificate (callsight refuses it)")
     p.add_argument("--seconds", type=int, default=0, help="stop after this long (default: when stdin closes)")
     args = p.parse_args()
     Gst.init(None)

@@ -16,6 +16,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v cc >/dev/null || missing+=(build-essential)
+# The media leg's DTLS is OpenSSL's (str0m-openssl links the system libssl).
+{ command -v pkg-config >/dev/null && pkg-config --exists openssl; } || missing+=(pkg-config libssl-dev)
 # scripts/install-onnxruntime.sh is tested on Debian's own python3 (PEP 668).
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; } || missing+=(python3 python3-venv)
 command -v turnserver >/dev/null || missing+=(coturn)

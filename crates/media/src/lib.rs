@@ -29,7 +29,8 @@
 //!   latency histograms, per-track frame outcomes (bounded labels), the counters.
 //! - `hub`: [`MediaHub`], the public entry point and the only module that wires the
 //!   stages together.
-//! - leaves: `capture` (sender capture time per frame), `offer` (SDP offer edits),
+//! - leaves: `dtls` (the sessions' crypto: OpenSSL's DTLS, which accepts RSA client
+//!   certificates), `capture` (sender capture time per frame), `offer` (SDP offer edits),
 //!   `contain` (panic containment), `stats` (counters), `h264` (Annex-B helpers),
 //!   `sps` (the decoder-bomb guard: each SPS parsed with `h264-reader` and checked),
 //!   `error` ([`MediaError`]).
@@ -41,6 +42,7 @@ mod capture;
 mod contain;
 mod decode;
 mod driver;
+mod dtls;
 pub mod error;
 mod gate;
 pub mod h264;

@@ -212,7 +212,6 @@ struct Seen {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known failure: GStreamer 1.22 webrtcbin's DTLS handshake with str0m ends in handshake_failure (alert 40); docs/whip.md"]
 async fn a_gstreamer_webrtcbin_publisher_is_seen_analysed_and_forwarded() {
     // libnice gathers no loopback candidates: the media leg listens on every interface
     // (as deployed by default), so its answer names the machine's own address too.
