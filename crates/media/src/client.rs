@@ -20,7 +20,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{AbsCaptureTime, Extension};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -53,6 +53,8 @@ enum ClientCmd {
     Offer { sdp: String, reply: oneshot::Sender<Result<String, MediaError>> },
     Keyframe { mid: Mid },
     Receiving { reply: oneshot::Sender<Vec<(Mid, MediaKind)>> },
+    IceRestart { reply: oneshot::Sender<Result<String, MediaError>> },
+    RestartAnswer { sdp: String, reply: oneshot::Sender<Result<(), MediaError>> },
 }
 
 /// A connected client; dropping it ends its task (the server notices via idle timeout
@@ -68,6 +70,7 @@ pub struct Client {
     received_watch: watch::Receiver<u64>,
     messages: Arc<Mutex<Vec<String>>>,
     messages_watch: watch::Receiver<u64>,
+    ice_connected: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -192,6 +195,7 @@ fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) 
     let received = Arc::new(Mutex::new(Vec::new()));
     let (messages_tx, messages_watch) = watch::channel(0u64);
     let messages = Arc::new(Mutex::new(Vec::new()));
+    let (ice_tx, ice_connected) = watch::channel(0u64);
     let task = tokio::spawn(
         Loop {
             rtc,
@@ -204,6 +208,8 @@ fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) 
             added: Vec::new(),
             messages: messages.clone(),
             messages_tx,
+            ice_connected: ice_tx,
+            restart: None,
         }
         .run(cmd_rx),
     );
@@ -218,6 +224,7 @@ fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) 
         received_watch,
         messages,
         messages_watch,
+        ice_connected,
         task,
     };
     (client, connected)
@@ -323,6 +330,26 @@ impl Client {
         self.keyframe_watch.clone()
     }
 
+    /// Starts an ICE restart (new credentials, the same candidates) and returns the SDP
+    /// offer str0m makes for it: a WHIP client sends its ICE lines by `PATCH`.
+    pub async fn ice_restart(&self) -> Result<String, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(ClientCmd::IceRestart { reply }).map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Completes an ICE restart with the answer (SDP) to [`Client::ice_restart`]'s offer.
+    pub async fn accept_restart_answer(&self, sdp: &str) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(ClientCmd::RestartAnswer { sdp: sdp.to_owned(), reply }).map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Counts ICE reaching the connected (or completed) state: again after each ICE restart.
+    pub fn ice_connected_watch(&self) -> watch::Receiver<u64> {
+        self.ice_connected.clone()
+    }
+
     /// False once the client's task has ended (connection failed or closed).
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
@@ -341,6 +368,9 @@ struct Loop {
     added: Vec<Mid>,
     messages: Arc<Mutex<Vec<String>>>,
     messages_tx: watch::Sender<u64>,
+    ice_connected: watch::Sender<u64>,
+    /// The offer of an ICE restart in progress.
+    restart: Option<SdpPendingOffer>,
 }
 
 impl Loop {
@@ -378,6 +408,9 @@ impl Loop {
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
                         let _ = self.connected.send(true);
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed) => {
+                        self.ice_connected.send_modify(|n| *n += 1);
                     }
                     Event::KeyframeRequest(_) => {
                         let n = self.kf_count.fetch_add(1, Relaxed) + 1;
@@ -446,6 +479,29 @@ impl Loop {
                     .map_err(|e| MediaError::BadOffer(e.to_string()))
                     .and_then(|o| self.rtc.sdp_api().accept_offer(o).map_err(|e| MediaError::Rejected(e.to_string())))
                     .map(|a| a.to_sdp_string());
+                let _ = reply.send(r);
+            }
+            ClientCmd::IceRestart { reply } => {
+                let mut api = self.rtc.sdp_api();
+                api.ice_restart(true);
+                let r = match api.apply() {
+                    Some((offer, pending)) => {
+                        self.restart = Some(pending);
+                        Ok(offer.to_sdp_string())
+                    }
+                    None => Err(MediaError::Rtc("no ICE restart offer".into())),
+                };
+                let _ = reply.send(r);
+            }
+            ClientCmd::RestartAnswer { sdp, reply } => {
+                let r = match self.restart.take() {
+                    None => Err(MediaError::Rtc("no ICE restart in progress".into())),
+                    Some(pending) => {
+                        SdpAnswer::from_sdp_string(&sdp).map_err(|e| MediaError::Rtc(e.to_string())).and_then(|a| {
+                            self.rtc.sdp_api().accept_answer(pending, a).map_err(|e| MediaError::Rtc(e.to_string()))
+                        })
+                    }
+                };
                 let _ = reply.send(r);
             }
             ClientCmd::Keyframe { mid } => {

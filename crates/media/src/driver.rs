@@ -64,6 +64,12 @@ pub(crate) enum Command {
         sdp: String,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
+    /// Remote ICE candidates trickled in; the reply is how many were added.
+    Candidates {
+        key: ParticipantKey,
+        lines: Vec<String>,
+        reply: oneshot::Sender<Result<usize, MediaError>>,
+    },
     Unpublish {
         key: ParticipantKey,
     },
@@ -212,6 +218,9 @@ impl Driver {
             }
             Command::Offer { key, sdp, reply } => {
                 let _ = reply.send(self.renegotiate(&key, |s| s.accept_offer(&sdp)));
+            }
+            Command::Candidates { key, lines, reply } => {
+                let _ = reply.send(self.renegotiate(&key, |s| s.add_remote_candidates(&lines)));
             }
             Command::Unpublish { key } => {
                 if let Some(e) = self.by_key.get(&key).copied().and_then(|id| self.take(id)) {

@@ -245,6 +245,23 @@ impl MediaHub {
         }
     }
 
+    /// Remote ICE candidates of `key`'s session trickled in after its offer (each line a
+    /// `candidate:…` attribute value); resolves to how many were added (TCP ones are
+    /// skipped). An ICE restart is an offer of its own ([`MediaHub::renegotiate`] with the
+    /// new credentials). Queued when called, like [`MediaHub::answer`].
+    pub fn add_remote_candidates(
+        &self,
+        key: ParticipantKey,
+        lines: Vec<String>,
+    ) -> impl Future<Output = Result<usize, MediaError>> + use<> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.cmd.send(Command::Candidates { key, lines, reply });
+        async move {
+            sent.map_err(|_| MediaError::Stopped)?;
+            rx.await.map_err(|_| MediaError::Stopped)?
+        }
+    }
+
     /// The renegotiation offers for subscribing participants, to deliver over signalling.
     /// One reader: the first call takes the receiver, later calls get `None`.
     pub fn offers(&self) -> Option<mpsc::Receiver<ServerOffer>> {

@@ -637,6 +637,32 @@ impl Session {
     pub(crate) fn disconnect(&mut self) {
         self.rtc.disconnect();
     }
+
+    /// Remote ICE candidates trickled in after the offer (a WHIP `PATCH`, RFC 9725 §4.3):
+    /// each `candidate:…` value goes to str0m's ICE agent. Candidates that cannot be used
+    /// here (TCP; an address that is a name, e.g. mDNS `.local`) are skipped, as the RFC
+    /// asks; an unparseable one refuses them all. Returns how many were added.
+    pub(crate) fn add_remote_candidates(&mut self, lines: &[String]) -> Result<usize, MediaError> {
+        let mut parsed = Vec::with_capacity(lines.len());
+        for line in lines {
+            // candidate:FOUNDATION COMPONENT TRANSPORT PRIORITY ADDRESS PORT typ TYPE …:
+            // a whole line whose ADDRESS is a name (nothing here resolves names) is skipped.
+            let fields: Vec<&str> = line.split_whitespace().take(8).collect();
+            if fields.len() == 8 && fields[4].parse::<std::net::IpAddr>().is_err() {
+                continue;
+            }
+            let c = contain(|| Candidate::from_sdp_string(line))
+                .map_err(|_| MediaError::BadOffer(format!("unparseable candidate: {line}")))?
+                .map_err(|e| MediaError::BadOffer(format!("{e}: {line}")))?;
+            parsed.push(c);
+        }
+        let mut added = 0;
+        for c in parsed.into_iter().filter(|c| c.proto() == str0m::net::Protocol::Udp) {
+            self.rtc.add_remote_candidate(c);
+            added += 1;
+        }
+        Ok(added)
+    }
 }
 
 /// The answer keeps (port ≠ 0) a video m-line with H.264.

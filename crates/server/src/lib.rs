@@ -5,6 +5,7 @@
 //! - [`connections`]: connection caps in total and per client address; trusted proxies.
 //! - [`http`]: the axum router: embedded web client, `/api/config`, `/healthz`, `/ws`.
 //! - [`whip`]: WHIP ingest (`/whip/{room}`): an encoder publishes as a participant of its own.
+//! - [`sdpfrag`]: `application/trickle-ice-sdpfrag` bodies of WHIP `PATCH` (trickle ICE, ICE restarts).
 //! - [`whep`]: WHEP viewing (`/whep/{room}[/{participant}]`): a player receives one
 //!   participant's video, audio and detections, without joining the room.
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
@@ -34,6 +35,7 @@ pub mod ice;
 pub mod media_sessions;
 pub mod metrics;
 pub mod outbox;
+pub mod sdpfrag;
 pub mod secrets;
 pub mod serve;
 pub mod source_limit;

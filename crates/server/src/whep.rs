@@ -71,7 +71,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/whep/{room}/{participant}", post(view_participant).options(crate::whip::preflight))
         .route(
             "/whep/{room}/sessions/{session}",
-            axum::routing::delete(end).patch(crate::whip::patch).options(crate::whip::preflight),
+            axum::routing::delete(end).patch(crate::whip::patch_unsupported).options(crate::whip::preflight),
         )
         .layer(DefaultBodyLimit::max(state.whip.max_body_bytes()))
         .layer(axum::middleware::map_response(crate::whip::cors))

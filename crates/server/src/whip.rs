@@ -55,12 +55,25 @@ pub struct WhipArgs {
     /// (beyond: `504`, nothing kept).
     #[arg(long, env = "CALLSIGHT_WHIP_ANSWER_TIMEOUT", default_value_t = 10.0)]
     pub whip_answer_timeout: f64,
+    /// Remote ICE candidates a WHIP session takes by `PATCH` (trickle ICE) per ICE session,
+    /// its offer's not counted (beyond: `422`; an ICE restart starts a new count).
+    #[arg(long, env = "CALLSIGHT_MAX_WHIP_TRICKLE_CANDIDATES", default_value_t = 32)]
+    pub max_whip_trickle_candidates: usize,
 }
 
 /// One live WHIP session.
 struct Session {
     room: String,
     conn: ConnId,
+    participant: String,
+    /// The offer its ICE session was made from (an ICE restart re-offers it, new credentials in).
+    offer: String,
+    /// The client's current ICE username fragment.
+    ufrag: String,
+    /// The entity-tag of the current ICE session (quoted), new on each ICE restart.
+    etag: String,
+    /// Candidates trickled into the current ICE session.
+    trickled: usize,
 }
 
 /// The WHIP sessions of this server, and how they are authorised.
@@ -69,6 +82,7 @@ pub struct Whip {
     require_token: bool,
     max_body_bytes: usize,
     answer_timeout: Duration,
+    max_trickle_candidates: usize,
     /// Sessions by their id (the last segment of their `Location`).
     sessions: Mutex<HashMap<String, Session>>,
     /// Sessions live or being set up (what `max_whip_sessions` caps).
@@ -120,6 +134,7 @@ impl Whip {
             require_token,
             max_body_bytes: args.max_whip_body_bytes,
             answer_timeout: crate::config::secs(args.whip_answer_timeout),
+            max_trickle_candidates: args.max_whip_trickle_candidates,
             sessions: Mutex::new(HashMap::new()),
             places: Places::new(args.max_whip_sessions),
         }
@@ -197,24 +212,23 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 pub(crate) async fn cors(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, Link"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, Link, ETag, Accept-Patch"));
     response
 }
 
 pub(crate) async fn preflight() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, DELETE, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type, If-Match"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     h.insert("accept-post", HeaderValue::from_static("application/sdp"));
     r
 }
 
-/// Trickle ICE and ICE restarts are not supported (the answer carries every server
-/// candidate; the client's arrive in its offer or as peer-reflexive): `405`, as RFC 9725
-/// asks of a server without them.
-pub(crate) async fn patch() -> Response {
+/// For WHEP: trickle ICE and ICE restarts are not supported (the answer carries every
+/// server candidate; the player's arrive in its offer or as peer-reflexive): `405`.
+pub(crate) async fn patch_unsupported() -> Response {
     let mut r = (StatusCode::METHOD_NOT_ALLOWED, "trickle ICE and ICE restarts are not supported\n").into_response();
     r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
     r
@@ -338,7 +352,17 @@ async fn publish(
     };
 
     let id = new_session_id();
-    whip.lock().insert(id.clone(), Session { room: room.clone(), conn });
+    let etag = new_etag();
+    let session = Session {
+        room: room.clone(),
+        conn,
+        participant: participant.to_string(),
+        offer: offer.to_owned(),
+        ufrag: first_value(offer, "a=ice-ufrag:").unwrap_or_default().to_owned(),
+        etag: etag.clone(),
+        trickled: 0,
+    };
+    whip.lock().insert(id.clone(), session);
     let key = ParticipantKey { room: room.clone(), participant: participant.to_string() };
     tracing::info!(room = %callsight_signal::redact::room_tag(&room), %participant, "whip session started");
     let task_state = state.clone();
@@ -374,6 +398,10 @@ async fn publish(
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert("accept-patch", HeaderValue::from_static(TRICKLE_ICE_SDPFRAG));
     for link in ice_links(&ice_servers) {
         if let Ok(v) = HeaderValue::from_str(&link) {
             h.append(header::LINK, v);
@@ -399,6 +427,162 @@ async fn end(State(state): State<Arc<AppState>>, Path((room, id)): Path<(String,
         }
         None => refuse(StatusCode::NOT_FOUND, "no such WHIP session"),
     }
+}
+
+/// The media type of a `PATCH` body (RFC 8840).
+const TRICKLE_ICE_SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+/// What a `PATCH` asks for, by its `If-Match` (RFC 9725 §4.3.1).
+#[derive(Debug, PartialEq, Eq)]
+enum PatchKind {
+    Trickle,
+    Restart,
+}
+
+/// `If-Match: *` restarts ICE; the current entity-tag trickles candidates into the current
+/// ICE session (or restarts it when the fragment brings other credentials, as RFC 9725
+/// §4.3.3 says). Missing: `428`; another tag (an older ICE session's): `412`.
+fn patch_kind(
+    if_match: Option<&str>,
+    etag: &str,
+    frag_ufrag: Option<&str>,
+    ufrag: &str,
+) -> Result<PatchKind, (StatusCode, &'static str)> {
+    let Some(tags) = if_match else {
+        return Err((
+            StatusCode::PRECONDITION_REQUIRED,
+            "If-Match is required: the session's ETag (trickle ICE) or * (ICE restart)",
+        ));
+    };
+    let tags: Vec<&str> = tags.split(',').map(str::trim).collect();
+    if tags.contains(&"*") {
+        return Ok(PatchKind::Restart);
+    }
+    if !tags.contains(&etag) {
+        return Err((StatusCode::PRECONDITION_FAILED, "If-Match does not name the current ICE session"));
+    }
+    Ok(if frag_ufrag.is_some_and(|u| u != ufrag) { PatchKind::Restart } else { PatchKind::Trickle })
+}
+
+/// `PATCH /whip/{room}/{session}` (RFC 9725 §4.3): trickle ICE (`204`, the candidates
+/// added) and ICE restarts (`200`, the server's new credentials and candidates as an
+/// `application/trickle-ice-sdpfrag`, the new `ETag`). A refused `PATCH` leaves the
+/// session as it was.
+async fn patch(
+    State(state): State<Arc<AppState>>,
+    Path((room, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let whip = &state.whip;
+    let Some((participant, offer, ufrag, etag, trickled)) = whip.lock().get(&id).and_then(|s| {
+        (s.room == room).then(|| (s.participant.clone(), s.offer.clone(), s.ufrag.clone(), s.etag.clone(), s.trickled))
+    }) else {
+        return refuse(StatusCode::NOT_FOUND, "no such WHIP session");
+    };
+    let Some(media) = &state.media else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(TRICKLE_ICE_SDPFRAG)) {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("a PATCH body must be {TRICKLE_ICE_SDPFRAG}"));
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the fragment is not UTF-8 text");
+    };
+    let frag = match crate::sdpfrag::parse(text) {
+        Ok(f) => f,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed SDP fragment: {e}")),
+    };
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let kind = match patch_kind(if_match, &etag, frag.ufrag.as_deref(), &ufrag) {
+        Ok(k) => k,
+        Err((status, why)) => return refuse(status, why),
+    };
+    let max = whip.max_trickle_candidates;
+    let taken = if kind == PatchKind::Restart { 0 } else { trickled };
+    if taken + frag.candidates.len() > max {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("more than {max} trickled candidates in one ICE session (--max-whip-trickle-candidates)"),
+        );
+    }
+    let key = ParticipantKey { room: room.clone(), participant };
+    match kind {
+        PatchKind::Trickle => match in_time(whip, media.hub.add_remote_candidates(key, frag.candidates)).await {
+            Ok(added) => {
+                if let Some(s) = whip.lock().get_mut(&id).filter(|s| s.etag == etag) {
+                    s.trickled += added;
+                }
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => patch_refusal(e),
+        },
+        PatchKind::Restart => {
+            let (Some(new_ufrag), Some(pwd)) = (frag.ufrag, frag.pwd) else {
+                return refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "an ICE restart needs the new a=ice-ufrag and a=ice-pwd",
+                );
+            };
+            if new_ufrag == ufrag {
+                return refuse(StatusCode::UNPROCESSABLE_ENTITY, "an ICE restart needs a new a=ice-ufrag");
+            }
+            let restart = crate::sdpfrag::with_ice(&offer, &new_ufrag, &pwd, &frag.candidates);
+            let answer = match in_time(whip, media.hub.renegotiate(key, &restart)).await {
+                Ok(a) => a,
+                Err(e) => return patch_refusal(e),
+            };
+            let etag = new_etag();
+            if let Some(s) = whip.lock().get_mut(&id) {
+                (s.offer, s.ufrag, s.etag, s.trickled) = (restart, new_ufrag, etag.clone(), frag.candidates.len());
+            }
+            let mut r = (StatusCode::OK, crate::sdpfrag::frag_of(&answer)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TRICKLE_ICE_SDPFRAG));
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                h.insert(header::ETAG, v);
+            }
+            r
+        }
+    }
+}
+
+/// The media leg's reply within `--whip-answer-timeout` (else `Err(None)`).
+async fn in_time<T>(
+    whip: &Whip,
+    reply: impl std::future::Future<Output = Result<T, callsight_media::MediaError>>,
+) -> Result<T, Option<callsight_media::MediaError>> {
+    match tokio::time::timeout(whip.answer_timeout, reply).await {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+/// The status of a `PATCH` the media leg refused (or did not answer in time).
+fn patch_refusal(e: Option<callsight_media::MediaError>) -> Response {
+    use callsight_media::MediaError as E;
+    let Some(e) = e else {
+        return refuse(StatusCode::GATEWAY_TIMEOUT, "no answer from the media leg in time");
+    };
+    match e {
+        E::BadOffer(why) => refuse(StatusCode::BAD_REQUEST, why),
+        E::Rejected(why) if why == "no media session" => refuse(StatusCode::NOT_FOUND, "the session's media has ended"),
+        E::Rejected(why) => refuse(StatusCode::UNPROCESSABLE_ENTITY, why),
+        other => refuse(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+/// The first value of an SDP line starting with `prefix` (e.g. `a=ice-ufrag:`).
+fn first_value<'a>(sdp: &'a str, prefix: &str) -> Option<&'a str> {
+    sdp.lines().find_map(|l| l.strip_prefix(prefix))
+}
+
+/// A strong entity-tag for an ICE session: 96 random bits, quoted.
+fn new_etag() -> String {
+    let mut bytes = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    format!("\"{}\"", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The next reply to this participant that answers its request (joined, answer, error).
@@ -528,6 +712,18 @@ m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 rtx/9
     }
 
     #[test]
+    fn if_match_picks_trickle_or_restart_or_refuses() {
+        let kind = |if_match, frag_ufrag| patch_kind(if_match, "\"abc\"", frag_ufrag, "EsAw").map_err(|(s, _)| s);
+        assert_eq!(kind(None, None), Err(StatusCode::PRECONDITION_REQUIRED));
+        assert_eq!(kind(Some("\"old\""), None), Err(StatusCode::PRECONDITION_FAILED));
+        assert_eq!(kind(Some("abc"), None), Err(StatusCode::PRECONDITION_FAILED), "the tag is quoted");
+        assert_eq!(kind(Some("\"abc\""), None), Ok(PatchKind::Trickle));
+        assert_eq!(kind(Some("\"x\", \"abc\""), Some("EsAw")), Ok(PatchKind::Trickle));
+        assert_eq!(kind(Some("\"abc\""), Some("ysXw")), Ok(PatchKind::Restart), "new credentials restart ICE");
+        assert_eq!(kind(Some("*"), Some("ysXw")), Ok(PatchKind::Restart));
+    }
+
+    #[test]
     fn bearer_and_content_type_parsing() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
@@ -544,7 +740,12 @@ m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 rtx/9
 
     #[test]
     fn ingest_keys_differ_per_room_and_vanish_with_tokens() {
-        let args = WhipArgs { max_whip_sessions: 1, max_whip_body_bytes: 1, whip_answer_timeout: 1.0 };
+        let args = WhipArgs {
+            max_whip_sessions: 1,
+            max_whip_body_bytes: 1,
+            whip_answer_timeout: 1.0,
+            max_whip_trickle_candidates: 1,
+        };
         let key = ResumeKey::random();
         let open = Whip::new(&args, false, &key);
         let a = open.ingest_key("room-a").unwrap();

@@ -118,7 +118,7 @@ async fn whip_publishes_into_a_room_and_refuses_what_it_must() {
     let whip_id = joined["peer"]["id"].as_str().unwrap().to_owned();
     let patch =
         http(addr, "PATCH", &location, &[("Content-Type", "application/trickle-ice-sdpfrag")], b"a=x\r\n").await;
-    assert_eq!(patch.status, 405);
+    assert_eq!(patch.status, 428, "a PATCH without If-Match: {}", patch.body);
 
     // It streams; it is analysed like any camera: the member gets its detections.
     let client = Arc::new(pending.connect(&r.body, Duration::from_secs(20)).await.expect("ICE + DTLS connect"));
@@ -200,6 +200,162 @@ async fn whip_needs_a_room_token_when_tokens_are_required() {
     let location = r.header("location").unwrap().to_owned();
     assert_eq!(http(addr, "DELETE", &location, &[], b"").await.status, 200);
     next_of(&mut member, "peer-left", REPLY_DEADLINE).await;
+}
+
+/// The offer or answer without its candidates, and the candidates (`candidate:…`).
+fn split_candidates(sdp: &str) -> (String, Vec<String>) {
+    let mut bare = String::new();
+    let mut candidates = Vec::new();
+    for line in sdp.lines() {
+        match line.strip_prefix("a=") {
+            Some(c) if c.starts_with("candidate:") => candidates.push(c.to_owned()),
+            Some("end-of-candidates") => {}
+            _ => {
+                bare.push_str(line);
+                bare.push_str("\r\n");
+            }
+        }
+    }
+    (bare, candidates)
+}
+
+/// Waits for a result of `participant`'s video with the bus in it.
+async fn bus_seen(member: &mut Ws, participant: &str) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let d = next_of(member, "detections", WAIT).await;
+            let bus = d["detections"].as_array().unwrap().iter().any(|o| o["label"] == "bus");
+            if d["participant"] == participant && bus {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the bus in the WHIP participant's detections")
+}
+
+/// A PATCH of `frag` to the session with `If-Match: if_match` (none when `None`).
+async fn patch(addr: SocketAddr, location: &str, if_match: Option<&str>, frag: &str) -> Reply {
+    let mut headers = vec![("Content-Type", "application/trickle-ice-sdpfrag")];
+    if let Some(m) = if_match {
+        headers.push(("If-Match", m));
+    }
+    http(addr, "PATCH", location, &headers, frag.as_bytes()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_trickles_candidates_by_patch_and_restarts_ice() {
+    use callsight_server::sdpfrag::{frag_of, parse, with_ice};
+    let server = start_server(&[
+        "--no-stun",
+        "--media-port",
+        "0",
+        "--room-capacity",
+        "4",
+        "--max-detect-fps",
+        "5",
+        "--max-whip-trickle-candidates",
+        "2",
+    ])
+    .await;
+    let addr = server.http_addr;
+    let room = "room-whip-trickle";
+    let mut member = connect(addr).await;
+    let key = join(&mut member, room).await["ingest_key"].as_str().unwrap().to_owned();
+
+    // The offer goes without candidates (a trickling client sends it before gathering).
+    let pending = PendingClient::with_tracks(LOCALHOST, 1, false).await.expect("client socket");
+    let (bare_offer, candidates) = split_candidates(pending.offer());
+    assert_eq!(candidates.len(), 1, "{}", pending.offer());
+    let r = post_offer(addr, &format!("/whip/{room}?name=trickler"), Some(&key), &bare_offer).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").unwrap().to_owned();
+    let etag = r.header("etag").expect("an ETag for the ICE session").to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10, "{etag}");
+    assert_eq!(r.header("accept-patch"), Some("application/trickle-ice-sdpfrag"));
+    let (answer, server_candidates) = split_candidates(&r.body);
+    assert!(!server_candidates.is_empty());
+    let whip_id = next_of(&mut member, "peer-joined", REPLY_DEADLINE).await["peer"]["id"].as_str().unwrap().to_owned();
+
+    // Refused PATCHes change nothing.
+    let ufrag = bare_offer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).unwrap().to_owned();
+    let pwd = bare_offer.lines().find_map(|l| l.strip_prefix("a=ice-pwd:")).unwrap().to_owned();
+    let trickle = format!(
+        "a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na={}\r\n",
+        candidates[0]
+    );
+    assert_eq!(patch(addr, &location, None, &trickle).await.status, 428, "no If-Match");
+    assert_eq!(patch(addr, &location, Some("\"stale\""), &trickle).await.status, 412, "another ICE session's tag");
+    let r =
+        http(addr, "PATCH", &location, &[("Content-Type", "application/sdp"), ("If-Match", &etag)], trickle.as_bytes())
+            .await;
+    assert_eq!(r.status, 415);
+    assert_eq!(patch(addr, &location, Some(&etag), "this is not SDP\r\n").await.status, 400);
+    let bad = format!("a=ice-ufrag:{ufrag}\r\na=candidate:oops\r\n");
+    assert_eq!(patch(addr, &location, Some(&etag), &bad).await.status, 400, "an unparseable candidate");
+    let three = format!("{trickle}a={c}\r\na={c}\r\n", c = candidates[0]);
+    let r = patch(addr, &location, Some(&etag), &three).await;
+    assert_eq!(r.status, 422, "over --max-whip-trickle-candidates: {}", r.body);
+    let restart_without_pwd = "a=ice-ufrag:ysXw\r\n";
+    assert_eq!(patch(addr, &location, Some("*"), restart_without_pwd).await.status, 422);
+    let elsewhere = location.replacen(room, "room-whip-other", 1);
+    assert_eq!(patch(addr, &elsewhere, Some(&etag), &trickle).await.status, 404);
+
+    // The client does not get the server's candidates either: the only way the two can
+    // meet is the server's checks to the candidate it learnt by PATCH.
+    // (An mDNS candidate rides along: its name cannot be resolved, so it is skipped.)
+    let mdns = "candidate:2 1 udp 2122260223 4b8e0c1c-3c1d-4a6f-9a3e-1f6f0f5d2a10.local 61764 typ host";
+    let r = patch(addr, &location, Some(&etag), &format!("{trickle}a={mdns}\r\na=end-of-candidates\r\n")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(r.header("etag").is_none() && r.body.is_empty());
+    let client = Arc::new(
+        pending.connect(&answer, Duration::from_secs(20)).await.expect("ICE + DTLS through the trickled candidate"),
+    );
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = encode_loop(&photo, 320, 240, 30, 2.0, 400_000).expect("encode bus.jpg");
+    let c = client.clone();
+    let stream = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        for k in 0u32.. {
+            tick.tick().await;
+            c.send_frame(frames[k as usize % frames.len()].data.clone(), 90_000 + k * 3000, Some(SystemTime::now()));
+        }
+    });
+    bus_seen(&mut member, &whip_id).await;
+
+    // ICE restart: new credentials both ways, a new ETag; the old one is refused after.
+    let restart = client.ice_restart().await.expect("the client's restart offer");
+    let new_ufrag = restart.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).unwrap().to_owned();
+    assert_ne!(new_ufrag, ufrag);
+    let mut connected = client.ice_connected_watch();
+    let before = *connected.borrow_and_update();
+    let r = patch(addr, &location, Some("*"), &frag_of(&restart)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/trickle-ice-sdpfrag"));
+    let new_etag = r.header("etag").expect("the new ICE session's ETag").to_owned();
+    assert_ne!(new_etag, etag);
+    let frag = parse(&r.body).expect("the server's fragment parses");
+    let old_server_ufrag = answer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).unwrap();
+    let (server_ufrag, server_pwd) = (frag.ufrag.unwrap(), frag.pwd.unwrap());
+    assert_ne!(server_ufrag, old_server_ufrag, "the server's credentials are new");
+    assert!(!frag.candidates.is_empty() && frag.end_of_candidates, "{}", r.body);
+    let restarted = with_ice(&answer, &server_ufrag, &server_pwd, &frag.candidates);
+    client.accept_restart_answer(&restarted).await.expect("the client takes the server's new ICE");
+    // ICE connects again with the new credentials on both sides (the old ones are gone).
+    tokio::time::timeout(WAIT, connected.wait_for(|n| *n > before))
+        .await
+        .expect("ICE connected again after the restart")
+        .unwrap();
+    assert_eq!(patch(addr, &location, Some(&etag), &trickle).await.status, 412, "the old ICE session's tag");
+    let stale = format!("a=ice-ufrag:{new_ufrag}\r\na={}\r\n", candidates[0]);
+    assert_eq!(patch(addr, &location, Some(&new_etag), &stale).await.status, 204, "trickle into the new session");
+    // Media still flows: new results of the bus after the restart.
+    bus_seen(&mut member, &whip_id).await;
+
+    assert_eq!(http(addr, "DELETE", &location, &[], b"").await.status, 200);
+    assert_eq!(patch(addr, &location, Some(&new_etag), &stale).await.status, 404, "the session is gone");
+    until_sessions(addr, 0).await;
+    stream.abort();
 }
 
 /// What the room member's signaling task saw.
