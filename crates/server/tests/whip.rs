@@ -10,7 +10,7 @@
 
 mod common;
 
-use callsight_media::client::PendingClient;
+use callsight_media::client::{Client, PendingClient};
 use callsight_media::synth::{encode_loop, load_test_photo};
 use common::*;
 use futures_util::StreamExt;
@@ -122,16 +122,7 @@ async fn whip_publishes_into_a_room_and_refuses_what_it_must() {
 
     // It streams; it is analysed like any camera: the member gets its detections.
     let client = Arc::new(pending.connect(&r.body, Duration::from_secs(20)).await.expect("ICE + DTLS connect"));
-    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
-    let frames = encode_loop(&photo, 320, 240, 30, 2.0, 400_000).expect("encode bus.jpg");
-    let c = client.clone();
-    let stream = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(33));
-        for k in 0u32.. {
-            tick.tick().await;
-            c.send_frame(frames[k as usize % frames.len()].data.clone(), 90_000 + k * 3000, Some(SystemTime::now()));
-        }
-    });
+    let stream = stream_bus(client.clone());
     // (The first results may come before the tracker confirms anything.)
     tokio::time::timeout(WAIT, async {
         loop {
@@ -219,6 +210,20 @@ fn split_candidates(sdp: &str) -> (String, Vec<String>) {
     (bare, candidates)
 }
 
+/// Streams the bus photo (320×240 H.264, 30 fps) from `client` until aborted.
+fn stream_bus(client: Arc<Client>) -> tokio::task::JoinHandle<()> {
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = encode_loop(&photo, 320, 240, 30, 2.0, 400_000).expect("encode bus.jpg");
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        for k in 0u32.. {
+            tick.tick().await;
+            let au = frames[k as usize % frames.len()].data.clone();
+            client.send_frame(au, 90_000 + k * 3000, Some(SystemTime::now()));
+        }
+    })
+}
+
 /// Waits for a result of `participant`'s video with the bus in it.
 async fn bus_seen(member: &mut Ws, participant: &str) {
     tokio::time::timeout(WAIT, async {
@@ -246,18 +251,8 @@ async fn patch(addr: SocketAddr, location: &str, if_match: Option<&str>, frag: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_trickles_candidates_by_patch_and_restarts_ice() {
     use callsight_server::sdpfrag::{frag_of, parse, with_ice};
-    let server = start_server(&[
-        "--no-stun",
-        "--media-port",
-        "0",
-        "--room-capacity",
-        "4",
-        "--max-detect-fps",
-        "5",
-        "--max-whip-trickle-candidates",
-        "2",
-    ])
-    .await;
+    let args = ["--no-stun", "--media-port", "0", "--max-detect-fps", "5", "--max-whip-trickle-candidates", "2"];
+    let server = start_server(&args).await;
     let addr = server.http_addr;
     let room = "room-whip-trickle";
     let mut member = connect(addr).await;
@@ -311,16 +306,7 @@ async fn whip_trickles_candidates_by_patch_and_restarts_ice() {
     let client = Arc::new(
         pending.connect(&answer, Duration::from_secs(20)).await.expect("ICE + DTLS through the trickled candidate"),
     );
-    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
-    let frames = encode_loop(&photo, 320, 240, 30, 2.0, 400_000).expect("encode bus.jpg");
-    let c = client.clone();
-    let stream = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(33));
-        for k in 0u32.. {
-            tick.tick().await;
-            c.send_frame(frames[k as usize % frames.len()].data.clone(), 90_000 + k * 3000, Some(SystemTime::now()));
-        }
-    });
+    let stream = stream_bus(client.clone());
     bus_seen(&mut member, &whip_id).await;
 
     // ICE restart: new credentials both ways, a new ETag; the old one is refused after.
