@@ -1,5 +1,5 @@
-//! The DTLS handshake of every server-side session: OpenSSL's, behind str0m's
-//! `DtlsProvider` interface, in place of str0m's default DTLS (dimpl). The rest of the
+//! The DTLS handshake of the server's sessions with `--dtls openssl`: OpenSSL's, behind
+//! str0m's `DtlsProvider` interface, in place of str0m's default DTLS (dimpl, `--dtls dimpl`). The rest of the
 //! session's crypto (SRTP, STUN's HMAC, hashes, the certificate) stays str0m's default.
 //!
 //! Why: dimpl asks the client for an ECDSA certificate only (its `CertificateRequest`
@@ -33,12 +33,20 @@ use str0m::crypto::dtls::{DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, Dtl
 use str0m::crypto::dtls::{KeyingMaterial, ProtocolVersion, SrtpProfile};
 use str0m::crypto::CryptoError;
 
-/// The crypto provider given to every session's `Rtc` (one per process).
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(CryptoProvider { dtls_provider: &OpenSslDtls, ..str0m::crypto::from_feature_flags() }))
-        .clone()
+use crate::types::DtlsStack;
+
+/// The crypto provider given to each session's `Rtc` (one of each per process).
+pub(crate) fn provider(stack: DtlsStack) -> Arc<CryptoProvider> {
+    static OPENSSL: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    static DIMPL: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    match stack {
+        DtlsStack::OpenSsl => OPENSSL
+            .get_or_init(|| {
+                Arc::new(CryptoProvider { dtls_provider: &OpenSslDtls, ..str0m::crypto::from_feature_flags() })
+            })
+            .clone(),
+        DtlsStack::Dimpl => DIMPL.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone(),
+    }
 }
 
 /// ECDHE only; ECDSA suites for our own certificate, RSA ones for a peer that is the DTLS

@@ -66,4 +66,4 @@ pub mod synth;
 pub use error::MediaError;
 pub use hub::MediaHub;
 pub use metrics::{MediaMetrics, Stage};
-pub use types::{DetectionEvent, MediaConfig, MediaStats, ParticipantKey, ServerOffer, ABS_CAPTURE_TIME_ID};
+pub use types::{DetectionEvent, DtlsStack, MediaConfig, MediaStats, ParticipantKey, ServerOffer, ABS_CAPTURE_TIME_ID};

@@ -170,7 +170,7 @@ impl Session {
         let made = contain(|| -> Result<(Rtc, String), MediaError> {
             let offer = SdpOffer::from_sdp_string(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
             let mut rtc = Rtc::builder()
-                .set_crypto_provider(crate::dtls::provider())
+                .set_crypto_provider(crate::dtls::provider(config.dtls))
                 .clear_codecs()
                 .enable_h264(true)
                 .enable_opus(true, false)

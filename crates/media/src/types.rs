@@ -14,6 +14,15 @@ use serde::Serialize;
 /// RTP header extension id for abs-capture-time (free in str0m's standard map).
 pub const ABS_CAPTURE_TIME_ID: u8 = 9;
 
+/// The DTLS handshake of the server's sessions (`crate::dtls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtlsStack {
+    /// str0m's default (dimpl): clients with ECDSA certificates only (browsers, OBS, str0m).
+    Dimpl,
+    /// OpenSSL's DTLS 1.2: clients with RSA certificates too (GStreamer before 1.28).
+    OpenSsl,
+}
+
 /// Limits and knobs of the media leg. Every limit has a name and a default.
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
@@ -57,6 +66,8 @@ pub struct MediaConfig {
     pub keyframe_interval: Duration,
     /// Largest SDP offer or answer accepted from a participant, in bytes.
     pub max_offer_bytes: usize,
+    /// Whose DTLS handshake the sessions use (`crate::dtls`).
+    pub dtls: DtlsStack,
     /// Options handed to the detector for every frame.
     pub detect: DetectOptions,
     /// Nice value of the detection threads (Linux; 0 = unchanged). Under overload the
@@ -93,6 +104,7 @@ impl Default for MediaConfig {
             udp_buffer_bytes: 4 << 20,
             keyframe_interval: Duration::from_millis(500),
             max_offer_bytes: 64 * 1024,
+            dtls: DtlsStack::Dimpl,
             detect: DetectOptions::default(),
             detect_nice: 5,
             tracking: Some(TrackerConfig::default()),

@@ -6,6 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `--dtls`: see [`ServeArgs::dtls`].
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtlsArg {
+    Openssl,
+    Dimpl,
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
     /// Address and port of the web server (HTTP, WebSocket).
@@ -144,6 +151,11 @@ pub struct ServeArgs {
     /// UDP port that all media sessions share, on the `--bind` address (0 = any free port).
     #[arg(long, env = "CALLSIGHT_MEDIA_PORT", default_value_t = 0)]
     pub media_port: u16,
+    /// Whose DTLS handshake the media sessions use: `openssl` also takes clients with RSA
+    /// certificates (GStreamer before 1.28 publishing over WHIP); `dimpl` (str0m's
+    /// default) takes ECDSA ones only (browsers, OBS).
+    #[arg(long, env = "CALLSIGHT_DTLS", value_enum, default_value = "openssl")]
+    pub dtls: DtlsArg,
     /// Address(es) announced to browsers as media candidates (default: the bind address,
     /// or loopback plus the default-route interface when bound to 0.0.0.0).
     #[arg(long = "media-ip", env = "CALLSIGHT_MEDIA_IPS", value_delimiter = ',')]
@@ -296,6 +308,10 @@ impl ServeArgs {
                 ..callsight_vision::MotionConfig::default()
             }),
             max_detect_wait: Duration::from_millis(self.max_detect_wait_ms),
+            dtls: match self.dtls {
+                DtlsArg::Openssl => callsight_media::DtlsStack::OpenSsl,
+                DtlsArg::Dimpl => callsight_media::DtlsStack::Dimpl,
+            },
             ..defaults
         }
     }
