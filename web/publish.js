@@ -184,8 +184,17 @@ export class Publisher extends EventTarget {
       return;
     }
     this.tracks = parseTracks(tracks);
-    await pc.setRemoteDescription({ type: 'offer', sdp });
-    await pc.setLocalDescription();
+    try {
+      // The server sends an offer again, unchanged, when our answer did not reach it:
+      // applying it again changes nothing and answers it again.
+      await pc.setRemoteDescription({ type: 'offer', sdp });
+      await pc.setLocalDescription();
+    } catch (err) {
+      // Our state and the server's disagree: start over with a fresh connection.
+      console.warn('publish: cannot apply the server offer', err);
+      if (this.pc === pc) this.#retryLater('server offer failed');
+      return;
+    }
     this.send({ type: 'answer', sdp: pc.localDescription.sdp });
     this.#prune();
   }

@@ -214,7 +214,11 @@ impl Driver {
                 }
             }
             Command::Answer { key, sdp, reply } => {
-                let _ = reply.send(self.renegotiate(&key, |s| s.accept_answer(&sdp)));
+                let answered = self.renegotiate(&key, |s| s.accept_answer(&sdp));
+                if let Ok(false) = answered {
+                    tracing::debug!(participant = %key.participant, "answer ignored: it answers no outstanding offer");
+                }
+                let _ = reply.send(answered.map(|_| ()));
             }
             Command::Offer { key, sdp, reply } => {
                 let _ = reply.send(self.renegotiate(&key, |s| s.accept_offer(&sdp)));
@@ -430,8 +434,11 @@ impl Driver {
                 SessionOutput::Published { mid, kind } => self.announce(e, mid, kind),
                 SessionOutput::KeyframeWanted(src) => self.keyframe_wanted(src),
                 SessionOutput::Unpublished { mid } => self.unpublished(e, mid),
-                SessionOutput::Offer { sdp, tracks } => {
-                    tracing::info!(participant = %e.session.key().participant, session = e.session.id(), tracks = tracks.len(), "subscriptions offered");
+                SessionOutput::Offer { sdp, tracks, repeated } => {
+                    if repeated {
+                        Counters::inc(&self.counters.offers_repeated);
+                    }
+                    tracing::info!(participant = %e.session.key().participant, session = e.session.id(), tracks = tracks.len(), repeated, "subscriptions offered");
                     let offer = ServerOffer { key: e.session.key().clone(), sdp, tracks };
                     if self.offers.try_send(offer).is_err() {
                         tracing::warn!(participant = %e.session.key().participant, "server offer dropped: nobody reads offers");

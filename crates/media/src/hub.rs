@@ -308,6 +308,7 @@ impl MediaHub {
             datagrams_send_dropped: c.datagrams_send_dropped.load(Relaxed),
             sessions_panicked: c.sessions_panicked.load(Relaxed),
             tracks_rejected: c.tracks_rejected.load(Relaxed),
+            offers_repeated: c.offers_repeated.load(Relaxed),
             latency_p50_ms: p50,
             latency_p95_ms: p95,
         }

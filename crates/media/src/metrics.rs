@@ -192,6 +192,11 @@ impl Collector for MediaMetrics {
                 "Datagrams not sent: the socket send buffer was full",
                 &c.datagrams_send_dropped,
             ),
+            (
+                "offers_repeated",
+                "Renegotiation offers sent again, unanswered for the offer timeout",
+                &c.offers_repeated,
+            ),
         ];
         for (name, help, v) in counters {
             let k = ConstCounter::new(v.load(Relaxed));

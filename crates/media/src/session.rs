@@ -9,7 +9,11 @@
 //! Forwarding (SFU): the participant publishes on the m-lines of its own offer; every
 //! track of another participant it subscribes to gets a send-only m-line that the
 //! session adds by a server offer (`SessionOutput::Offer`, answered through
-//! [`Session::accept_answer`]), once connected and one offer at a time. Media is written
+//! [`Session::accept_answer`]), once connected and one offer at a time. An offer left
+//! unanswered for `offer_timeout` (the participant lost it, or its answer was lost) is
+//! offered again, unchanged: the same SDP answers it whether or not the participant had
+//! applied it; an answer that does not answer the outstanding offer (a late second answer
+//! to a repeated one) is ignored. Media is written
 //! frame by frame with the publisher's RTP timestamp unchanged; str0m does the
 //! per-leg RTP (own SSRCs and sequence numbers, NACK/RTX, receiver and sender reports,
 //! TWCC feedback for the publisher's bandwidth estimation).
@@ -29,7 +33,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 use crate::capture::CaptureClock;
 use crate::contain::contain;
 use crate::error::MediaError;
-use crate::offer::limit_video_lines;
+use crate::offer::{answers, limit_video_lines, mlines, MLine};
 use crate::types::{AccessUnit, MediaConfig, ParticipantKey, SubscribedTrack, ABS_CAPTURE_TIME_ID};
 
 /// Remote addresses one session accepts datagrams from at most (ICE candidates of one peer).
@@ -70,7 +74,8 @@ pub(crate) enum SessionOutput {
     Unpublished { mid: Mid },
     /// A renegotiation offer for the participant (send it over signalling; the answer
     /// comes back through [`Session::accept_answer`]) and what it will receive after it.
-    Offer { sdp: String, tracks: Vec<SubscribedTrack> },
+    /// `repeated`: the outstanding offer again, unanswered for `offer_timeout`.
+    Offer { sdp: String, tracks: Vec<SubscribedTrack>, repeated: bool },
     /// The session is over (ICE disconnected, DTLS closed, str0m failed).
     Closed(String),
 }
@@ -113,6 +118,17 @@ struct Viewer {
 /// The label of a WHEP viewer's data channel that carries detections.
 pub(crate) const DETECTIONS_CHANNEL: &str = "detections";
 
+/// Our renegotiation offer that awaits the participant's answer.
+struct Outstanding {
+    pending: SdpPendingOffer,
+    sdp: String,
+    tracks: Vec<SubscribedTrack>,
+    /// Its m-lines: an answer to it has the same.
+    lines: Vec<MLine>,
+    /// When it is offered again if still unanswered.
+    deadline: Instant,
+}
+
 struct VideoIn {
     clock: CaptureClock,
     last_keyframe_request: Option<Instant>,
@@ -139,7 +155,10 @@ pub(crate) struct Session {
     subscriber: bool,
     connected: bool,
     tracks_out: Vec<TrackOut>,
-    pending: Option<SdpPendingOffer>,
+    pending: Option<Outstanding>,
+    /// The latest time an input carried (str0m's notion of now).
+    now: Instant,
+    offer_timeout: Duration,
     /// Mids the participant publishes on.
     published: Vec<Mid>,
     /// Forwarded video tracks that just opened here: their publishers are asked for a keyframe.
@@ -202,6 +221,8 @@ impl Session {
             connected: false,
             tracks_out: Vec::new(),
             pending: None,
+            now,
+            offer_timeout: config.offer_timeout,
             published: Vec::new(),
             keyframes_wanted: Vec::new(),
             max_offer_bytes: config.max_offer_bytes,
@@ -258,7 +279,11 @@ impl Session {
 
     /// A datagram or a timeout. An error rejects that input only; the session goes on.
     pub(crate) fn handle_input(&mut self, input: Input) -> Result<(), RtcError> {
+        if let Input::Timeout(at) = &input {
+            self.now = self.now.max(*at);
+        }
         if let Input::Receive(at, r) = &input {
+            self.now = self.now.max(*at);
             self.last_rx = *at;
             if !self.remotes.contains(&r.source) && self.remotes.len() < MAX_REMOTES {
                 self.remotes.push(r.source);
@@ -275,11 +300,14 @@ impl Session {
         loop {
             let out = match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
+                    if let Some(again) = self.overdue_offer() {
+                        return again;
+                    }
                     // Quiet: the moment to renegotiate, if anything changed.
                     if let Some((sdp, tracks)) = self.negotiate() {
-                        return SessionOutput::Offer { sdp, tracks };
+                        return SessionOutput::Offer { sdp, tracks, repeated: false };
                     }
-                    self.next_timeout = t;
+                    self.next_timeout = self.pending.as_ref().map_or(t, |p| t.min(p.deadline));
                     return SessionOutput::Timeout;
                 }
                 Ok(Output::Transmit(t)) => return SessionOutput::Transmit(t),
@@ -507,8 +535,7 @@ impl Session {
             }
         }
         let (offer, pending) = change.apply()?;
-        self.pending = Some(pending);
-        let tracks = self
+        let tracks: Vec<SubscribedTrack> = self
             .tracks_out
             .iter()
             .filter_map(|t| match t.state {
@@ -521,7 +548,20 @@ impl Session {
                 _ => None,
             })
             .collect();
-        Some((offer.to_sdp_string(), tracks))
+        let sdp = offer.to_sdp_string();
+        let deadline = self.now + self.offer_timeout;
+        self.pending =
+            Some(Outstanding { pending, lines: mlines(&sdp), sdp: sdp.clone(), tracks: tracks.clone(), deadline });
+        Some((sdp, tracks))
+    }
+
+    /// The outstanding offer again when it went unanswered for `offer_timeout`: the
+    /// participant lost it (then applies it now), or applied it and its answer was lost
+    /// (then applying the same offer again changes nothing and answers it again).
+    fn overdue_offer(&mut self) -> Option<SessionOutput> {
+        let p = self.pending.as_mut().filter(|p| self.now >= p.deadline)?;
+        p.deadline = self.now + self.offer_timeout;
+        Some(SessionOutput::Offer { sdp: p.sdp.clone(), tracks: p.tracks.clone(), repeated: true })
     }
 
     /// A renegotiation offer from the participant (it adds or stops its own tracks).
@@ -553,14 +593,17 @@ impl Session {
         }
     }
 
-    /// The participant's answer to our last offer.
-    pub(crate) fn accept_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+    /// The participant's answer to our outstanding offer. `Ok(false)`: ignored, because
+    /// no offer is outstanding or the answer's m-lines do not answer it — a late answer
+    /// to an offer that was answered or offered again already (see `overdue_offer`).
+    pub(crate) fn accept_answer(&mut self, sdp: &str) -> Result<bool, MediaError> {
         if sdp.len() > self.max_offer_bytes {
             return Err(MediaError::BadOffer(format!("{} bytes, limit {}", sdp.len(), self.max_offer_bytes)));
         }
-        let Some(pending) = self.pending.take() else {
-            return Err(MediaError::Rejected("no offer is waiting for an answer".into()));
-        };
+        if !self.pending.as_ref().is_some_and(|p| answers(&p.lines, &mlines(sdp))) {
+            return Ok(false);
+        }
+        let Some(Outstanding { pending, .. }) = self.pending.take() else { return Ok(false) };
         // SDP comes from the network: a parser panic must become an error, not a crash.
         let answer = contain(|| SdpAnswer::from_sdp_string(sdp))
             .map_err(|_| MediaError::BadOffer("unparseable SDP".into()))
@@ -580,7 +623,7 @@ impl Session {
                     }
                 }
                 self.tracks_out.retain(|t| !matches!(t.state, OutState::Stopping(_)));
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 self.void_offer();
@@ -710,6 +753,8 @@ mod tests {
         keyframe_requests: usize,
         published: Vec<(Mid, MediaKind)>,
         offers: Vec<String>,
+        /// How many of `offers` repeated an unanswered one.
+        repeated: usize,
         /// The tracks the last offer names.
         offered_tracks: Vec<SubscribedTrack>,
         /// The audio level (RFC 6464) of each received audio packet.
@@ -773,6 +818,7 @@ mod tests {
                 keyframe_requests: 0,
                 published: Vec::new(),
                 offers: Vec::new(),
+                repeated: 0,
                 offered_tracks: Vec::new(),
                 audio_levels: Vec::new(),
                 closed: None,
@@ -822,7 +868,8 @@ mod tests {
                                     forwards.push((src, media));
                                 }
                                 SessionOutput::KeyframeWanted(src) => self.wanted.push(src),
-                                SessionOutput::Offer { sdp, tracks } => {
+                                SessionOutput::Offer { sdp, tracks, repeated } => {
+                                    leg.repeated += usize::from(repeated);
                                     leg.offers.push(sdp);
                                     leg.offered_tracks = tracks;
                                 }
@@ -1087,7 +1134,7 @@ mod tests {
         let mic = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, pending) = change.apply().expect("b's offer");
         let answer = net.legs[b].server.accept_offer(&offer.to_sdp_string()).expect("the server answers b's offer");
-        assert!(net.legs[b].server.accept_answer("v=0").is_err(), "the crossed offer is void");
+        assert_eq!(net.legs[b].server.accept_answer("v=0").ok(), Some(false), "the crossed offer is void");
         let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
         net.legs[b].client.sdp_api().accept_answer(pending, answer).expect("b takes the answer");
         net.exchange();
@@ -1108,8 +1155,14 @@ mod tests {
         assert!(!net.legs[b].published.iter().any(|(m, _)| *m == mic), "the microphone is unpublished");
     }
 
+    /// The client's answer to a server offer (the client applies the offer).
+    fn answer_of(client: &mut Rtc, offer: &str) -> String {
+        let offer = SdpOffer::from_sdp_string(offer).expect("server offer parses");
+        client.sdp_api().accept_offer(offer).expect("client accepts the offer").to_sdp_string()
+    }
+
     #[test]
-    fn a_bad_answer_keeps_the_changes_for_the_next_offer() {
+    fn a_refused_answer_keeps_the_changes_for_the_next_offer() {
         let cfg = MediaConfig::default();
         let mut net = Net::new();
         let (a, _) = net.join(1, false, true, &cfg);
@@ -1118,9 +1171,72 @@ mod tests {
         net.legs[a].server.subscribe(src, MediaKind::Video, "someone");
         net.exchange();
         assert_eq!(net.legs[a].offers.len(), 1);
-        assert!(net.legs[a].server.accept_answer("not sdp").is_err());
-        assert!(net.legs[a].server.accept_answer("v=0").is_err(), "no offer outstanding any more");
+        let answer = answer_of(&mut net.legs[a].client, &net.legs[a].offers[0]);
+        // The answer's m-lines are right, its BUNDLE order is not: str0m refuses it.
+        let group = answer.lines().find(|l| l.starts_with("a=group:BUNDLE ")).expect("a BUNDLE group").to_owned();
+        let mut mids: Vec<&str> = group["a=group:BUNDLE ".len()..].split(' ').collect();
+        assert!(mids.len() > 1, "{group}");
+        mids.reverse();
+        let bad = answer.replace(&group, &format!("a=group:BUNDLE {}", mids.join(" ")));
+        assert!(net.legs[a].server.accept_answer(&bad).is_err());
+        assert_eq!(net.legs[a].server.accept_answer(&answer).ok(), Some(false), "no offer outstanding any more");
         net.exchange();
         assert_eq!(net.legs[a].offers.len(), 2, "offered again");
+        assert_ne!(net.legs[a].offers[1], net.legs[a].offers[0], "a new offer");
+        assert_eq!(net.legs[a].repeated, 0);
+    }
+
+    #[test]
+    fn an_unanswered_offer_is_offered_again_and_late_answers_are_ignored() {
+        let timeout = Duration::from_millis(500);
+        let cfg = MediaConfig { offer_timeout: timeout, ..MediaConfig::default() };
+        let mut net = Net::new();
+        let (a, _) = net.join(1, false, true, &cfg);
+        net.connect();
+        net.legs[a].server.subscribe(TrackRef { session: 98, mid: Mid::from("x") }, MediaKind::Video, "p8");
+        net.exchange();
+        assert_eq!(net.legs[a].offers.len(), 1);
+        let offered = net.now;
+        // The client applies the offer, but its answer is lost.
+        let lost = answer_of(&mut net.legs[a].client, &net.legs[a].offers[0]);
+        while net.now < offered + timeout - Duration::from_millis(30) {
+            net.tick();
+        }
+        assert_eq!(net.legs[a].offers.len(), 1, "nothing offered again before the timeout");
+        while net.legs[a].offers.len() == 1 {
+            assert!(net.now < offered + timeout * 2, "offered again within the timeout");
+            net.tick();
+        }
+        assert!(net.now >= offered + timeout, "not before the timeout");
+        assert_eq!(net.legs[a].offers[1], net.legs[a].offers[0], "the same offer again");
+        assert_eq!(net.legs[a].repeated, 1);
+        // The client had applied it: applying it again answers it again.
+        let again = answer_of(&mut net.legs[a].client, &net.legs[a].offers[1]);
+        assert_eq!(net.legs[a].server.accept_answer(&again).ok(), Some(true), "the repeat's answer is taken");
+        assert_eq!(net.legs[a].server.forwarding().count(), 1);
+        assert_eq!(net.legs[a].server.accept_answer(&lost).ok(), Some(false), "the late answer is ignored");
+
+        // A second track; the client never sees this offer at all.
+        net.legs[a].server.subscribe(TrackRef { session: 99, mid: Mid::from("y") }, MediaKind::Audio, "p9");
+        net.exchange();
+        assert_eq!(net.legs[a].offers.len(), 3);
+        assert_eq!(
+            net.legs[a].server.accept_answer(&again).ok(),
+            Some(false),
+            "an answer to an earlier offer does not answer this one"
+        );
+        let offered = net.now;
+        while net.legs[a].offers.len() == 3 {
+            assert!(net.now < offered + timeout * 2, "offered again within the timeout");
+            net.tick();
+        }
+        assert_eq!(net.legs[a].offers[3], net.legs[a].offers[2], "the same offer again");
+        let answer = answer_of(&mut net.legs[a].client, &net.legs[a].offers[3]);
+        assert_eq!(net.legs[a].server.accept_answer(&answer).ok(), Some(true));
+        assert_eq!(net.legs[a].server.forwarding().count(), 2, "both tracks negotiated");
+        net.run(100);
+        assert_eq!(net.legs[a].offers.len(), 4, "an answered offer is not offered again");
+        let tracks: Vec<&str> = net.legs[a].offered_tracks.iter().map(|t| t.participant.as_str()).collect();
+        assert_eq!(tracks, vec!["p8", "p9"]);
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub datagrams_send_dropped: AtomicU64,
     pub sessions_panicked: AtomicU64,
     pub tracks_rejected: AtomicU64,
+    pub offers_repeated: AtomicU64,
     pub downscaled: AtomicU64,
     pub refused: AtomicU64,
     pub sps_refused: AtomicU64,

@@ -64,6 +64,8 @@ pub struct MediaConfig {
     pub udp_buffer_bytes: usize,
     /// Keyframe requests per track at most once per this interval.
     pub keyframe_interval: Duration,
+    /// A renegotiation offer unanswered for this long is sent again (unchanged).
+    pub offer_timeout: Duration,
     /// Largest SDP offer or answer accepted from a participant, in bytes.
     pub max_offer_bytes: usize,
     /// Whose DTLS handshake the sessions use (`crate::dtls`).
@@ -103,6 +105,7 @@ impl Default for MediaConfig {
             stun_queue: 256,
             udp_buffer_bytes: 4 << 20,
             keyframe_interval: Duration::from_millis(500),
+            offer_timeout: Duration::from_millis(3000),
             max_offer_bytes: 64 * 1024,
             dtls: DtlsStack::Dimpl,
             detect: DetectOptions::default(),
@@ -177,6 +180,8 @@ pub struct MediaStats {
     pub sessions_panicked: u64,
     /// Video m-lines rejected in answers beyond `max_tracks_per_publish`.
     pub tracks_rejected: u64,
+    /// Renegotiation offers sent again after `offer_timeout` without an answer.
+    pub offers_repeated: u64,
     pub latency_p50_ms: Option<f32>,
     pub latency_p95_ms: Option<f32>,
 }

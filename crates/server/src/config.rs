@@ -205,6 +205,11 @@ pub struct ServeArgs {
     /// many milliseconds: the subscribers' requests are forwarded, and coalesced beyond it.
     #[arg(long, env = "CALLSIGHT_KEYFRAME_INTERVAL_MS", default_value_t = 500)]
     pub keyframe_interval_ms: u64,
+    /// A renegotiation offer the server sent a subscribing participant and that is still
+    /// unanswered after this many milliseconds is sent again, unchanged (it was lost, or
+    /// its answer was).
+    #[arg(long, env = "CALLSIGHT_OFFER_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offer_timeout_ms: u64,
     /// Largest coded video picture accepted from a publisher, in pixels (checked in each
     /// H.264 SPS before the decoder sees it; default 2560×1440).
     #[arg(long, env = "CALLSIGHT_MAX_VIDEO_PIXELS", default_value_t = callsight_media::sps::DEFAULT_MAX_VIDEO_PIXELS)]
@@ -293,6 +298,7 @@ impl ServeArgs {
             max_tracks_per_publish: self.max_tracks_per_publish,
             udp_buffer_bytes: self.udp_buffer_bytes,
             keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
+            offer_timeout: Duration::from_millis(self.offer_timeout_ms),
             sps_limits: callsight_media::sps::SpsLimits {
                 max_video_pixels: self.max_video_pixels,
                 max_ref_frames: self.max_ref_frames,

@@ -48,8 +48,20 @@ fn publisher_of(ts: u32, kind: MediaKind, n: usize) -> Option<usize> {
 #[derive(Default)]
 struct Seen {
     detections: Vec<Value>,
-    /// The `tracks` of each server offer, in order.
+    /// The `tracks` of each answered server offer, in order.
     offers: Vec<Vec<Value>>,
+    /// The SDP of every server offer, answered or not.
+    offer_sdps: Vec<String>,
+}
+
+/// What a participant does with the server's first `offer` (fault injection).
+#[derive(Clone, Copy, PartialEq)]
+enum FirstOffer {
+    Answer,
+    /// Never sees it (lost on the way, or a page that ignored it).
+    Lost,
+    /// Applies it, but its answer never reaches the server.
+    AnswerLost,
 }
 
 struct Participant {
@@ -64,6 +76,10 @@ struct Participant {
 /// Joins, publishes with `subscribe`, connects; then a task answers the server's offers
 /// (as the web client does) and records detections.
 async fn participant(addr: std::net::SocketAddr, room: &str, analyse: bool) -> Participant {
+    participant_with(addr, room, analyse, FirstOffer::Answer).await
+}
+
+async fn participant_with(addr: std::net::SocketAddr, room: &str, analyse: bool, first: FirstOffer) -> Participant {
     let mut ws = connect(addr).await;
     let id = join(&mut ws, room).await["id"].as_str().unwrap().to_owned();
     let pending = PendingClient::with_tracks(LOCALHOST, 1, true).await.expect("client socket");
@@ -80,7 +96,19 @@ async fn participant(addr: std::net::SocketAddr, room: &str, analyse: bool) -> P
             let v: Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
             match v["type"].as_str() {
                 Some("offer") => {
-                    let answer = c.accept_offer(v["sdp"].as_str().unwrap()).await.expect("client accepts the offer");
+                    let sdp = v["sdp"].as_str().unwrap();
+                    let nth = {
+                        let mut s = s.lock().unwrap();
+                        s.offer_sdps.push(sdp.to_owned());
+                        s.offer_sdps.len()
+                    };
+                    if nth == 1 && first == FirstOffer::Lost {
+                        continue;
+                    }
+                    let answer = c.accept_offer(sdp).await.expect("client accepts the offer");
+                    if nth == 1 && first == FirstOffer::AnswerLost {
+                        continue;
+                    }
                     send(&mut ws, json!({"type":"answer","sdp":answer})).await;
                     s.lock().unwrap().offers.push(v["tracks"].as_array().cloned().unwrap_or_default());
                 }
@@ -118,48 +146,13 @@ async fn participants_receive_each_other_through_the_server() {
     }
     let n = people.len();
 
-    // Everyone streams video at ~30 fps and audio beside it.
-    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
-    let frames = encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg");
-    let streams: Vec<_> = people
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (c, frames) = (p.client.clone(), frames.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(33));
-                for k in 0u32.. {
-                    tick.tick().await;
-                    c.send_video(0, frames[k as usize % frames.len()].data.clone(), video_ts(i, k));
-                    c.send_audio(vec![0xfc, k as u8, 0xff, 0xfe].into(), audio_ts(i, k));
-                }
-            })
-        })
-        .collect();
-
-    // Every participant receives every other one's video and audio, RTP timestamps as sent.
-    for (me, p) in people.iter().enumerate() {
-        let client = p.client.clone();
-        until(&format!("participant {me} receives everyone"), client.received_watch(), || {
-            let mut seen: HashMap<(usize, MediaKind), usize> = HashMap::new();
-            for f in client.received() {
-                let from = publisher_of(f.rtp_timestamp, f.kind, n)
-                    .unwrap_or_else(|| panic!("{me} got {:?} ts {} that nobody sent", f.kind, f.rtp_timestamp));
-                assert_ne!(from, me, "participant {me} got its own track back");
-                *seen.entry((from, f.kind)).or_default() += 1;
-            }
-            (0..n).filter(|&i| i != me).all(|i| {
-                seen.get(&(i, MediaKind::Video)).is_some_and(|c| *c >= 10)
-                    && seen.get(&(i, MediaKind::Audio)).is_some_and(|c| *c >= 10)
-            })
-        })
-        .await;
-    }
+    // Everyone streams video at ~30 fps and audio beside it; every participant receives
+    // every other one's video and audio, RTP timestamps as sent.
+    let streams = stream_all(&people);
+    everyone_receives_everyone(&people).await;
 
     // Only the two analysed cameras have a decoder.
-    let reply = http_get(addr, "/healthz").await;
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let health: Value = serde_json::from_str(body).expect("healthz JSON");
+    let health = health(addr).await;
     assert_eq!(health["media"]["stats"]["decoders"], 2, "{health}");
     assert_eq!(health["media"]["stats"]["sessions"], 3, "{health}");
 
@@ -227,6 +220,87 @@ async fn participants_receive_each_other_through_the_server() {
         assert!(receiving.is_disjoint(gone), "p2's tracks still received: {receiving:?} vs {gone:?}");
         assert_eq!(receiving.len(), 2, "the other participant's video and audio stay: {receiving:?}");
     }
+    for s in streams {
+        s.abort();
+    }
+}
+
+/// Starts ~30 fps video and audio from every participant (RTP bases from `video_ts` / `audio_ts`).
+fn stream_all(people: &[Participant]) -> Vec<tokio::task::JoinHandle<()>> {
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg");
+    people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (c, frames) = (p.client.clone(), frames.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(33));
+                for k in 0u32.. {
+                    tick.tick().await;
+                    c.send_video(0, frames[k as usize % frames.len()].data.clone(), video_ts(i, k));
+                    c.send_audio(vec![0xfc, k as u8, 0xff, 0xfe].into(), audio_ts(i, k));
+                }
+            })
+        })
+        .collect()
+}
+
+/// Waits until every participant received ≥ 10 video frames and ≥ 10 audio packets of
+/// every other one, each with the RTP timestamp it was sent with.
+async fn everyone_receives_everyone(people: &[Participant]) {
+    let n = people.len();
+    for (me, p) in people.iter().enumerate() {
+        let client = p.client.clone();
+        until(&format!("participant {me} receives everyone"), client.received_watch(), || {
+            let mut seen: HashMap<(usize, MediaKind), usize> = HashMap::new();
+            for f in client.received() {
+                let from = publisher_of(f.rtp_timestamp, f.kind, n)
+                    .unwrap_or_else(|| panic!("{me} got {:?} ts {} that nobody sent", f.kind, f.rtp_timestamp));
+                assert_ne!(from, me, "participant {me} got its own track back");
+                *seen.entry((from, f.kind)).or_default() += 1;
+            }
+            (0..n).filter(|&i| i != me).all(|i| {
+                seen.get(&(i, MediaKind::Video)).is_some_and(|c| *c >= 10)
+                    && seen.get(&(i, MediaKind::Audio)).is_some_and(|c| *c >= 10)
+            })
+        })
+        .await;
+    }
+}
+
+/// A subscriber that never saw the server's first offer, and one whose answer to it was
+/// lost, still receive every Track: the server offers again after `--offer-timeout-ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_offer_is_offered_again_and_every_track_arrives() {
+    let server = start_server(&[
+        "--no-stun",
+        "--media-port",
+        "0",
+        "--room-capacity",
+        "4",
+        "--offer-timeout-ms",
+        "400",
+    ])
+    .await;
+    let addr = server.http_addr;
+    let room = "room-sfu-offer-again";
+    let mut people = Vec::new();
+    for first in [FirstOffer::Answer, FirstOffer::Lost, FirstOffer::AnswerLost] {
+        people.push(participant_with(addr, room, false, first).await);
+    }
+    let streams = stream_all(&people);
+    everyone_receives_everyone(&people).await;
+    for (i, p) in people.iter().enumerate().skip(1) {
+        let seen = p.seen.lock().unwrap();
+        assert!(
+            seen.offer_sdps.len() >= 2 && seen.offer_sdps[1] == seen.offer_sdps[0],
+            "participant {i} got its first offer again: {} offers",
+            seen.offer_sdps.len()
+        );
+    }
+    let health = health(addr).await;
+    assert!(health["media"]["stats"]["offers_repeated"].as_u64() >= Some(2), "{health}");
     for s in streams {
         s.abort();
     }
