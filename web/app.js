@@ -68,6 +68,23 @@ function takeToken(roomId) {
   return token && TOKEN_RE.test(token) ? token : null;
 }
 
+/**
+ * What an access token lets this participant do (its payload's `video` grants), read
+ * without checking the signature: the server checks it and enforces the grants; the
+ * page only avoids asking for what it may not do (a camera it may not publish).
+ */
+export function tokenGrants(token) {
+  const all = { canPublish: true, canSubscribe: true };
+  if (!token) return all;
+  try {
+    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    const v = payload?.video ?? {};
+    return { canPublish: v.canPublish !== false, canSubscribe: v.canSubscribe !== false };
+  } catch {
+    return all;
+  }
+}
+
 function fatal(title, text) {
   document.querySelector('#fatal-title').textContent = title;
   document.querySelector('#fatal-text').textContent = text;
@@ -107,10 +124,12 @@ async function room(roomId) {
   // The lobby first: nothing is sent to the server (no join, no publish) before Join.
   showView('lobby');
   document.title = `Callsight · join ${roomId.slice(0, 6)}…`;
-  const lobby = new Lobby({ name: savedName(), mediaEnabled: Boolean(config.media?.enabled) });
+  // A token that may not publish: no camera or microphone is opened; the page receives only.
+  const receiveOnly = !tokenGrants(token).canPublish;
+  const lobby = new Lobby({ name: savedName(), mediaEnabled: Boolean(config.media?.enabled), receiveOnly });
   const choice = await lobby.run();
   saveName(choice.name);
-  const call = new Call({ room: roomId, name: choice.name, config, token, media: choice, analyse: choice.analyse });
+  const call = new Call({ room: roomId, name: choice.name, config, token, media: choice, analyse: choice.analyse, receiveOnly });
   const view = new RoomView(call);
   view.onNameChange = saveName;
   view.onAnalyseChange = saveAnalyse;
@@ -142,6 +161,10 @@ function exposeTestHooks(call, view) {
     /** The connection to the server (publishing, and receiving via the server), or null. */
     publisherConnection() {
       return call.publisher.pc;
+    },
+    /** True when this participant may not publish (its token) and only receives. */
+    get receiveOnly() {
+      return call.receiveOnly;
     },
     /** True when the call runs via the server (else peer to peer). */
     get viaServer() {

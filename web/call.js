@@ -45,9 +45,13 @@ export class Call extends EventTarget {
    * @param {{stream: MediaStream, micMuted: boolean, camOff: boolean, mediaError: string|null}} [o.media]
    *   camera and microphone as the lobby (lobby.js) opened and left them
    * @param {boolean} [o.analyse] the person allows the server to analyse their video
+   * @param {boolean} [o.receiveOnly] the access token does not allow publishing: nothing
+   *   is sent; via the server the connection only receives (`publish` with `subscribe`
+   *   and no sending m-line)
    */
-  constructor({ room, name, config, token = null, media = null, analyse = false }) {
+  constructor({ room, name, config, token = null, media = null, analyse = false, receiveOnly = false }) {
     super();
+    this.receiveOnly = receiveOnly;
     this.room = room;
     this.name = name;
     this.config = config;
@@ -187,7 +191,7 @@ export class Call extends EventTarget {
   }
 
   async startScreenShare() {
-    if (this.screenTrack) return;
+    if (this.screenTrack || this.receiveOnly) return;
     const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
     const track = stream.getVideoTracks()[0];
     if (!track) return;

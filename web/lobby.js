@@ -51,10 +51,13 @@ export class Lobby {
    * @param {object} o
    * @param {string} o.name  the remembered display name
    * @param {boolean} o.mediaEnabled  the server analyses video (GET /api/config)
+   * @param {boolean} [o.receiveOnly]  the access token does not allow publishing: no
+   *   camera or microphone is opened
    */
-  constructor({ name, mediaEnabled }) {
+  constructor({ name, mediaEnabled, receiveOnly = false }) {
     this.name = name;
     this.mediaEnabled = mediaEnabled;
+    this.receiveOnly = receiveOnly;
     this.stream = new MediaStream();
     this.micMuted = false;
     this.camOff = false;
@@ -73,10 +76,12 @@ export class Lobby {
     nameInput.addEventListener('input', avatar);
     avatar();
     const analyse = $('#lobby-analyse');
-    $('#lobby-analysis').hidden = !this.mediaEnabled;
-    analyse.checked = this.mediaEnabled && savedAnalyse() === true;
+    $('#lobby-analysis').hidden = !this.mediaEnabled || this.receiveOnly;
+    analyse.checked = this.mediaEnabled && !this.receiveOnly && savedAnalyse() === true;
     const renderWhere = () => {
-      $('#lobby-where').textContent = whereMediaGoes({ mediaEnabled: this.mediaEnabled, analyse: analyse.checked });
+      $('#lobby-where').textContent = this.receiveOnly
+        ? 'Your invitation lets you watch and listen only: no camera or microphone is opened, and nothing of yours is sent.'
+        : whereMediaGoes({ mediaEnabled: this.mediaEnabled, analyse: analyse.checked });
     };
     analyse.addEventListener('change', () => {
       saveAnalyse(analyse.checked);
@@ -94,9 +99,14 @@ export class Lobby {
     $('#lobby-camera').addEventListener('change', (e) => this.#useDevice('video', e.target.value));
     $('#lobby-microphone').addEventListener('change', (e) => this.#useDevice('audio', e.target.value));
 
-    await this.#open();
-    await this.#listDevices();
-    navigator.mediaDevices.addEventListener?.('devicechange', () => this.#listDevices());
+    if (this.receiveOnly) {
+      $('#lobby-camera').disabled = true;
+      $('#lobby-microphone').disabled = true;
+    } else {
+      await this.#open();
+      await this.#listDevices();
+      navigator.mediaDevices.addEventListener?.('devicechange', () => this.#listDevices());
+    }
     this.#render();
     const join = $('#join');
     join.disabled = false;
@@ -120,7 +130,7 @@ export class Lobby {
       micMuted: this.micMuted,
       camOff: this.camOff,
       mediaError: this.mediaError,
-      analyse: this.mediaEnabled && analyse.checked,
+      analyse: this.mediaEnabled && !this.receiveOnly && analyse.checked,
     };
   }
 

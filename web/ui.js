@@ -133,7 +133,8 @@ export class RoomView {
       $('#rejoin').href = window.location.pathname;
       showView('ended');
     });
-    if (!navigator.mediaDevices?.getDisplayMedia) $('#share').disabled = true;
+    // Receive-only (the token may not publish): nothing to share.
+    if (!navigator.mediaDevices?.getDisplayMedia || call.receiveOnly) $('#share').disabled = true;
 
     const nameInput = $('#chat-name');
     nameInput.value = call.name;
@@ -170,6 +171,7 @@ export class RoomView {
     $('#class-filter').addEventListener('input', (e) => this.settings.setClassFilter(e.target.value));
     const pub = $('#publish-toggle');
     pub.checked = this.call.publishWanted;
+    pub.disabled = this.call.receiveOnly;
     pub.addEventListener('change', () => {
       this.call.setPublishing(pub.checked);
       this.onAnalyseChange?.(pub.checked); // the same choice as in the lobby: remembered

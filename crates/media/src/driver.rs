@@ -34,6 +34,9 @@ pub(crate) enum Role {
     /// A participant: publishes what its offer sends; `subscribe`: also receives the
     /// room's other tracks; `analyse`: its video is decoded and detected (else forwarded only).
     Participant { subscribe: bool, analyse: bool },
+    /// A participant without the right to publish: receives the room's tracks; an offer
+    /// that sends media is refused (`MediaError::Forbidden`).
+    ReceiveOnly,
     /// A WHEP viewer: receives `follows`'s tracks (or the room's earliest publisher's) on
     /// the m-lines of its offer and their detections on its `detections` channel.
     Viewer { follows: Option<String> },
@@ -280,6 +283,7 @@ impl Driver {
             Role::Participant { subscribe, analyse } => {
                 (Session::accept(key.clone(), id, subscribe, offer, config, addrs, now)?, analyse)
             }
+            Role::ReceiveOnly => (Session::accept_receive_only(key.clone(), id, offer, config, addrs, now)?, false),
             Role::Viewer { follows } => {
                 (Session::accept_viewer(key.clone(), id, follows, offer, config, addrs, now)?, false)
             }

@@ -10,6 +10,9 @@ pub enum MediaError {
     BadOffer(String),
     #[error("offer rejected: {0}")]
     Rejected(String),
+    /// The participant may not do what its SDP asks (e.g. send media without the right to publish).
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     #[error("too many media sessions (limit {0})")]
     TooManySessions(usize),
     #[error("invalid media configuration: {0}")]

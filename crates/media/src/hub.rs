@@ -186,6 +186,14 @@ impl MediaHub {
         self.publish_with(key, offer_sdp, Role::Participant { subscribe: true, analyse }).await
     }
 
+    /// A participant without the right to publish (its token's `canPublish` is false):
+    /// its offer may only receive (`recvonly` or `inactive` m-lines; one that sends is
+    /// refused with [`MediaError::Forbidden`], also in later renegotiations), and the
+    /// session receives every other track of the room like [`MediaHub::publish_and_subscribe`].
+    pub async fn subscribe_only(&self, key: ParticipantKey, offer_sdp: &str) -> Result<String, MediaError> {
+        self.publish_with(key, offer_sdp, Role::ReceiveOnly).await
+    }
+
     /// A WHEP viewer in `key.room` (`key.participant` names the viewer's session, never a
     /// participant id): answers its offer, whose receiving m-lines then carry the video
     /// and audio of participant `follows` (`None`: the room's earliest publisher present,

@@ -33,7 +33,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 use crate::capture::CaptureClock;
 use crate::contain::contain;
 use crate::error::MediaError;
-use crate::offer::{answers, limit_video_lines, mlines, MLine};
+use crate::offer::{answers, limit_video_lines, mlines, sending_lines, MLine};
 use crate::types::{AccessUnit, MediaConfig, ParticipantKey, SubscribedTrack, ABS_CAPTURE_TIME_ID};
 
 /// Remote addresses one session accepts datagrams from at most (ICE candidates of one peer).
@@ -153,6 +153,8 @@ pub(crate) struct Session {
     keyframe_interval: Duration,
     /// Receives other participants' tracks (else publish-only, as before forwarding).
     subscriber: bool,
+    /// False for a receive-only participant: its offers must not send media.
+    may_publish: bool,
     connected: bool,
     tracks_out: Vec<TrackOut>,
     pending: Option<Outstanding>,
@@ -218,6 +220,7 @@ impl Session {
             video: HashMap::new(),
             keyframe_interval: config.keyframe_interval,
             subscriber,
+            may_publish: true,
             connected: false,
             tracks_out: Vec::new(),
             pending: None,
@@ -230,6 +233,22 @@ impl Session {
             viewer: None,
         };
         Ok(Accepted { session, answer, rejected_tracks })
+    }
+
+    /// Answers the offer of a participant that may not publish: refused when one of its
+    /// m-lines would send media; it receives the room's other tracks.
+    pub(crate) fn accept_receive_only(
+        key: ParticipantKey,
+        id: u64,
+        offer: &str,
+        config: &MediaConfig,
+        local_addrs: &[SocketAddr],
+        now: Instant,
+    ) -> Result<Accepted, MediaError> {
+        refuse_sending(offer)?;
+        let mut acc = Session::accept(key, id, true, offer, config, local_addrs, now)?;
+        acc.session.may_publish = false;
+        Ok(acc)
     }
 
     /// Answers a WHEP viewer's offer (its receiving m-lines get the tracks of `follows`,
@@ -358,7 +377,7 @@ impl Session {
             // A viewer publishes nothing, whatever its offer said.
             Event::MediaData(_) if self.viewer.is_some() => None,
             // A receiving m-line of the participant's own offer: it publishes there.
-            Event::MediaAdded(m) if m.direction.is_receiving() && !self.is_forwarded(m.mid) => {
+            Event::MediaAdded(m) if m.direction.is_receiving() && self.may_publish && !self.is_forwarded(m.mid) => {
                 self.published.push(m.mid);
                 Some(SessionOutput::Published { mid: m.mid, kind: m.kind })
             }
@@ -571,6 +590,9 @@ impl Session {
         if sdp.len() > self.max_offer_bytes {
             return Err(MediaError::BadOffer(format!("{} bytes, limit {}", sdp.len(), self.max_offer_bytes)));
         }
+        if !self.may_publish {
+            refuse_sending(sdp)?;
+        }
         let (sdp, _) = limit_video_lines(sdp, self.max_tracks_per_publish);
         let offer = contain(|| SdpOffer::from_sdp_string(&sdp))
             .map_err(|_| MediaError::BadOffer("unparseable SDP".into()))?
@@ -708,6 +730,19 @@ impl Session {
     }
 }
 
+/// Refuses an offer of a participant without the right to publish that would send media.
+fn refuse_sending(offer: &str) -> Result<(), MediaError> {
+    let sending = sending_lines(offer);
+    if sending.is_empty() {
+        return Ok(());
+    }
+    Err(MediaError::Forbidden(format!(
+        "your token does not grant publishing, and the offer sends media on m-line(s) {}: \
+         make them recvonly or inactive",
+        sending.join(", ")
+    )))
+}
+
 /// The answer keeps (port ≠ 0) a video m-line with H.264.
 fn has_h264_video(answer: &str) -> bool {
     answer.split("\nm=").skip(1).any(|section| {
@@ -782,27 +817,36 @@ mod tests {
         /// Adds a participant offering `video` H.264 tracks and maybe one Opus track;
         /// returns its index (= its session id - 1) and how many video lines were refused.
         fn join(&mut self, video: usize, audio: bool, subscriber: bool, config: &MediaConfig) -> (usize, usize) {
+            let sends = |change: &mut str0m::change::SdpApi<'_>| {
+                let video: Vec<Mid> = (0..video)
+                    .map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None))
+                    .collect();
+                let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+                (video, audio)
+            };
+            let accept = |key, id, offer: &str, addrs: &[SocketAddr], now| {
+                Session::accept(key, id, subscriber, offer, config, addrs, now)
+            };
+            self.join_with(sends, accept).expect("offer accepted")
+        }
+
+        /// Adds a participant whose client offers what `lines` adds and whose session
+        /// `accept` makes from that offer.
+        fn join_with(
+            &mut self,
+            lines: impl FnOnce(&mut str0m::change::SdpApi<'_>) -> (Vec<Mid>, Option<Mid>),
+            accept: impl FnOnce(ParticipantKey, u64, &str, &[SocketAddr], Instant) -> Result<Accepted, MediaError>,
+        ) -> Result<(usize, usize), MediaError> {
             let n = self.legs.len();
             let client_addr: SocketAddr = format!("10.0.0.{}:5000", n + 1).parse().unwrap();
             let server_addr: SocketAddr = "10.0.1.1:6000".parse().unwrap();
             let mut client = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(self.now);
             client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
             let mut change = client.sdp_api();
-            let video: Vec<Mid> =
-                (0..video).map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)).collect();
-            let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+            let (video, audio) = lines(&mut change);
             let (offer, pending) = change.apply().expect("an offer");
             let key = ParticipantKey { room: "r".into(), participant: format!("p{n}") };
-            let acc = Session::accept(
-                key,
-                n as u64 + 1,
-                subscriber,
-                &offer.to_sdp_string(),
-                config,
-                &[server_addr],
-                self.now,
-            )
-            .expect("offer accepted");
+            let acc = accept(key, n as u64 + 1, &offer.to_sdp_string(), &[server_addr], self.now)?;
             let answer = SdpAnswer::from_sdp_string(&acc.answer).expect("answer parses");
             client.sdp_api().accept_answer(pending, answer).expect("answer accepted");
             self.legs.push(Leg {
@@ -823,7 +867,7 @@ mod tests {
                 audio_levels: Vec::new(),
                 closed: None,
             });
-            (n, acc.rejected_tracks)
+            Ok((n, acc.rejected_tracks))
         }
 
         /// Polls everyone and carries datagrams (and forwarded frames) until all wait.
@@ -1238,5 +1282,47 @@ mod tests {
         assert_eq!(net.legs[a].offers.len(), 4, "an answered offer is not offered again");
         let tracks: Vec<&str> = net.legs[a].offered_tracks.iter().map(|t| t.participant.as_str()).collect();
         assert_eq!(tracks, vec!["p8", "p9"]);
+    }
+
+    #[test]
+    fn a_receive_only_participant_receives_and_may_not_send() {
+        let cfg = MediaConfig::default();
+        let mut net = Net::new();
+        let (a, _) = net.join(1, false, true, &cfg);
+        let sends = |change: &mut str0m::change::SdpApi<'_>| {
+            (vec![change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)], None)
+        };
+        let receive_only =
+            |key, id, offer: &str, addrs: &[SocketAddr], now| Session::accept_receive_only(key, id, offer, &cfg, addrs, now);
+        let refused = net.join_with(sends, receive_only).err().expect("a sending offer is refused");
+        assert!(matches!(&refused, MediaError::Forbidden(m) if m.contains("publishing")), "{refused}");
+        let watches = |change: &mut str0m::change::SdpApi<'_>| {
+            change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+            (Vec::new(), None)
+        };
+        let (b, _) = net.join_with(watches, receive_only).expect("a receiving offer is taken");
+        net.connect();
+        assert!(net.legs[b].published.is_empty(), "b publishes nothing");
+        let a_id = net.legs[a].server.id();
+        for (mid, kind) in net.legs[a].published.clone() {
+            net.legs[b].server.subscribe(TrackRef { session: a_id, mid }, kind, "p0");
+        }
+        net.exchange();
+        net.renegotiate();
+        assert_eq!(net.legs[b].server.forwarding().count(), 1, "b receives a's video");
+        for i in 0..3u32 {
+            net.send_video(a, 0, 9000 + i * 3000, keyframe(i as u8));
+            net.tick();
+        }
+        net.run(10);
+        let got: Vec<u32> = net.legs[b].received.iter().map(|r| r.2).collect();
+        assert_eq!(got, vec![9000, 12000, 15000]);
+
+        // b's own renegotiation may not add a sending line either.
+        let mut change = net.legs[b].client.sdp_api();
+        change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _) = change.apply().expect("b's offer");
+        let refused = net.legs[b].server.accept_offer(&offer.to_sdp_string()).err().expect("refused");
+        assert!(matches!(refused, MediaError::Forbidden(_)), "{refused}");
     }
 }

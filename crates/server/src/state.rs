@@ -214,7 +214,7 @@ impl AppState {
                     s.send(to, Outbound::Text(msg.to_json()))
                 }
                 Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
-                Output::Publish { conn, room, peer, sdp, subscribe, analyse } => {
+                Output::Publish { conn, room, peer, sdp, subscribe, analyse, receive_only } => {
                     let Some(media) = self.media_for(s, conn) else { continue };
                     let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
                     let client = s.clients.get(&conn).copied().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
@@ -225,7 +225,9 @@ impl AppState {
                     }
                     let (hub, state) = (media.hub.clone(), self.clone());
                     tokio::spawn(async move {
-                        let result = if subscribe {
+                        let result = if receive_only {
+                            hub.subscribe_only(key.clone(), &sdp).await
+                        } else if subscribe {
                             hub.publish_and_subscribe(key.clone(), &sdp, analyse).await
                         } else {
                             hub.publish(key.clone(), &sdp).await
@@ -239,7 +241,7 @@ impl AppState {
                             (Completion::Answer, Ok(sdp)) => ServerMessage::PublishAnswer { sdp },
                             (Completion::Answer, Err(e)) => {
                                 tracing::warn!(conn = conn.0, "publish refused: {e}");
-                                ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {e}"))
+                                ServerMessage::error(media_error_code(&e), format!("publish refused: {e}"))
                             }
                         };
                         s.send(conn, Outbound::Text(reply.to_json()));
@@ -265,7 +267,7 @@ impl AppState {
                             Ok(None) => return,
                             Err(e) => {
                                 tracing::debug!(conn = conn.0, "renegotiation refused: {e}");
-                                ServerMessage::error(ErrorCode::MediaUnavailable, format!("renegotiation refused: {e}"))
+                                ServerMessage::error(media_error_code(&e), format!("renegotiation refused: {e}"))
                             }
                         };
                         let mut s = state.lock();
@@ -431,5 +433,15 @@ impl Signaling {
             self.outboxes.remove(&to);
             self.overflowed.push(to);
         }
+    }
+}
+
+/// The error code a media leg refusal gets on the wire: `forbidden` when the participant
+/// may not do what it asked (send media without the right to publish), else
+/// `media-unavailable`.
+fn media_error_code(e: &callsight_media::MediaError) -> ErrorCode {
+    match e {
+        callsight_media::MediaError::Forbidden(_) => ErrorCode::Forbidden,
+        _ => ErrorCode::MediaUnavailable,
     }
 }

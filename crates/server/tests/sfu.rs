@@ -80,9 +80,14 @@ async fn participant(addr: std::net::SocketAddr, room: &str, analyse: bool) -> P
 }
 
 async fn participant_with(addr: std::net::SocketAddr, room: &str, analyse: bool, first: FirstOffer) -> Participant {
-    let mut ws = connect(addr).await;
-    let id = join(&mut ws, room).await["id"].as_str().unwrap().to_owned();
+    let (ws, id) = joined(addr, json!({"type":"join","room":room})).await;
     let pending = PendingClient::with_tracks(LOCALHOST, 1, true).await.expect("client socket");
+    publishing(ws, id, pending, analyse, first).await
+}
+
+/// A joined participant publishes `pending`'s offer with `subscribe` and connects; then a
+/// task answers the server's offers (as the web client does) and records detections.
+async fn publishing(mut ws: Ws, id: String, pending: PendingClient, analyse: bool, first: FirstOffer) -> Participant {
     send(&mut ws, json!({"type":"publish","sdp":pending.offer(),"subscribe":true,"analyse":analyse})).await;
     let answer = recv_type(&mut ws, "publish-answer").await;
     let client = pending.connect(answer["sdp"].as_str().unwrap(), Duration::from_secs(20)).await.expect("connects");
@@ -120,6 +125,13 @@ async fn participant_with(addr: std::net::SocketAddr, room: &str, analyse: bool,
         }
     });
     Participant { id, client, seen, changed, signaling }
+}
+
+/// Joins with `msg` (a `join`), returns the socket and the participant id.
+async fn joined(addr: std::net::SocketAddr, msg: Value) -> (Ws, String) {
+    let mut ws = connect(addr).await;
+    let id = join_with(&mut ws, msg).await["id"].as_str().unwrap().to_owned();
+    (ws, id)
 }
 
 /// Waits (bounded) until `done` holds, re-checking whenever `rx` changes.
@@ -249,24 +261,31 @@ fn stream_all(people: &[Participant]) -> Vec<tokio::task::JoinHandle<()>> {
 /// Waits until every participant received ≥ 10 video frames and ≥ 10 audio packets of
 /// every other one, each with the RTP timestamp it was sent with.
 async fn everyone_receives_everyone(people: &[Participant]) {
-    let n = people.len();
-    for (me, p) in people.iter().enumerate() {
-        let client = p.client.clone();
-        until(&format!("participant {me} receives everyone"), client.received_watch(), || {
-            let mut seen: HashMap<(usize, MediaKind), usize> = HashMap::new();
-            for f in client.received() {
-                let from = publisher_of(f.rtp_timestamp, f.kind, n)
-                    .unwrap_or_else(|| panic!("{me} got {:?} ts {} that nobody sent", f.kind, f.rtp_timestamp));
-                assert_ne!(from, me, "participant {me} got its own track back");
-                *seen.entry((from, f.kind)).or_default() += 1;
-            }
-            (0..n).filter(|&i| i != me).all(|i| {
-                seen.get(&(i, MediaKind::Video)).is_some_and(|c| *c >= 10)
-                    && seen.get(&(i, MediaKind::Audio)).is_some_and(|c| *c >= 10)
-            })
-        })
-        .await;
+    let all: Vec<usize> = (0..people.len()).collect();
+    for me in 0..people.len() {
+        receives_from(people, me, &all).await;
     }
+}
+
+/// Waits until participant `me` received ≥ 10 video frames and ≥ 10 audio packets of each
+/// participant in `from` (but itself), with the RTP timestamps they were sent with.
+async fn receives_from(people: &[Participant], me: usize, from: &[usize]) {
+    let n = people.len();
+    let client = people[me].client.clone();
+    until(&format!("participant {me} receives {from:?}"), client.received_watch(), || {
+        let mut seen: HashMap<(usize, MediaKind), usize> = HashMap::new();
+        for f in client.received() {
+            let sender = publisher_of(f.rtp_timestamp, f.kind, n)
+                .unwrap_or_else(|| panic!("{me} got {:?} ts {} that nobody sent", f.kind, f.rtp_timestamp));
+            assert_ne!(sender, me, "participant {me} got its own track back");
+            *seen.entry((sender, f.kind)).or_default() += 1;
+        }
+        from.iter().filter(|&&i| i != me).all(|&i| {
+            seen.get(&(i, MediaKind::Video)).is_some_and(|c| *c >= 10)
+                && seen.get(&(i, MediaKind::Audio)).is_some_and(|c| *c >= 10)
+        })
+    })
+    .await;
 }
 
 /// A subscriber that never saw the server's first offer, and one whose answer to it was
@@ -304,4 +323,58 @@ async fn an_unanswered_offer_is_offered_again_and_every_track_arrives() {
     for s in streams {
         s.abort();
     }
+}
+
+/// A participant whose token may subscribe but not publish (`callsight token --no-publish`)
+/// receives the room's Tracks through the server on a connection that sends nothing; an
+/// offer of it that would send is refused with `forbidden`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_without_the_right_to_publish_subscribes_receive_only() {
+    let dir = std::env::temp_dir().join(format!("callsight-sfu-tokens-{}", std::process::id()));
+    let secret = secret_file(&dir, "secret", "sfu-receive-only-secret-1");
+    let server = start_server(&[
+        "--no-stun",
+        "--media-port",
+        "0",
+        "--room-capacity",
+        "4",
+        "--require-token",
+        "--token-secret-file",
+        secret.to_str().unwrap(),
+    ])
+    .await;
+    let addr = server.http_addr;
+    let room = "room-sfu-watch-only";
+    let (ada, _) = mint(&secret, room, "ada", &[]);
+    let (bob, _) = mint(&secret, room, "bob", &["--no-publish"]);
+    let (ws, id) = joined(addr, json!({"type":"join","room":room,"token":ada})).await;
+    let pending = PendingClient::with_tracks(LOCALHOST, 1, true).await.expect("client socket");
+    let ada = publishing(ws, id, pending, false, FirstOffer::Answer).await;
+
+    let (mut ws, bob_id) = joined(addr, json!({"type":"join","room":room,"token":bob})).await;
+    // An offer that sends camera and microphone: refused, saying why.
+    let sends = PendingClient::with_tracks(LOCALHOST, 1, true).await.expect("client socket");
+    send(&mut ws, json!({"type":"publish","sdp":sends.offer(),"subscribe":true})).await;
+    let refused = recv_type(&mut ws, "error").await;
+    assert_eq!(error_code(&refused), "forbidden", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("publishing"), "{refused}");
+    // Without subscribe there is nothing it may do.
+    send(&mut ws, json!({"type":"publish","sdp":sends.offer()})).await;
+    assert_eq!(error_code(&recv_type(&mut ws, "error").await), "forbidden");
+    // Receive-only m-lines: accepted; the server then offers it ada's Tracks.
+    let watches = PendingClient::viewer(LOCALHOST, None).await.expect("client socket");
+    let bob = publishing(ws, bob_id, watches, false, FirstOffer::Answer).await;
+    let people = [ada, bob];
+    let streams = stream_all(&people);
+    receives_from(&people, 1, &[0]).await;
+    let health = health(addr).await;
+    assert_eq!(health["media"]["stats"]["sessions"], 2, "{health}");
+    assert!(
+        people[0].seen.lock().unwrap().offer_sdps.is_empty(),
+        "bob publishes nothing, so ada is offered nothing"
+    );
+    for s in streams {
+        s.abort();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,41 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
-    path
-}
-
-/// Runs `callsight token …`; returns (token, link).
-fn mint(secret: &Path, room: &str, identity: &str, extra: &[&str]) -> (String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callsight"))
-        .args([
-            "token",
-            "--room",
-            room,
-            "--identity",
-            identity,
-            "--ttl",
-            "1h",
-            "--base-url",
-            "https://call.example.org",
-        ])
-        .arg("--token-secret-file")
-        .arg(secret)
-        .args(extra)
-        .env_remove("CALLSIGHT_TOKEN_SECRET")
-        .output()
-        .expect("callsight token runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (lines.next().unwrap().to_owned(), lines.next().unwrap().to_owned())
-}
 
 async fn join_token(ws: &mut Ws, room: &str, token: Option<&str>) -> serde_json::Value {
     send(ws, json!({"type":"join","room":room,"name":"Mallory","token":token})).await;

@@ -38,6 +38,9 @@ pub enum Output {
         subscribe: bool,
         /// Detect objects in the published video.
         analyse: bool,
+        /// The participant's grant does not allow publishing (it may subscribe): its offer
+        /// may only receive, and the media leg refuses one that sends.
+        receive_only: bool,
     },
     /// A renegotiation of the participant's media session: its `offer` (answer it with
     /// `answer`) or its answer to the server's offer.
@@ -335,13 +338,17 @@ impl Hub {
                 }
             }
             Ok(ClientMessage::Publish { sdp, subscribe, analyse }) => match self.membership(conn) {
-                Some(_) if !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => {
-                    out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant publishing"))
-                }
                 Some(_) if subscribe && !self.conns.get(&conn).is_some_and(|c| c.grant.can_subscribe) => {
                     out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant subscribing"))
                 }
-                Some((room, peer)) => out.push(Output::Publish { conn, room, peer, sdp, subscribe, analyse }),
+                // Without the right to publish, a connection that only receives (subscribe).
+                Some(_) if !subscribe && !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => out.push(
+                    reply(conn, ErrorCode::Forbidden, "your token does not grant publishing (receiving needs subscribe)"),
+                ),
+                Some((room, peer)) => {
+                    let receive_only = !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish);
+                    out.push(Output::Publish { conn, room, peer, sdp, subscribe, analyse, receive_only })
+                }
                 None => out.push(reply(conn, ErrorCode::NotJoined, "join a room before publishing")),
             },
             Ok(ClientMessage::Offer { sdp }) => self.renegotiate(conn, sdp, true, &mut out),
@@ -1062,7 +1069,8 @@ mod tests {
                 peer: id,
                 sdp: "v=0".into(),
                 subscribe: false,
-                analyse: true
+                analyse: true,
+                receive_only: false
             }]
         );
     }
@@ -1074,6 +1082,7 @@ mod tests {
         fn admit(&self, _room: &RoomId, token: Option<&str>) -> Result<Grant, crate::Refusal> {
             match token {
                 Some("good") => Ok(Grant { name: Some("From Token".into()), can_publish: false, can_subscribe: false }),
+                Some("watch") => Ok(Grant { name: None, can_publish: false, can_subscribe: true }),
                 None => Err(crate::Refusal { code: ErrorCode::TokenRequired, message: "no token".into() }),
                 Some(_) => Err(crate::Refusal { code: ErrorCode::TokenInvalid, message: "bad token".into() }),
             }
@@ -1101,7 +1110,20 @@ mod tests {
         assert_eq!(peers.unwrap()[0].name.as_deref(), Some("From Token"), "the token's name, not the client's");
         let out = h.on_message(a, r#"{"type":"publish","sdp":"v=0"}"#, now);
         assert_eq!(error_code(&out, a), Some(ErrorCode::Forbidden));
+        let out = h.on_message(a, r#"{"type":"publish","sdp":"v=0","subscribe":true}"#, now);
+        assert_eq!(error_code(&out, a), Some(ErrorCode::Forbidden), "nor subscribing");
         assert!(h.room_subscribers(&RoomId::parse("room-0008").unwrap()).is_empty());
+
+        // May subscribe, not publish: only a receiving connection goes to the media leg.
+        let c = h.connect(now);
+        h.on_message(c, r#"{"type":"join","room":"room-0008","token":"watch"}"#, now);
+        let out = h.on_message(c, r#"{"type":"publish","sdp":"v=0"}"#, now);
+        assert_eq!(error_code(&out, c), Some(ErrorCode::Forbidden));
+        let out = h.on_message(c, r#"{"type":"publish","sdp":"v=0","subscribe":true}"#, now);
+        assert!(
+            matches!(&out[..], [Output::Publish { conn, subscribe: true, receive_only: true, .. }] if *conn == c),
+            "{out:?}"
+        );
     }
 
     /// Shared rooms: the one `Reserve` in `out`.

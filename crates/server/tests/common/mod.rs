@@ -7,6 +7,7 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -148,4 +149,38 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut buf = Vec::new();
     tokio::time::timeout(REPLY_DEADLINE, s.read_to_end(&mut buf)).await.unwrap().unwrap();
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Writes `secret` (a token secret) to a file `name` in `dir`.
+pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path
+}
+
+/// Runs the real `callsight token …` command; returns (token, link).
+pub fn mint(secret: &Path, room: &str, identity: &str, extra: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callsight"))
+        .args([
+            "token",
+            "--room",
+            room,
+            "--identity",
+            identity,
+            "--ttl",
+            "1h",
+            "--base-url",
+            "https://call.example.org",
+        ])
+        .arg("--token-secret-file")
+        .arg(secret)
+        .args(extra)
+        .env_remove("CALLSIGHT_TOKEN_SECRET")
+        .output()
+        .expect("callsight token runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    (lines.next().unwrap().to_owned(), lines.next().unwrap().to_owned())
 }
