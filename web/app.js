@@ -7,6 +7,7 @@
 //   peer.js       one RTCPeerConnection per remote peer (perfect negotiation, chat, ICE restart)
 //   publish.js    send-only connection to the server for detection (H.264, abs-capture-time)
 //   lobby.js      pre-join lobby: preview, devices, name, the analysis choice
+//   grants.js     what a join link's access token allows (read, not checked)
 //   overlay.js    detection buffer + frame-synced canvas overlay (docs/sync.md)
 //   track.js      where a tracked box is on a given frame (prediction, fading)
 //   ui.js         DOM rendering and controls
@@ -14,6 +15,7 @@
 import { Call } from './call.js';
 import { RoomView, showView } from './ui.js';
 import { Lobby, saveAnalyse } from './lobby.js';
+import { tokenGrants } from './grants.js';
 
 const NAME_KEY = 'callsight.name';
 const ROOM_RE = /^[A-Za-z0-9_-]{8,64}$/;
@@ -66,23 +68,6 @@ function takeToken(roomId) {
     // no storage: the token lives as long as this page
   }
   return token && TOKEN_RE.test(token) ? token : null;
-}
-
-/**
- * What an access token lets this participant do (its payload's `video` grants), read
- * without checking the signature: the server checks it and enforces the grants; the
- * page only avoids asking for what it may not do (a camera it may not publish).
- */
-export function tokenGrants(token) {
-  const all = { canPublish: true, canSubscribe: true };
-  if (!token) return all;
-  try {
-    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-    const v = payload?.video ?? {};
-    return { canPublish: v.canPublish !== false, canSubscribe: v.canSubscribe !== false };
-  } catch {
-    return all;
-  }
 }
 
 function fatal(title, text) {

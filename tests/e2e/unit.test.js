@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { DetectionStore, parseDetections, OverlaySettings, CaptureCalibrator } from '../../web/overlay.js';
 import { h264Codecs, parseTracks } from '../../web/publish.js';
 import { viaServerRule } from '../../web/topology.js';
+import { tokenGrants } from '../../web/grants.js';
 import { SyncController } from '../../web/sync.js';
 import { boxesAt, extrapolate, trackVelocity, FADE_MS } from '../../web/track.js';
 
@@ -312,4 +313,18 @@ test('parseTracks keeps only well-formed entries of a server offer', () => {
   assert.deepEqual([...t.keys()], ['3', '4']);
   assert.deepEqual(t.get('3'), { participant: 'p1', track: '0', kind: 'video' });
   assert.equal(parseTracks('junk').size, 0);
+});
+
+test('tokenGrants reads a token\'s video grants; anything unreadable grants all (the server decides)', () => {
+  const b64url = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const token = (video) => `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url({ sub: 'ada', video })}.sig`;
+  assert.deepEqual(tokenGrants(token({ room: 'r', roomJoin: true, canPublish: false, canSubscribe: true })), {
+    canPublish: false,
+    canSubscribe: true,
+  });
+  assert.deepEqual(tokenGrants(token({ room: 'r', roomJoin: true })), { canPublish: true, canSubscribe: true });
+  assert.deepEqual(tokenGrants(token({ canSubscribe: false })), { canPublish: true, canSubscribe: false });
+  for (const bad of [null, '', 'not-a-jwt', 'a.%%%.c', `x.${b64url([1])}.y`]) {
+    assert.deepEqual(tokenGrants(bad), { canPublish: true, canSubscribe: true }, String(bad));
+  }
 });

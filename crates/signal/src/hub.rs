@@ -1116,7 +1116,8 @@ mod tests {
 
         // May subscribe, not publish: only a receiving connection goes to the media leg.
         let c = h.connect(now);
-        h.on_message(c, r#"{"type":"join","room":"room-0008","token":"watch"}"#, now);
+        let out = h.on_message(c, r#"{"type":"join","room":"room-0108","token":"watch"}"#, now);
+        assert!(matches!(&sends_to(&out, c)[..], [ServerMessage::Joined { .. }]), "{out:?}");
         let out = h.on_message(c, r#"{"type":"publish","sdp":"v=0"}"#, now);
         assert_eq!(error_code(&out, c), Some(ErrorCode::Forbidden));
         let out = h.on_message(c, r#"{"type":"publish","sdp":"v=0","subscribe":true}"#, now);
