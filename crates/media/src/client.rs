@@ -8,13 +8,16 @@
 //! [`Client::accept_offer`], whose answer goes back to the server.
 //! A WHEP viewer: [`PendingClient::viewer`] (receive-only video and audio, a data channel),
 //! then [`Client::received`] and [`Client::messages`]. Against a server that offers first
-//! (Janus's subscribers): [`AnsweringClient`].
+//! (Janus's subscribers): [`AnsweringClient`]. Congestion control: what the server tells
+//! the client about its sending ([`Client::feedback`]: TWCC feedback, REMB), and what the
+//! client tells the server about a track it receives ([`Client::send_remb`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
@@ -48,10 +51,21 @@ pub struct ReceivedFrame {
     pub at: Instant,
 }
 
+/// Congestion-control feedback the server sent about this client's sending.
+#[derive(Clone, Debug, Default)]
+pub struct Feedback {
+    /// REMB received: (the sending mid it names, bit/s), in arrival order.
+    pub remb: Vec<(Mid, u64)>,
+    /// A round-trip time str0m measured from the server's TWCC feedback (None until
+    /// TWCC feedback arrived).
+    pub twcc_rtt: Option<Duration>,
+}
+
 enum ClientCmd {
     Frame { mid: Mid, data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime> },
     Offer { sdp: String, reply: oneshot::Sender<Result<String, MediaError>> },
     Keyframe { mid: Mid },
+    Remb { mid: Mid, bps: u64 },
     Receiving { reply: oneshot::Sender<Vec<(Mid, MediaKind)>> },
     IceRestart { reply: oneshot::Sender<Result<String, MediaError>> },
     RestartAnswer { sdp: String, reply: oneshot::Sender<Result<(), MediaError>> },
@@ -71,6 +85,8 @@ pub struct Client {
     messages: Arc<Mutex<Vec<String>>>,
     messages_watch: watch::Receiver<u64>,
     ice_connected: watch::Receiver<u64>,
+    feedback: Arc<Mutex<Feedback>>,
+    feedback_watch: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -179,6 +195,8 @@ async fn bind(ip: IpAddr) -> Result<(Rtc, UdpSocket), MediaError> {
         .enable_h264(true)
         .enable_opus(true, false)
         .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
+        // PeerStats carry the RTT measured from TWCC feedback.
+        .set_stats_interval(Some(Duration::from_millis(500)))
         .build(Instant::now());
     let cand = Candidate::host(local, "udp").map_err(|e| MediaError::Rtc(e.to_string()))?;
     rtc.add_local_candidate(cand);
@@ -196,6 +214,8 @@ fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) 
     let (messages_tx, messages_watch) = watch::channel(0u64);
     let messages = Arc::new(Mutex::new(Vec::new()));
     let (ice_tx, ice_connected) = watch::channel(0u64);
+    let (feedback_tx, feedback_watch) = watch::channel(0u64);
+    let feedback = Arc::new(Mutex::new(Feedback::default()));
     let task = tokio::spawn(
         Loop {
             rtc,
@@ -210,6 +230,8 @@ fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) 
             messages_tx,
             ice_connected: ice_tx,
             restart: None,
+            feedback: feedback.clone(),
+            feedback_tx,
         }
         .run(cmd_rx),
     );
@@ -225,6 +247,8 @@ fn start(rtc: Rtc, socket: Arc<UdpSocket>, video: Vec<Mid>, audio: Option<Mid>) 
         messages,
         messages_watch,
         ice_connected,
+        feedback,
+        feedback_watch,
         task,
     };
     (client, connected)
@@ -275,6 +299,22 @@ impl Client {
     /// Asks the server for a keyframe of a received video track (PLI).
     pub fn request_keyframe(&self, mid: Mid) {
         let _ = self.cmd.send(ClientCmd::Keyframe { mid });
+    }
+
+    /// Tells the server (REMB on received track `mid`) that this client takes at most
+    /// `bps` bit/s of it: a subscriber's constrained downlink.
+    pub fn send_remb(&self, mid: Mid, bps: u64) {
+        let _ = self.cmd.send(ClientCmd::Remb { mid, bps });
+    }
+
+    /// What the server told this client about its sending so far.
+    pub fn feedback(&self) -> Feedback {
+        self.feedback.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes on every REMB and on the first TWCC-based RTT.
+    pub fn feedback_watch(&self) -> watch::Receiver<u64> {
+        self.feedback_watch.clone()
     }
 
     /// The tracks the server currently sends to this client (negotiated, not stopped).
@@ -371,6 +411,8 @@ struct Loop {
     ice_connected: watch::Sender<u64>,
     /// The offer of an ICE restart in progress.
     restart: Option<SdpPendingOffer>,
+    feedback: Arc<Mutex<Feedback>>,
+    feedback_tx: watch::Sender<u64>,
 }
 
 impl Loop {
@@ -417,6 +459,21 @@ impl Loop {
                         let _ = self.kf.send(n);
                     }
                     Event::MediaAdded(m) => self.added.push(m.mid),
+                    Event::EgressBitrateEstimate(BweKind::Remb { estimate, mid }) => {
+                        self.feedback.lock().unwrap_or_else(|e| e.into_inner()).remb.push((mid, estimate.as_u64()));
+                        self.feedback_tx.send_modify(|n| *n += 1);
+                    }
+                    Event::PeerStats(s) if s.rtt.is_some() => {
+                        let first = {
+                            let mut f = self.feedback.lock().unwrap_or_else(|e| e.into_inner());
+                            let first = f.twcc_rtt.is_none();
+                            f.twcc_rtt = s.rtt;
+                            first
+                        };
+                        if first {
+                            self.feedback_tx.send_modify(|n| *n += 1);
+                        }
+                    }
                     Event::ChannelData(d) if !d.binary => {
                         let n = {
                             let mut m = self.messages.lock().unwrap_or_else(|e| e.into_inner());
@@ -503,6 +560,11 @@ impl Loop {
                     }
                 };
                 let _ = reply.send(r);
+            }
+            ClientCmd::Remb { mid, bps } => {
+                if let Some(stream) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                    stream.request_remb(Bitrate::bps(bps));
+                }
             }
             ClientCmd::Keyframe { mid } => {
                 if let Some(mut w) = self.rtc.writer(mid) {

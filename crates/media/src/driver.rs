@@ -14,6 +14,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::Input;
@@ -426,6 +427,25 @@ impl Driver {
                 self.close(e, End::Closed("idle or disconnected".into()));
             }
         }
+        self.limit_publishers();
+    }
+
+    /// Tells every publisher of a forwarded video track (REMB) what the tightest of its
+    /// subscribers' downlinks allows it, never less than `min_publish_kbps`.
+    fn limit_publishers(&mut self) {
+        let mut tightest: HashMap<TrackRef, Bitrate> = HashMap::new();
+        for e in self.sessions.values() {
+            for (src, limit) in e.session.downlink_limits() {
+                tightest.entry(src).and_modify(|t| *t = t.min(limit)).or_insert(limit);
+            }
+        }
+        let floor = Bitrate::kbps(self.config.min_publish_kbps);
+        for (src, limit) in tightest {
+            let limit = limit.max(floor);
+            tracing::trace!(session = src.session, mid = %src.mid, kbps = limit.as_u64() / 1000, "publisher limited");
+            self.with_other(src.session, |s| s.limit_publisher(src.mid, limit));
+        }
+        self.flush();
     }
 
     /// Carries a session's outputs out until it waits for time or input.

@@ -17,11 +17,19 @@
 //! frame by frame with the publisher's RTP timestamp unchanged; str0m does the
 //! per-leg RTP (own SSRCs and sequence numbers, NACK/RTX, receiver and sender reports,
 //! TWCC feedback for the publisher's bandwidth estimation).
+//!
+//! Bandwidth: a subscribing session estimates its participant's downlink (str0m's
+//! send-side BWE on the TWCC feedback of the forwarded streams, when
+//! `downlink_bwe_start_kbps` > 0) and takes REMB its participant sends for a forwarded
+//! track; [`Session::downlink_limits`] shares them out per forwarded video track, and the
+//! driver tells each publisher the smallest of its subscribers' shares by REMB
+//! ([`Session::limit_publisher`]), so the publisher's encoder adapts to them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::{Codec, PayloadParams};
@@ -38,6 +46,10 @@ use crate::types::{AccessUnit, MediaConfig, ParticipantKey, SubscribedTrack, ABS
 
 /// Remote addresses one session accepts datagrams from at most (ICE candidates of one peer).
 const MAX_REMOTES: usize = 8;
+
+/// What a forwarded Opus track takes of a downlink estimate before the video tracks share
+/// the rest (Opus at its usual rates plus headers).
+const AUDIO_SHARE: Bitrate = Bitrate::kbps(48);
 
 /// A published track, named across sessions: the publishing session and its mid there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -169,6 +181,10 @@ pub(crate) struct Session {
     max_tracks_per_publish: usize,
     /// Set for a WHEP viewer session (see [`Session::accept_viewer`]).
     viewer: Option<Viewer>,
+    /// The participant's downlink as str0m's BWE estimates it (TWCC feedback).
+    downlink: Option<Bitrate>,
+    /// REMB the participant sent for forwarded tracks, by the mid here.
+    remb_in: HashMap<Mid, Bitrate>,
 }
 
 impl Session {
@@ -190,13 +206,17 @@ impl Session {
         // SDP comes from the network: a parser panic must become an error, not a crash.
         let made = contain(|| -> Result<(Rtc, String), MediaError> {
             let offer = SdpOffer::from_sdp_string(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-            let mut rtc = Rtc::builder()
+            let mut builder = Rtc::builder()
                 .set_crypto_provider(crate::dtls::provider(config.dtls))
                 .clear_codecs()
                 .enable_h264(true)
                 .enable_opus(true, false)
-                .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
-                .build(now);
+                .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime);
+            if subscriber && config.downlink_bwe_start_kbps > 0 {
+                // Estimates the participant's downlink from the TWCC feedback of what it receives.
+                builder = builder.enable_bwe(Some(Bitrate::kbps(config.downlink_bwe_start_kbps)));
+            }
+            let mut rtc = builder.build(now);
             for addr in local_addrs {
                 let c = Candidate::host(*addr, "udp").map_err(|e| MediaError::Rtc(e.to_string()))?;
                 rtc.add_local_candidate(c);
@@ -231,6 +251,8 @@ impl Session {
             max_offer_bytes: config.max_offer_bytes,
             max_tracks_per_publish: config.max_tracks_per_publish,
             viewer: None,
+            downlink: None,
+            remb_in: HashMap::new(),
         };
         Ok(Accepted { session, answer, rejected_tracks })
     }
@@ -391,6 +413,17 @@ impl Session {
                 .iter()
                 .find(|t| t.state == OutState::Open(r.mid))
                 .map(|t| SessionOutput::KeyframeWanted(t.source)),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.downlink = Some(estimate);
+                None
+            }
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, mid }) => {
+                // Only for what is forwarded here: the map stays as small as the m-lines.
+                if self.is_forwarded(mid) {
+                    self.remb_in.insert(mid, estimate);
+                }
+                None
+            }
             _ => None,
         }
     }
@@ -698,6 +731,50 @@ impl Session {
         }
     }
 
+    /// What this participant's downlink allows each forwarded video track: its REMB for
+    /// the track, and its estimated downlink (less [`AUDIO_SHARE`] per forwarded audio
+    /// track) shared equally among the forwarded video tracks; the smaller of the two
+    /// when both are known. Tracks with neither are left out.
+    pub(crate) fn downlink_limits(&self) -> Vec<(TrackRef, Bitrate)> {
+        let open = |kind: MediaKind| {
+            self.tracks_out.iter().filter(move |t| t.kind == kind).filter_map(|t| match t.state {
+                OutState::Open(m) => Some((t.source, m)),
+                _ => None,
+            })
+        };
+        let videos = open(MediaKind::Video).count();
+        let audio = AUDIO_SHARE.as_f64() * open(MediaKind::Audio).count() as f64;
+        let share = self.downlink.filter(|_| videos > 0).map(|d| {
+            // Never nothing: a tiny estimate still leaves each track a little.
+            Bitrate::from(((d.as_f64() - audio) / videos as f64).max(AUDIO_SHARE.as_f64()))
+        });
+        open(MediaKind::Video)
+            .filter_map(|(source, mid)| {
+                let remb = self.remb_in.get(&mid).copied();
+                let limit = match (remb, share) {
+                    (Some(r), Some(s)) => r.min(s),
+                    (r, s) => r.or(s)?,
+                };
+                Some((source, limit))
+            })
+            .collect()
+    }
+
+    /// Tells the participant (by REMB on its track `mid`) to send at most `bitrate`
+    /// there: what its subscribers' downlinks allow. False when it does not publish `mid`.
+    pub(crate) fn limit_publisher(&mut self, mid: Mid, bitrate: Bitrate) -> bool {
+        if !self.published.contains(&mid) {
+            return false;
+        }
+        match self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            Some(stream) => {
+                stream.request_remb(bitrate);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Starts closing (DTLS close alert); poll the output once more to send it.
     pub(crate) fn disconnect(&mut self) {
         self.rtc.disconnect();
@@ -790,6 +867,8 @@ mod tests {
         offers: Vec<String>,
         /// How many of `offers` repeated an unanswered one.
         repeated: usize,
+        /// REMB the client received: (its sending mid, bit/s).
+        remb: Vec<(Mid, u64)>,
         /// The tracks the last offer names.
         offered_tracks: Vec<SubscribedTrack>,
         /// The audio level (RFC 6464) of each received audio packet.
@@ -806,12 +885,16 @@ mod tests {
         wanted: Vec<TrackRef>,
         /// Every published frame the sessions gave out: (session, mid, RTP timestamp).
         media: Vec<(u64, Mid, u32)>,
+        /// A constrained downlink: (leg, n) drops every n-th datagram to that leg's client.
+        lossy: Option<(usize, usize)>,
+        /// Datagrams sent towards the lossy leg's client so far.
+        lossy_count: usize,
     }
 
     impl Net {
         fn new() -> Net {
             str0m::crypto::from_feature_flags().install_process_default();
-            Net { legs: Vec::new(), now: Instant::now(), wanted: Vec::new(), media: Vec::new() }
+            Net { legs: Vec::new(), now: Instant::now(), wanted: Vec::new(), media: Vec::new(), lossy: None, lossy_count: 0 }
         }
 
         /// Adds a participant offering `video` H.264 tracks and maybe one Opus track;
@@ -863,6 +946,7 @@ mod tests {
                 published: Vec::new(),
                 offers: Vec::new(),
                 repeated: 0,
+                remb: Vec::new(),
                 offered_tracks: Vec::new(),
                 audio_levels: Vec::new(),
                 closed: None,
@@ -875,7 +959,7 @@ mod tests {
             for _ in 0..1000 {
                 let mut moved = false;
                 let mut forwards: Vec<(TrackRef, InMedia)> = Vec::new();
-                for leg in &mut self.legs {
+                for (i, leg) in self.legs.iter_mut().enumerate() {
                     let mut to_server = Vec::new();
                     loop {
                         match leg.client.poll_output().expect("client rtc") {
@@ -886,6 +970,9 @@ mod tests {
                             Output::Transmit(t) => to_server.push(t.contents.to_vec()),
                             Output::Event(Event::Connected) => leg.connected = true,
                             Output::Event(Event::KeyframeRequest(_)) => leg.keyframe_requests += 1,
+                            Output::Event(Event::EgressBitrateEstimate(BweKind::Remb { estimate, mid })) => {
+                                leg.remb.push((mid, estimate.as_u64()))
+                            }
                             Output::Event(Event::MediaData(d)) => {
                                 let kind = leg.client.media(d.mid).unwrap().kind();
                                 if kind == MediaKind::Audio {
@@ -932,6 +1019,12 @@ mod tests {
                         leg.server.handle_input(input).expect("server input");
                     }
                     for d in to_client {
+                        if let Some((_, n)) = self.lossy.filter(|(l, _)| *l == i) {
+                            self.lossy_count += 1;
+                            if self.lossy_count % n == 0 {
+                                continue;
+                            }
+                        }
                         leg.client
                             .handle_input(receive(self.now, leg.server_addr, leg.client_addr, &d))
                             .expect("input");
@@ -977,6 +1070,14 @@ mod tests {
                 self.tick();
             }
             panic!("not connected after 500 ticks");
+        }
+
+        /// Session `to` subscribes to every track session `from` publishes (as the driver does).
+        fn subscribe_to(&mut self, to: usize, from: usize) {
+            let (id, name) = (self.legs[from].server.id(), format!("p{from}"));
+            for (mid, kind) in self.legs[from].published.clone() {
+                self.legs[to].server.subscribe(TrackRef { session: id, mid }, kind, &name);
+            }
         }
 
         /// Delivers the sessions' pending offers to their clients and the answers back.
@@ -1091,12 +1192,8 @@ mod tests {
         net.connect();
         // The test plays the driver: each session subscribes to the other's tracks.
         let (a_id, b_id) = (net.legs[a].server.id(), net.legs[b].server.id());
-        for (mid, kind) in net.legs[a].published.clone() {
-            net.legs[b].server.subscribe(TrackRef { session: a_id, mid }, kind, "p0");
-        }
-        for (mid, kind) in net.legs[b].published.clone() {
-            net.legs[a].server.subscribe(TrackRef { session: b_id, mid }, kind, "p1");
-        }
+        net.subscribe_to(b, a);
+        net.subscribe_to(a, b);
         assert_eq!(net.legs[a].published.len(), 2, "a publishes video and audio");
         net.exchange();
         assert_eq!(net.legs[b].offers.len(), 1, "one offer for both of a's tracks");
@@ -1165,10 +1262,7 @@ mod tests {
         let (a, _) = net.join(1, false, true, &cfg);
         let (b, _) = net.join(1, false, true, &cfg);
         net.connect();
-        let a_id = net.legs[a].server.id();
-        for (mid, kind) in net.legs[a].published.clone() {
-            net.legs[b].server.subscribe(TrackRef { session: a_id, mid }, kind, "p0");
-        }
+        net.subscribe_to(b, a);
         net.exchange();
         assert_eq!(net.legs[b].offers.len(), 1, "the server offers a's video to b");
         // b adds a microphone at the same moment (its own offer): the impolite side keeps
@@ -1303,10 +1397,7 @@ mod tests {
         let (b, _) = net.join_with(watches, receive_only).expect("a receiving offer is taken");
         net.connect();
         assert!(net.legs[b].published.is_empty(), "b publishes nothing");
-        let a_id = net.legs[a].server.id();
-        for (mid, kind) in net.legs[a].published.clone() {
-            net.legs[b].server.subscribe(TrackRef { session: a_id, mid }, kind, "p0");
-        }
+        net.subscribe_to(b, a);
         net.exchange();
         net.renegotiate();
         assert_eq!(net.legs[b].server.forwarding().count(), 1, "b receives a's video");
@@ -1324,5 +1415,78 @@ mod tests {
         let (offer, _) = change.apply().expect("b's offer");
         let refused = net.legs[b].server.accept_offer(&offer.to_sdp_string()).err().expect("refused");
         assert!(matches!(refused, MediaError::Forbidden(_)), "{refused}");
+    }
+
+    #[test]
+    fn a_subscribers_remb_becomes_its_limit_and_reaches_the_publisher() {
+        let cfg = MediaConfig::default();
+        let mut net = Net::new();
+        let (a, _) = net.join(1, true, true, &cfg);
+        let (b, _) = net.join(1, false, true, &cfg);
+        net.connect();
+        let a_id = net.legs[a].server.id();
+        net.subscribe_to(b, a);
+        net.exchange();
+        net.renegotiate();
+        let a_video = TrackRef { session: a_id, mid: net.legs[a].video[0] };
+        assert!(net.legs[b].server.downlink_limits().is_empty(), "nothing known yet");
+        for i in 0..5u32 {
+            net.send_video(a, 0, 1000 + i * 3000, keyframe(i as u8));
+            net.send_audio(a, 500 + i * 960, vec![0xfc, 1, 2]);
+            net.tick();
+        }
+        net.run(10);
+        let at_b = net.legs[b].received.iter().find(|r| r.1 == MediaKind::Video).map(|r| r.0).expect("a's video at b");
+        net.legs[b].client.direct_api().stream_rx_by_mid(at_b, None).expect("b receives it").request_remb(Bitrate::kbps(300));
+        net.run(20);
+        let limits = net.legs[b].server.downlink_limits();
+        assert_eq!(limits.len(), 1, "a's video only (audio is not limited): {limits:?}");
+        assert_eq!(limits[0].0, a_video);
+        assert!(limits[0].1.as_u64() <= 300_000, "{limits:?}");
+        // The driver's part: the publisher is told.
+        assert!(net.legs[a].server.limit_publisher(a_video.mid, limits[0].1));
+        assert!(!net.legs[a].server.limit_publisher(Mid::from("nope"), limits[0].1), "not a published mid");
+        net.run(20);
+        let remb = net.legs[a].remb.clone();
+        assert!(!remb.is_empty(), "a got REMB");
+        assert!(remb.iter().all(|(mid, bps)| *mid == a_video.mid && *bps <= 300_000), "{remb:?}");
+    }
+
+    /// Streams a's video (~750 kbit/s) to b for `secs` simulated seconds, every `drop`-th
+    /// datagram to b's client lost (None: none); b's downlink limit for it at the end.
+    fn downlink_limit_after(drop: Option<usize>, secs: u64) -> Option<Bitrate> {
+        let cfg = MediaConfig::default();
+        let mut net = Net::new();
+        let (a, _) = net.join(1, false, true, &cfg);
+        let (b, _) = net.join(1, false, true, &cfg);
+        net.connect();
+        let mid = net.legs[a].video[0];
+        net.subscribe_to(b, a);
+        net.exchange();
+        net.renegotiate();
+        net.lossy = drop.map(|n| (b, n));
+        let start = net.now;
+        let mut n = 0u32;
+        while net.now < start + Duration::from_secs(secs) {
+            if net.now >= start + Duration::from_millis(33 * n as u64) {
+                let mut frame = keyframe(n as u8);
+                frame.extend_from_slice(&[0x5a; 2800]);
+                net.send_video(a, 0, n * 3000, frame);
+                n += 1;
+            }
+            net.tick();
+        }
+        let limits = net.legs[b].server.downlink_limits();
+        limits.iter().find(|(src, _)| src.mid == mid).map(|(_, l)| *l)
+    }
+
+    #[test]
+    fn a_lossy_downlink_lowers_the_subscribers_limit() {
+        let clean = downlink_limit_after(None, 8).expect("an estimate from TWCC feedback");
+        let lossy = downlink_limit_after(Some(4), 8).expect("an estimate from TWCC feedback");
+        assert!(
+            lossy.as_f64() < clean.as_f64() * 0.7,
+            "25% loss towards the subscriber: {lossy} vs {clean} without loss"
+        );
     }
 }

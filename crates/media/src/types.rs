@@ -66,6 +66,13 @@ pub struct MediaConfig {
     pub keyframe_interval: Duration,
     /// A renegotiation offer unanswered for this long is sent again (unchanged).
     pub offer_timeout: Duration,
+    /// A subscribing session estimates its participant's downlink (str0m's TWCC-based
+    /// BWE, starting from this many kbit/s); 0 = no estimate (then only REMB the
+    /// participant sends limits its publishers).
+    pub downlink_bwe_start_kbps: u64,
+    /// The least a publisher is asked to send per video track (REMB), however small its
+    /// subscribers' downlinks, in kbit/s.
+    pub min_publish_kbps: u64,
     /// Largest SDP offer or answer accepted from a participant, in bytes.
     pub max_offer_bytes: usize,
     /// Whose DTLS handshake the sessions use (`crate::dtls`).
@@ -106,6 +113,8 @@ impl Default for MediaConfig {
             udp_buffer_bytes: 4 << 20,
             keyframe_interval: Duration::from_millis(500),
             offer_timeout: Duration::from_millis(3000),
+            downlink_bwe_start_kbps: 2500,
+            min_publish_kbps: 150,
             max_offer_bytes: 64 * 1024,
             dtls: DtlsStack::Dimpl,
             detect: DetectOptions::default(),

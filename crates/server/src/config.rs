@@ -210,6 +210,16 @@ pub struct ServeArgs {
     /// its answer was).
     #[arg(long, env = "CALLSIGHT_OFFER_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
     pub offer_timeout_ms: u64,
+    /// A subscribing participant's downlink is estimated (TWCC feedback of what the
+    /// server forwards to it, str0m's send-side BWE) starting from this many kbit/s; the
+    /// tightest subscriber's share limits each publisher (REMB). 0 = no estimate (REMB
+    /// sent by subscribers still limits publishers).
+    #[arg(long, env = "CALLSIGHT_DOWNLINK_BWE_START_KBPS", default_value_t = 2500)]
+    pub downlink_bwe_start_kbps: u64,
+    /// The least a publisher is asked (REMB) to send per video track, however small its
+    /// subscribers' downlinks, in kbit/s.
+    #[arg(long, env = "CALLSIGHT_MIN_PUBLISH_KBPS", default_value_t = 150)]
+    pub min_publish_kbps: u64,
     /// Largest coded video picture accepted from a publisher, in pixels (checked in each
     /// H.264 SPS before the decoder sees it; default 2560×1440).
     #[arg(long, env = "CALLSIGHT_MAX_VIDEO_PIXELS", default_value_t = callsight_media::sps::DEFAULT_MAX_VIDEO_PIXELS)]
@@ -299,6 +309,8 @@ impl ServeArgs {
             udp_buffer_bytes: self.udp_buffer_bytes,
             keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
             offer_timeout: Duration::from_millis(self.offer_timeout_ms),
+            downlink_bwe_start_kbps: self.downlink_bwe_start_kbps,
+            min_publish_kbps: self.min_publish_kbps,
             sps_limits: callsight_media::sps::SpsLimits {
                 max_video_pixels: self.max_video_pixels,
                 max_ref_frames: self.max_ref_frames,

@@ -44,6 +44,13 @@ fn publisher_of(ts: u32, kind: MediaKind, n: usize) -> Option<usize> {
     })
 }
 
+/// A server with a media leg on a free UDP port, no STUN, rooms of 4, and `extra` flags.
+async fn sfu_server(extra: &[&str]) -> callsight_server::Running {
+    let mut args = vec!["--no-stun", "--media-port", "0", "--room-capacity", "4"];
+    args.extend_from_slice(extra);
+    start_server(&args).await
+}
+
 /// What a participant's signaling task saw.
 #[derive(Default)]
 struct Seen {
@@ -147,8 +154,7 @@ async fn until(what: &str, mut rx: watch::Receiver<u64>, mut done: impl FnMut() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_receive_each_other_through_the_server() {
-    let server =
-        start_server(&["--no-stun", "--media-port", "0", "--room-capacity", "4", "--max-detect-fps", "3"]).await;
+    let server = sfu_server(&["--max-detect-fps", "3"]).await;
     let addr = server.http_addr;
     let room = "room-sfu-1";
     let mut people = Vec::new();
@@ -292,16 +298,7 @@ async fn receives_from(people: &[Participant], me: usize, from: &[usize]) {
 /// lost, still receive every Track: the server offers again after `--offer-timeout-ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_offer_is_offered_again_and_every_track_arrives() {
-    let server = start_server(&[
-        "--no-stun",
-        "--media-port",
-        "0",
-        "--room-capacity",
-        "4",
-        "--offer-timeout-ms",
-        "400",
-    ])
-    .await;
+    let server = sfu_server(&["--offer-timeout-ms", "400"]).await;
     let addr = server.http_addr;
     let room = "room-sfu-offer-again";
     let mut people = Vec::new();
@@ -332,17 +329,7 @@ async fn an_unanswered_offer_is_offered_again_and_every_track_arrives() {
 async fn a_participant_without_the_right_to_publish_subscribes_receive_only() {
     let dir = std::env::temp_dir().join(format!("callsight-sfu-tokens-{}", std::process::id()));
     let secret = secret_file(&dir, "secret", "sfu-receive-only-secret-1");
-    let server = start_server(&[
-        "--no-stun",
-        "--media-port",
-        "0",
-        "--room-capacity",
-        "4",
-        "--require-token",
-        "--token-secret-file",
-        secret.to_str().unwrap(),
-    ])
-    .await;
+    let server = sfu_server(&["--require-token", "--token-secret-file", secret.to_str().unwrap()]).await;
     let addr = server.http_addr;
     let room = "room-sfu-watch-only";
     let (ada, _) = mint(&secret, room, "ada", &[]);
@@ -377,4 +364,45 @@ async fn a_participant_without_the_right_to_publish_subscribes_receive_only() {
         s.abort();
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bandwidth estimation reaches the publisher: the server gives the publisher TWCC
+/// feedback (its own congestion control runs on it), and a subscriber's constrained
+/// downlink (the REMB it sends for the forwarded video) limits the publisher by REMB —
+/// never below `--min-publish-kbps`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribers_downlink_limits_what_the_publisher_sends() {
+    let server = sfu_server(&["--min-publish-kbps", "100"]).await;
+    let addr = server.http_addr;
+    let room = "room-sfu-bandwidth";
+    let people = [participant(addr, room, false).await, participant(addr, room, false).await];
+    let streams = stream_all(&people);
+    receives_from(&people, 1, &[0]).await;
+    let publisher = people[0].client.clone();
+    until("TWCC feedback reaches the publisher", publisher.feedback_watch(), || {
+        publisher.feedback().twcc_rtt.is_some()
+    })
+    .await;
+
+    // The subscriber's downlink takes 200 kbit/s of p0's video: p0 is asked for no more.
+    let video_at_1 = people[1]
+        .client
+        .received()
+        .iter()
+        .find(|f| f.kind == MediaKind::Video && publisher_of(f.rtp_timestamp, f.kind, 2) == Some(0))
+        .map(|f| f.mid)
+        .expect("p0's video at p1");
+    let limited = |lo: u64, hi: u64| {
+        let p = publisher.clone();
+        move || p.feedback().remb.iter().any(|(_, bps)| (lo..=hi).contains(bps))
+    };
+    people[1].client.send_remb(video_at_1, 200_000);
+    until("REMB of at most 200 kbit/s at the publisher", publisher.feedback_watch(), limited(100_000, 200_000)).await;
+    // However small the subscriber's downlink, the publisher is asked for the floor.
+    people[1].client.send_remb(video_at_1, 20_000);
+    until("REMB of the floor at the publisher", publisher.feedback_watch(), limited(100_000, 100_000)).await;
+    assert!(publisher.feedback().remb.iter().all(|(_, bps)| *bps >= 100_000), "never below the floor");
+    for s in streams {
+        s.abort();
+    }
 }

@@ -53,6 +53,11 @@ struct Args {
     max_detect_fps: f32,
     #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
     photos: Vec<String>,
+    /// The hub's downlink estimate per subscriber starts here (kbit/s; 0 = off). Off by
+    /// default: these synthetic publishers keep their bitrate whatever REMB says, so a
+    /// paced subscriber leg would only queue (browsers adapt to the REMB instead).
+    #[arg(long, default_value_t = 0)]
+    downlink_bwe_start_kbps: u64,
 }
 
 type Clients = Arc<Mutex<HashMap<ParticipantKey, Arc<Client>>>>;
@@ -103,6 +108,7 @@ fn main() -> Result<()> {
         max_detect_fps: args.max_detect_fps,
         max_sessions: 64,
         media_queue: 8192,
+        downlink_bwe_start_kbps: args.downlink_bwe_start_kbps,
         ..MediaConfig::default()
     };
     // The hub on its own thread: its CPU time is the forwarding cost.
