@@ -88,9 +88,10 @@ pub(crate) fn mlines(sdp: &str) -> Vec<MLine> {
 /// many, rejected alike (RFC 3264 §6), the same mids where the answer names one.
 pub(crate) fn answers(offer: &[MLine], answer: &[MLine]) -> bool {
     offer.len() == answer.len()
-        && offer.iter().zip(answer).all(|(o, a)| {
-            o.rejected == a.rejected && (a.mid.is_none() || o.mid.is_none() || a.mid == o.mid)
-        })
+        && offer
+            .iter()
+            .zip(answer)
+            .all(|(o, a)| o.rejected == a.rejected && (a.mid.is_none() || o.mid.is_none() || a.mid == o.mid))
 }
 
 /// The m-lines (mid, or index when it has none) on which the offerer would send media:

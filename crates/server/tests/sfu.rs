@@ -356,10 +356,7 @@ async fn a_participant_without_the_right_to_publish_subscribes_receive_only() {
     receives_from(&people, 1, &[0]).await;
     let health = health(addr).await;
     assert_eq!(health["media"]["stats"]["sessions"], 2, "{health}");
-    assert!(
-        people[0].seen.lock().unwrap().offer_sdps.is_empty(),
-        "bob publishes nothing, so ada is offered nothing"
-    );
+    assert!(people[0].seen.lock().unwrap().offer_sdps.is_empty(), "bob publishes nothing, so ada is offered nothing");
     for s in streams {
         s.abort();
     }

@@ -342,9 +342,13 @@ impl Hub {
                     out.push(reply(conn, ErrorCode::Forbidden, "your token does not grant subscribing"))
                 }
                 // Without the right to publish, a connection that only receives (subscribe).
-                Some(_) if !subscribe && !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => out.push(
-                    reply(conn, ErrorCode::Forbidden, "your token does not grant publishing (receiving needs subscribe)"),
-                ),
+                Some(_) if !subscribe && !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish) => {
+                    out.push(reply(
+                        conn,
+                        ErrorCode::Forbidden,
+                        "your token does not grant publishing (receiving needs subscribe)",
+                    ))
+                }
                 Some((room, peer)) => {
                     let receive_only = !self.conns.get(&conn).is_some_and(|c| c.grant.can_publish);
                     out.push(Output::Publish { conn, room, peer, sdp, subscribe, analyse, receive_only })
