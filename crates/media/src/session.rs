@@ -1028,7 +1028,7 @@ mod tests {
                     for d in to_client {
                         if let Some((_, n)) = self.lossy.filter(|(l, _)| *l == i) {
                             self.lossy_count += 1;
-                            if self.lossy_count % n == 0 {
+                            if self.lossy_count.is_multiple_of(n) {
                                 continue;
                             }
                         }
@@ -1396,7 +1396,7 @@ mod tests {
         let receive_only = |key, id, offer: &str, addrs: &[SocketAddr], now| {
             Session::accept_receive_only(key, id, offer, &cfg, addrs, now)
         };
-        let refused = net.join_with(sends, receive_only).err().expect("a sending offer is refused");
+        let refused = net.join_with(sends, receive_only).expect_err("a sending offer is refused");
         assert!(matches!(&refused, MediaError::Forbidden(m) if m.contains("publishing")), "{refused}");
         let watches = |change: &mut str0m::change::SdpApi<'_>| {
             change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -1421,7 +1421,7 @@ mod tests {
         let mut change = net.legs[b].client.sdp_api();
         change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, _) = change.apply().expect("b's offer");
-        let refused = net.legs[b].server.accept_offer(&offer.to_sdp_string()).err().expect("refused");
+        let refused = net.legs[b].server.accept_offer(&offer.to_sdp_string()).expect_err("refused");
         assert!(matches!(refused, MediaError::Forbidden(_)), "{refused}");
     }
 
