@@ -16,9 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use callsight_media::client::{Client, PendingClient};
-use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
+use callsight_media::synth::EncodedFrame;
 use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
 use clap::Parser;
@@ -26,33 +26,22 @@ use str0m::media::MediaKind;
 
 #[path = "common/bench_util.rs"]
 mod bench_util;
-use bench_util::StreamArgs;
+#[path = "common/room_load.rs"]
+mod room_load;
 use callsight_measure::percentile;
 use callsight_measure::proc::{cpu_seconds, mib, rss_kib, thread_cpu_seconds, Process};
+use room_load::{base, encode_sources, last_sent, start_publishing, RoomArgs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rooms of N publishing + subscribing str0m participants through a MediaHub")]
 struct Args {
-    /// Room sizes to run, one after the other.
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
-    rooms: Vec<usize>,
-    /// Measured seconds per room (after the warm-up).
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Warm-up seconds per room (connect, renegotiate, first keyframes).
-    #[arg(long, default_value_t = 4.0)]
-    warmup: f64,
     #[command(flatten)]
-    stream: StreamArgs,
-    #[arg(long, default_value_t = 1_000_000)]
-    bitrate: u32,
+    room: RoomArgs,
     /// Also decode and detect every camera (at --max-detect-fps).
     #[arg(long)]
     detect: bool,
     #[arg(long, default_value_t = 2.0)]
     max_detect_fps: f32,
-    #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
-    photos: Vec<String>,
     /// The hub's downlink estimate per subscriber starts here (kbit/s; 0 = off). Off by
     /// default: these synthetic publishers keep their bitrate whatever REMB says, so a
     /// paced subscriber leg would only queue (browsers adapt to the REMB instead).
@@ -61,11 +50,6 @@ struct Args {
 }
 
 type Clients = Arc<Mutex<HashMap<ParticipantKey, Arc<Client>>>>;
-
-/// RTP timestamp base of publisher `i`: far apart, so a received frame names its sender.
-fn base(i: usize) -> u32 {
-    (i as u32).wrapping_mul(200_000_000)
-}
 
 struct Row {
     n: usize,
@@ -87,22 +71,7 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let detector = Arc::new(Detector::load(&DetectorConfig::default()).context("loading the detector")?);
-    let mut sources: Vec<Arc<Vec<EncodedFrame>>> = Vec::new();
-    for name in &args.photos {
-        let photo = load_test_photo(name)?;
-        let frames = encode_loop(
-            &photo,
-            args.stream.width,
-            args.stream.height,
-            (args.stream.fps * 2.0) as usize,
-            8.0,
-            args.bitrate,
-        )?;
-        sources.push(Arc::new(frames));
-    }
-    if sources.is_empty() {
-        bail!("no photos given");
-    }
+    let sources = encode_sources(&args.room)?;
     let config = MediaConfig {
         udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         max_detect_fps: args.max_detect_fps,
@@ -156,7 +125,7 @@ fn main() -> Result<()> {
         }
     });
     let mut rows = Vec::new();
-    for (round, &n) in args.rooms.iter().enumerate() {
+    for (round, &n) in args.room.rooms.iter().enumerate() {
         rows.push(rt.block_on(run_room(&hub, hub_tid, &args, &sources, &clients, n, round))?);
     }
     println!();
@@ -204,42 +173,25 @@ async fn run_room(
         people.push(client);
     }
     // Every publisher at --fps; the send instant of each frame is kept.
-    let sent: Arc<Mutex<HashMap<(usize, u32), Instant>>> = Arc::default();
-    let period = Duration::from_secs_f64(1.0 / args.stream.fps);
-    let streams: Vec<_> = people
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let (c, frames, sent) = (c.clone(), sources[i % sources.len()].clone(), sent.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                for k in 0u32.. {
-                    tick.tick().await;
-                    let ts = base(i).wrapping_add(k.wrapping_mul(3000));
-                    sent.lock().unwrap().insert((i, k), Instant::now());
-                    c.send_video(0, frames[k as usize % frames.len()].data.clone(), ts);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let (sent, streams) = start_publishing(&people, sources, args.room.stream.fps);
+    tokio::time::sleep(Duration::from_secs_f64(args.room.warmup)).await;
     for c in &people {
         c.take_received();
     }
     let (cpu0, hub0, t0) = (cpu_seconds(), thread_cpu_seconds(hub_tid), Instant::now());
-    let first_k = sent.lock().unwrap().keys().filter(|(i, _)| *i == 0).map(|(_, k)| *k).max().unwrap_or(0);
+    let first_k = last_sent(&sent);
     let stats0 = hub.stats();
     let mut delays = Vec::new();
     let mut received = 0usize;
     let mut bytes = 0usize;
-    let deadline = t0 + Duration::from_secs_f64(args.seconds);
+    let deadline = t0 + Duration::from_secs_f64(args.room.seconds);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         collect(&people, &sent, n, &mut delays, &mut received, &mut bytes);
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, hub1) = (cpu_seconds(), thread_cpu_seconds(hub_tid));
-    let last_k = sent.lock().unwrap().keys().filter(|(i, _)| *i == 0).map(|(_, k)| *k).max().unwrap_or(0);
+    let last_k = last_sent(&sent);
     for s in &streams {
         s.abort();
     }

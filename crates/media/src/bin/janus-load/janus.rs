@@ -202,6 +202,12 @@ impl Api {
 
     /// Long-polls the session's events until one carries a JSEP (an offer or answer), at most `timeout`.
     pub async fn jsep_event(&self, session: u64, timeout: Duration) -> Result<Value> {
+        self.event(session, timeout, |e| e.get("jsep").is_some()).await
+    }
+
+    /// Long-polls the session's events until `wanted` takes one, at most `timeout`; a
+    /// plugin error ends the wait.
+    pub async fn event(&self, session: u64, timeout: Duration, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let events = self.get(&format!("/janus/{session}?maxev=5")).await?;
@@ -210,12 +216,12 @@ impl Api {
                 if let Some(err) = e["plugindata"]["data"].get("error") {
                     bail!("janus videoroom: {err}");
                 }
-                if e.get("jsep").is_some() {
+                if wanted(e) {
                     return Ok(e.clone());
                 }
             }
         }
-        Err(anyhow!("no JSEP event from janus within {timeout:?}"))
+        Err(anyhow!("the awaited event did not come from janus within {timeout:?}"))
     }
 
     /// Ends a session (its handles and PeerConnections).

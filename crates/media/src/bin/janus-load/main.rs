@@ -13,14 +13,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use callsight_measure::percentile;
 use callsight_measure::proc::{cpu_seconds, mib, process_cpu_seconds, rss_kib, Process};
 use callsight_media::client::{AnsweringClient, Client, PendingClient};
-use callsight_media::synth::{encode_loop, load_test_photo, EncodedFrame};
+use callsight_media::synth::EncodedFrame;
 use clap::Parser;
 use serde_json::json;
 use str0m::media::MediaKind;
@@ -28,27 +28,16 @@ use str0m::media::MediaKind;
 #[path = "../common/bench_util.rs"]
 mod bench_util;
 mod janus;
-use bench_util::StreamArgs;
+#[path = "../common/room_load.rs"]
+mod room_load;
 use janus::JanusProcess;
+use room_load::{encode_sources, last_sent, start_publishing, RoomArgs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rooms of N publishing + subscribing str0m participants through Janus's VideoRoom")]
 struct Args {
-    /// Room sizes to run, one after the other.
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
-    rooms: Vec<usize>,
-    /// Measured seconds per room (after the warm-up).
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Warm-up seconds per room (connect, first keyframes).
-    #[arg(long, default_value_t = 4.0)]
-    warmup: f64,
     #[command(flatten)]
-    stream: StreamArgs,
-    #[arg(long, default_value_t = 1_000_000)]
-    bitrate: u32,
-    #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
-    photos: Vec<String>,
+    room: RoomArgs,
     /// The Janus binary.
     #[arg(long, default_value = "/usr/bin/janus")]
     janus: PathBuf,
@@ -63,11 +52,6 @@ fn default_route_ip() -> Result<IpAddr> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
     socket.connect("192.0.2.1:9").context("no default route: give --ip")?;
     Ok(socket.local_addr()?.ip())
-}
-
-/// RTP timestamp base of publisher `i` (as in `sfu-load`).
-fn base(i: usize) -> u32 {
-    (i as u32).wrapping_mul(200_000_000)
 }
 
 struct Row {
@@ -94,15 +78,7 @@ fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let args = Args::parse();
-    let mut sources: Vec<Arc<Vec<EncodedFrame>>> = Vec::new();
-    for name in &args.photos {
-        let photo = load_test_photo(name)?;
-        let (w, h, fps) = (args.stream.width, args.stream.height, args.stream.fps);
-        sources.push(Arc::new(encode_loop(&photo, w, h, (fps * 2.0) as usize, 8.0, args.bitrate)?));
-    }
-    if sources.is_empty() {
-        bail!("no photos given");
-    }
+    let sources = encode_sources(&args.room)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let rows = rt.block_on(async {
         let ip = match args.ip {
@@ -111,7 +87,7 @@ fn main() -> Result<()> {
         };
         let janus = JanusProcess::start(&args.janus, ip).await?;
         let mut rows = Vec::new();
-        for (round, &n) in args.rooms.iter().enumerate() {
+        for (round, &n) in args.room.rooms.iter().enumerate() {
             let row = run_room(&janus, ip, &args, &sources, n, round).await;
             rows.push(row.with_context(|| format!("room of {n}; janus's log: {}", janus.log_path().display()))?);
         }
@@ -177,6 +153,8 @@ async fn run_room(
         tracing::debug!("publisher offer:\n{}\njanus answer:\n{answer}", pending.offer());
         feeds.push(event["plugindata"]["data"]["id"].as_u64().context("publisher feed id")?);
         publishers.push(Arc::new(pending.connect(answer, Duration::from_secs(20)).await?));
+        // Janus offers a feed to subscribers only once its PeerConnection is up on its side.
+        api.event(handle.0, Duration::from_secs(20), |e| e["janus"] == "webrtcup").await?;
     }
     let mut subscribers = Vec::new();
     for i in 0..n {
@@ -213,28 +191,8 @@ async fn run_room(
         .iter()
         .map(|frames| frames.iter().enumerate().map(|(k, f)| (frame_key(&f.data), k as u32)).collect())
         .collect();
-    let sent: Arc<Mutex<HashMap<(usize, u32), Instant>>> = Arc::default();
-    let period = Duration::from_secs_f64(1.0 / args.stream.fps);
-    let streams: Vec<_> = publishers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let (c, frames, sent) = (c.clone(), sources[i % sources.len()].clone(), sent.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                for k in 0u32.. {
-                    tick.tick().await;
-                    sent.lock().unwrap().insert((i, k), Instant::now());
-                    c.send_video(
-                        0,
-                        frames[k as usize % frames.len()].data.clone(),
-                        base(i).wrapping_add(k.wrapping_mul(3000)),
-                    );
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let (sent, streams) = start_publishing(&publishers, sources, args.room.stream.fps);
+    tokio::time::sleep(Duration::from_secs_f64(args.room.warmup)).await;
     for s in &subscribers {
         s.client.take_received();
     }
@@ -242,7 +200,7 @@ async fn run_room(
     let (janus0, own0, t0) = (process_cpu_seconds(pid), cpu_seconds(), Instant::now());
     let first_k = last_sent(&sent);
     let (mut delays, mut received, mut bytes, mut unmatched) = (Vec::new(), 0usize, 0usize, 0usize);
-    let deadline = t0 + Duration::from_secs_f64(args.seconds);
+    let deadline = t0 + Duration::from_secs_f64(args.room.seconds);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let sent = sent.lock().unwrap();
@@ -329,9 +287,4 @@ fn sent_at(
             None => return None,
         }
     }
-}
-
-/// The newest frame index publisher 0 has sent.
-fn last_sent(sent: &Mutex<HashMap<(usize, u32), Instant>>) -> u32 {
-    sent.lock().unwrap().keys().filter(|(i, _)| *i == 0).map(|(_, k)| *k).max().unwrap_or(0)
 }
