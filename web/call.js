@@ -277,6 +277,11 @@ export class Call extends EventTarget {
       case 'offer':
         this.publisher.handleOffer(msg.sdp, msg.tracks);
         break;
+      case 'media-moved':
+        // The server node that carried our connection to the server is gone (several
+        // nodes, --redis): a fresh publish is placed on a live one.
+        if (!this.publisher.stopped) this.publisher.start();
+        break;
       case 'detections':
         this.dispatchEvent(new CustomEvent('detections', { detail: msg }));
         break;

@@ -129,7 +129,7 @@ impl Default for MediaConfig {
 }
 
 /// One participant of one room: it has one media session.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ParticipantKey {
     pub room: String,
     pub participant: String,

@@ -19,11 +19,23 @@
 //!   resume token (checked by each node with the shared resume key) gives its id back on
 //!   any node; a resume on another node while the old seat is still held moves the seat.
 //!
+//! - Media placement: a room's media runs on one node, the holder of the room's lease
+//!   (`place.lua`: the live holder, else the least loaded live node with a media leg,
+//!   by the session counts each media node writes every heartbeat). A participant's
+//!   `publish`, `offer`, `answer` and departure go to that node (relayed when it is
+//!   another), whose replies, server offers and detections come back the same way. The
+//!   media node renews its leases every heartbeat (`lease.lua`); the others read them,
+//!   and when a holder changes (a dead node's lease lapsed) their participants are told
+//!   `media-moved` and publish again ([`crate::placement`]).
+//!
 //! Every Redis command runs on one ordered worker, so a seat taken, the `peer-joined`
-//! relays that follow it and a later release keep their order.
+//! relays that follow it and a later release keep their order, and so do a
+//! participant's media requests.
 
+use crate::placement::{MediaRequest, Moved, Placement};
 use crate::state::AppState;
-use callsight_signal::{Output, PeerId, PeerInfo, ResumeKey, RoomId, Seat, SeatRefusal, ServerMessage};
+use callsight_media::ParticipantKey;
+use callsight_signal::{ConnId, Output, PeerId, PeerInfo, ResumeKey, RoomId, Seat, SeatRefusal, ServerMessage};
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -44,6 +56,10 @@ const SEQUENCE_KEY: &str = "callsight:seq";
 const GONE_PREFIX: &str = "callsight:gone:";
 /// The fingerprint of the resume key of the first node: every node must have the same.
 const RESUME_KEY_ID: &str = "callsight:resume-key-id";
+/// A room's media lease: `callsight:media:{room}` → the node running its media.
+const LEASE_PREFIX: &str = "callsight:media:";
+/// Each media node's load (media sessions it runs), for placement.
+const LOAD_KEY: &str = "callsight:load";
 
 /// Work for the Redis worker.
 #[allow(clippy::large_enum_variant)] // `Seat` holds a hub `Output` (a `ServerMessage`): moved once per join or leave
@@ -56,16 +72,28 @@ pub enum Command {
     },
     /// Refresh this node's presence and reconcile its rooms.
     Sync,
+    /// A participant's media request, to the node running its room's media (`conn`: its
+    /// connection here, for the replies; none for a departure).
+    Media {
+        conn: Option<ConnId>,
+        room: RoomId,
+        peer: PeerId,
+        request: MediaRequest,
+    },
 }
 
-/// A relayed message on a node's channel.
+/// A relayed message on a node's channel: a message for participants here, or a media
+/// request of participant `to` for this node's media leg.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     from: String,
     room: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<String>,
-    msg: ServerMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    msg: Option<ServerMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media: Option<MediaRequest>,
 }
 
 /// A seat as `join.lua` and `sync.lua` store it.
@@ -115,6 +143,10 @@ pub struct Cluster {
     join_script: redis::Script,
     sync_script: redis::Script,
     release_script: redis::Script,
+    place_script: redis::Script,
+    lease_script: redis::Script,
+    /// Who runs whose media (rooms placed by this node and guests it runs).
+    placement: Mutex<Placement>,
 }
 
 /// What `/metrics` and `/healthz` show of Redis.
@@ -142,8 +174,10 @@ impl Cluster {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
         let (queue, receiver) = mpsc::channel(config.queue.max(1));
+        let node = callsight_signal::ids::random_node_id();
         Ok(Arc::new(Cluster {
-            node: callsight_signal::ids::random_node_id(),
+            placement: Mutex::new(Placement::new(node.clone())),
+            node,
             client,
             conn,
             presence_ttl: config.presence_ttl,
@@ -160,6 +194,8 @@ impl Cluster {
             join_script: redis::Script::new(include_str!("cluster/join.lua")),
             sync_script: redis::Script::new(include_str!("cluster/sync.lua")),
             release_script: redis::Script::new(include_str!("cluster/release.lua")),
+            place_script: redis::Script::new(include_str!("cluster/place.lua")),
+            lease_script: redis::Script::new(include_str!("cluster/lease.lua")),
         }))
     }
 
@@ -180,6 +216,7 @@ impl Cluster {
             "relays_dropped": m.relays_dropped.get(),
             "errors": m.errors.get(),
             "resume_key_shared": !self.resume_key_mismatch.load(Ordering::Relaxed),
+            "media_rooms": self.placement().leases().0.len(),
         })
     }
 
@@ -215,11 +252,45 @@ impl Cluster {
 
     /// Queues `msg` for node `node` (participant `to` of `room`, or all of its participants there).
     pub fn relay(&self, node: String, room: &RoomId, to: Option<&PeerId>, msg: ServerMessage) {
-        let envelope = Envelope { from: self.node.clone(), room: room.to_string(), to: to.map(|p| p.to_string()), msg };
-        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        let payload = self.envelope(room, to, Some(msg), None);
         if self.submit(Command::Publish { node, payload }).is_some() {
             self.metrics.relays_dropped.inc();
         }
+    }
+
+    fn envelope(
+        &self,
+        room: &RoomId,
+        to: Option<&PeerId>,
+        msg: Option<ServerMessage>,
+        media: Option<MediaRequest>,
+    ) -> String {
+        let to = to.map(|p| p.to_string());
+        let envelope = Envelope { from: self.node.clone(), room: room.to_string(), to, msg, media };
+        serde_json::to_string(&envelope).unwrap_or_default()
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        self.placement.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A guest's media (its WebSocket on node `from`) now runs here.
+    pub fn host(&self, key: &ParticipantKey, from: &str) {
+        self.placement().host(key, from);
+    }
+
+    pub fn unhost(&self, key: &ParticipantKey) {
+        self.placement().unhost(key);
+    }
+
+    /// The node of guest `key`, if its media runs here.
+    pub fn guest_node(&self, key: &ParticipantKey) -> Option<String> {
+        self.placement().guest_node(key).map(str::to_owned)
+    }
+
+    /// The nodes of `room`'s guests.
+    pub fn guest_nodes(&self, room: &str) -> std::collections::BTreeSet<String> {
+        self.placement().guest_nodes(room)
     }
 
     /// Starts the worker, the presence heartbeat and the relay subscriber.
@@ -265,24 +336,111 @@ impl Cluster {
                         let _ = self.call(async move { invocation.invoke_async::<i64>(&mut conn).await }).await;
                     }
                 }
-                Command::Publish { node, payload } => {
-                    if !self.store_up.load(Ordering::Relaxed) {
-                        self.metrics.relays_dropped.inc();
-                        continue;
-                    }
-                    let mut conn = self.conn.clone();
-                    let channel = format!("{RELAY_PREFIX}{node}");
-                    let sent = self
-                        .call(async move {
-                            redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await
-                        })
-                        .await;
-                    let counter = if sent.is_ok() { &self.metrics.relays_sent } else { &self.metrics.relays_dropped };
-                    counter.inc();
-                }
+                Command::Publish { node, payload } => self.publish(node, payload).await,
                 Command::Seat(_) => {}
                 Command::Sync => self.sync(&state).await,
+                Command::Media { conn, room, peer, request } => self.media(&state, conn, room, peer, request).await,
             }
+        }
+    }
+
+    /// Publishes a relay on node `node`'s channel.
+    async fn publish(&self, node: String, payload: String) {
+        if !self.store_up.load(Ordering::Relaxed) {
+            self.metrics.relays_dropped.inc();
+            return;
+        }
+        let mut conn = self.conn.clone();
+        let channel = format!("{RELAY_PREFIX}{node}");
+        let sent = self
+            .call(async move { redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await })
+            .await;
+        let counter = if sent.is_ok() { &self.metrics.relays_sent } else { &self.metrics.relays_dropped };
+        counter.inc();
+    }
+
+    /// Sends a participant's media request to the node running its room's media: a
+    /// publish places the room (`place.lua`), the rest follow the participant's route.
+    async fn media(
+        &self,
+        state: &Arc<AppState>,
+        conn: Option<ConnId>,
+        room: RoomId,
+        peer: PeerId,
+        request: MediaRequest,
+    ) {
+        let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
+        let node = match &request {
+            MediaRequest::Publish { .. } => {
+                let node = self.place(&room).await;
+                self.placement().route(&key, &node);
+                node
+            }
+            MediaRequest::Renegotiate { .. } => self.placement().route_of(&key).unwrap_or(&self.node).to_owned(),
+            MediaRequest::Unpublish => self.placement().unroute(&key).unwrap_or_else(|| self.node.clone()),
+        };
+        if node == self.node {
+            state.media_here(conn, room, peer, request);
+        } else {
+            tracing::debug!(room = %room.tag(), participant = %peer, media = %node, "media request relayed");
+            let payload = self.envelope(&room, Some(&peer), None, Some(request));
+            self.publish(node, payload).await;
+        }
+    }
+
+    /// The node that runs `room`'s media. While Redis is down, or when no node with a
+    /// media leg is alive, this one (calls go on here; the lease sorts it out later).
+    async fn place(&self, room: &RoomId) -> String {
+        if !self.store_up.load(Ordering::Relaxed) {
+            return self.node.clone();
+        }
+        let mut invocation = self.place_script.key(lease_key(room));
+        invocation.arg(&self.node).arg(NODE_PREFIX).arg(LOAD_KEY).arg(self.presence_ttl.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        match self.call(async move { invocation.invoke_async::<String>(&mut conn).await }).await {
+            Ok(node) if !node.is_empty() => node,
+            _ => self.node.clone(),
+        }
+    }
+
+    /// Renews the leases of the rooms whose media runs here (and writes this node's
+    /// load), reads those of rooms its participants use elsewhere, and tells whoever's
+    /// media moved.
+    async fn leases(&self, state: &Arc<AppState>) {
+        if let Some(load) = state.media_load() {
+            let mut conn = self.conn.clone();
+            let node = self.node.clone();
+            let _ = self
+                .call(async move {
+                    redis::cmd("HSET").arg(LOAD_KEY).arg(node).arg(load).query_async::<i64>(&mut conn).await
+                })
+                .await;
+        }
+        let (mine, elsewhere) = self.placement().leases();
+        let rooms = mine.iter().map(|r| (r, true)).chain(elsewhere.keys().map(|r| (r, false)));
+        let mut moved = Moved::default();
+        for (room, renew) in rooms {
+            let Some(room_id) = RoomId::parse(room) else { continue };
+            let mut invocation = self.lease_script.key(lease_key(&room_id));
+            invocation.arg(&self.node).arg(NODE_PREFIX).arg(self.presence_ttl.as_millis() as u64).arg(if renew {
+                "1"
+            } else {
+                "0"
+            });
+            let mut conn = self.conn.clone();
+            // Redis down: nothing is known to have moved; calls go on as they are.
+            let Ok(holder) = self.call(async move { invocation.invoke_async::<String>(&mut conn).await }).await else {
+                return;
+            };
+            let m = self.placement().lease_seen(room, &holder);
+            if !m.here.is_empty() || !m.guests.is_empty() {
+                tracing::info!(room = %room_id.tag(), holder = %holder, "a room's media moved");
+            }
+            moved.here.extend(m.here);
+            moved.guests.extend(m.guests);
+        }
+        if !moved.here.is_empty() || !moved.guests.is_empty() {
+            state.media_moved(moved);
         }
     }
 
@@ -330,6 +488,11 @@ impl Cluster {
     /// Refreshes this node's presence and reconciles each of its rooms with Redis.
     async fn sync(&self, state: &Arc<AppState>) {
         self.check_resume_key().await;
+        self.sync_rooms(state).await;
+        self.leases(state).await;
+    }
+
+    async fn sync_rooms(&self, state: &Arc<AppState>) {
         let rooms = state.local_rooms();
         let ttl = self.presence_ttl.as_millis() as u64;
         if rooms.is_empty() {
@@ -442,7 +605,14 @@ impl Cluster {
                                     if let Some(None) = to {
                                         continue;
                                     }
-                                    state.relayed(&e.from, &room, to.flatten().as_ref(), e.msg);
+                                    let to = to.flatten();
+                                    match (e.msg, e.media, to) {
+                                        (Some(msg), _, to) => state.relayed(&e.from, &room, to.as_ref(), msg),
+                                        (None, Some(request), Some(peer)) => {
+                                            state.media_from(&e.from, room, peer, request)
+                                        }
+                                        _ => tracing::debug!("a relay with neither message nor media request"),
+                                    }
                                 }
                                 Err(e) => tracing::debug!("a relay that does not parse: {e}"),
                             }
@@ -468,6 +638,10 @@ impl Cluster {
 
 fn room_key(room: &RoomId) -> String {
     format!("{ROOM_PREFIX}{room}")
+}
+
+fn lease_key(room: &RoomId) -> String {
+    format!("{LEASE_PREFIX}{room}")
 }
 
 fn gone_prefix(room: &RoomId) -> String {

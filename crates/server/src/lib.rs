@@ -11,7 +11,9 @@
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
 //! - [`media_sessions`]: media session caps per room/address; publish/unpublish order.
 //! - [`outbox`]: each connection's write queue, bounded in bytes.
-//! - [`cluster`]: rooms shared with other nodes through Redis (`--redis`): seats, presence, relays.
+//! - [`cluster`]: rooms shared with other nodes through Redis (`--redis`): seats, presence,
+//!   relays, media placement and its leases.
+//! - [`placement`]: which node runs whose media (sans-IO tables the cluster worker keeps).
 //! - [`state`]: what the handlers share: the hub, each connection's outbox, the media leg.
 //! - [`state_dir`]: the state directory and the resume-token key kept in it.
 //! - [`stun`]: a STUN (RFC 5389) Binding server on UDP.
@@ -35,6 +37,7 @@ pub mod ice;
 pub mod media_sessions;
 pub mod metrics;
 pub mod outbox;
+pub mod placement;
 pub mod sdpfrag;
 pub mod secrets;
 pub mod serve;

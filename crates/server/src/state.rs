@@ -6,13 +6,14 @@ use crate::connections::ConnectionGate;
 use crate::ice::IceServers;
 use crate::media_sessions::{Completion, MediaSessions};
 use crate::outbox::{Outbound, OutboxSender};
+use crate::placement::{MediaRequest, Moved};
 use callsight_media::{DetectionEvent, MediaHub, ParticipantKey, ServerOffer};
 use callsight_signal::protocol::parse_client;
 use callsight_signal::{
     redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, PeerInfo, ResumeKey, RoomId, Seat, SeatRefusal,
     ServerMessage,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -71,6 +72,15 @@ struct Signaling {
     overflowed: Vec<ConnId>,
     /// The host name each connection's browser used to reach us (its STUN URL names it).
     hosts: HashMap<ConnId, String>,
+    /// Connections whose media stays on this node whatever the room's placement (WHIP).
+    pinned: HashSet<ConnId>,
+}
+
+/// Who asked for media work: a connection here (none for a departure), or a participant
+/// on another node (relayed through Redis).
+enum Asker {
+    Here(Option<ConnId>),
+    Node(String),
 }
 
 impl AppState {
@@ -98,6 +108,7 @@ impl AppState {
                 media_sessions: MediaSessions::new(args.media_session_caps()),
                 overflowed: Vec::new(),
                 hosts: HashMap::new(),
+                pinned: HashSet::new(),
             }),
             connections: ConnectionGate::new(args.connection_limits()),
             allowed_origins: args.allowed_origins.iter().map(|o| crate::http::normalise_origin(o)).collect(),
@@ -193,6 +204,7 @@ impl AppState {
         s.outboxes.remove(&conn);
         s.clients.remove(&conn);
         s.hosts.remove(&conn);
+        s.pinned.remove(&conn);
     }
 
     /// Carries out the hub's outputs. Media work is ordered per participant under the
@@ -215,65 +227,12 @@ impl AppState {
                 }
                 Output::Close { conn, reason } => s.send(conn, Outbound::Close(reason)),
                 Output::Publish { conn, room, peer, sdp, subscribe, analyse, receive_only } => {
-                    let Some(media) = self.media_for(s, conn) else { continue };
-                    let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
                     let client = s.clients.get(&conn).copied().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-                    if let Err(why) = s.media_sessions.publishing(&key, client) {
-                        let msg = ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {why}"));
-                        s.send(conn, Outbound::Text(msg.to_json()));
-                        continue;
-                    }
-                    let (hub, state) = (media.hub.clone(), self.clone());
-                    tokio::spawn(async move {
-                        let result = if receive_only {
-                            hub.subscribe_only(key.clone(), &sdp).await
-                        } else if subscribe {
-                            hub.publish_and_subscribe(key.clone(), &sdp, analyse).await
-                        } else {
-                            hub.publish(key.clone(), &sdp).await
-                        };
-                        let mut s = state.lock();
-                        let reply = match (s.media_sessions.published(&key, result.is_ok()), result) {
-                            (Completion::Unpublish, _) => {
-                                hub.unpublish(&key);
-                                ServerMessage::error(ErrorCode::NotJoined, "left the room before the publish completed")
-                            }
-                            (Completion::Answer, Ok(sdp)) => ServerMessage::PublishAnswer { sdp },
-                            (Completion::Answer, Err(e)) => {
-                                tracing::warn!(conn = conn.0, "publish refused: {e}");
-                                ServerMessage::error(media_error_code(&e), format!("publish refused: {e}"))
-                            }
-                        };
-                        s.send(conn, Outbound::Text(reply.to_json()));
-                        state.drop_overflowed(&mut s);
-                    });
+                    let request = MediaRequest::Publish { sdp, subscribe, analyse, receive_only, client };
+                    self.media_request(s, Some(conn), room, peer, request);
                 }
                 Output::Renegotiate { conn, room, peer, sdp, offer } => {
-                    let Some(media) = self.media_for(s, conn) else { continue };
-                    let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
-                    let (hub, state) = (&media.hub, self.clone());
-                    // Answers and offers of one participant keep their order: the media
-                    // leg takes commands in the order they were sent.
-                    let done: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = if offer {
-                        let offered = hub.renegotiate(key, &sdp);
-                        Box::pin(async move { offered.await.map(|sdp| Some(ServerMessage::Answer { sdp })) })
-                    } else {
-                        let answered = hub.answer(key, &sdp);
-                        Box::pin(async move { answered.await.map(|()| None) })
-                    };
-                    tokio::spawn(async move {
-                        let reply = match done.await {
-                            Ok(Some(msg)) => msg,
-                            Ok(None) => return,
-                            Err(e) => {
-                                tracing::debug!(conn = conn.0, "renegotiation refused: {e}");
-                                ServerMessage::error(media_error_code(&e), format!("renegotiation refused: {e}"))
-                            }
-                        };
-                        let mut s = state.lock();
-                        s.send(conn, Outbound::Text(reply.to_json()));
-                        state.drop_overflowed(&mut s);
-                    });
+                    self.media_request(s, Some(conn), room, peer, MediaRequest::Renegotiate { sdp, offer });
                 }
                 output @ (Output::Reserve { .. } | Output::Release { .. }) => {
                     let refused = match &self.cluster {
@@ -295,24 +254,201 @@ impl AppState {
                 }
                 Output::Unpublish { room, peer } => {
                     tracing::info!(room = %room.tag(), participant = %peer, "left");
-                    let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
-                    s.media_sessions.unpublished(&key);
-                    if let Some(media) = &self.media {
-                        media.hub.unpublish(&key);
-                    }
+                    self.media_request(s, None, room, peer, MediaRequest::Unpublish);
                 }
             }
         }
         self.drop_overflowed(s);
     }
 
-    /// The media leg, or `media-unavailable` sent to `conn` when the server runs without it.
-    fn media_for(&self, s: &mut Signaling, conn: ConnId) -> Option<&Media> {
-        if self.media.is_none() {
-            let msg = ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
-            s.send(conn, Outbound::Text(msg.to_json()));
+    /// Routes a participant's media request (`conn`: its connection here; none for an
+    /// unpublish). With `--redis`, through the cluster worker, which places the room's
+    /// media on one node (this one or another, `placement`); without, or for a WHIP
+    /// encoder (pinned: its `PATCH` and `DELETE` talk to this node), to this node's media leg.
+    fn media_request(
+        self: &Arc<Self>,
+        s: &mut Signaling,
+        conn: Option<ConnId>,
+        room: RoomId,
+        peer: PeerId,
+        request: MediaRequest,
+    ) {
+        let pinned = conn.is_some_and(|c| s.pinned.contains(&c));
+        if let (Some(cluster), false) = (&self.cluster, pinned) {
+            let Some(Command::Media { conn, room, peer, request }) =
+                cluster.submit(Command::Media { conn, room, peer, request })
+            else {
+                return;
+            };
+            // The queue is full. A publish or renegotiation is refused; a departure is
+            // carried out here (its session elsewhere ends with its ICE timeout).
+            if !matches!(request, MediaRequest::Unpublish) {
+                let msg = ServerMessage::error(ErrorCode::MediaUnavailable, "too many requests waiting for Redis");
+                return Self::reply(s, &Asker::Here(conn), &room, &peer, msg, None);
+            }
+            return self.run_media(s, Asker::Here(conn), room, peer, request);
         }
-        self.media.as_ref()
+        self.run_media(s, Asker::Here(conn), room, peer, request);
+    }
+
+    /// Carries out a media request on this node's media leg. Media work is ordered per
+    /// participant under the lock: publishes are recorded before they are handed over,
+    /// unpublishes are sent at once, and a publish that completes for a participant who
+    /// left is undone ([`MediaSessions`]).
+    fn run_media(self: &Arc<Self>, s: &mut Signaling, asker: Asker, room: RoomId, peer: PeerId, request: MediaRequest) {
+        let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
+        let cluster = self.cluster.as_deref();
+        let Some(media) = &self.media else {
+            if !matches!(request, MediaRequest::Unpublish) {
+                let msg = ServerMessage::error(ErrorCode::MediaUnavailable, "this server runs without the media leg");
+                Self::reply(s, &asker, &room, &peer, msg, cluster);
+            }
+            return;
+        };
+        match request {
+            MediaRequest::Publish { sdp, subscribe, analyse, receive_only, client } => {
+                if let Err(why) = s.media_sessions.publishing(&key, client) {
+                    let msg = ServerMessage::error(ErrorCode::MediaUnavailable, format!("publish refused: {why}"));
+                    return Self::reply(s, &asker, &room, &peer, msg, cluster);
+                }
+                let (hub, state) = (media.hub.clone(), self.clone());
+                tokio::spawn(async move {
+                    let result = if receive_only {
+                        hub.subscribe_only(key.clone(), &sdp).await
+                    } else if subscribe {
+                        hub.publish_and_subscribe(key.clone(), &sdp, analyse).await
+                    } else {
+                        hub.publish(key.clone(), &sdp).await
+                    };
+                    let mut s = state.lock();
+                    let reply = match (s.media_sessions.published(&key, result.is_ok()), result) {
+                        (Completion::Unpublish, _) => {
+                            hub.unpublish(&key);
+                            ServerMessage::error(ErrorCode::NotJoined, "left the room before the publish completed")
+                        }
+                        (Completion::Answer, Ok(sdp)) => ServerMessage::PublishAnswer { sdp },
+                        (Completion::Answer, Err(e)) => {
+                            tracing::warn!(participant = %peer, "publish refused: {e}");
+                            ServerMessage::error(media_error_code(&e), format!("publish refused: {e}"))
+                        }
+                    };
+                    Self::reply(&mut s, &asker, &room, &peer, reply, state.cluster.as_deref());
+                    state.drop_overflowed(&mut s);
+                });
+            }
+            MediaRequest::Renegotiate { sdp, offer } => {
+                let (hub, state) = (&media.hub, self.clone());
+                // Answers and offers of one participant keep their order: the media
+                // leg takes commands in the order they were sent.
+                let done: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = if offer {
+                    let offered = hub.renegotiate(key, &sdp);
+                    Box::pin(async move { offered.await.map(|sdp| Some(ServerMessage::Answer { sdp })) })
+                } else {
+                    let answered = hub.answer(key, &sdp);
+                    Box::pin(async move { answered.await.map(|()| None) })
+                };
+                tokio::spawn(async move {
+                    let reply = match done.await {
+                        Ok(Some(msg)) => msg,
+                        Ok(None) => return,
+                        Err(e) => {
+                            tracing::debug!(participant = %peer, "renegotiation refused: {e}");
+                            ServerMessage::error(media_error_code(&e), format!("renegotiation refused: {e}"))
+                        }
+                    };
+                    let mut s = state.lock();
+                    Self::reply(&mut s, &asker, &room, &peer, reply, state.cluster.as_deref());
+                    state.drop_overflowed(&mut s);
+                });
+            }
+            MediaRequest::Unpublish => {
+                s.media_sessions.unpublished(&key);
+                media.hub.unpublish(&key);
+            }
+        }
+    }
+
+    /// Sends `msg` to whoever asked: a connection here, or participant `peer` of `room`
+    /// on another node (relayed).
+    fn reply(
+        s: &mut Signaling,
+        asker: &Asker,
+        room: &RoomId,
+        peer: &PeerId,
+        msg: ServerMessage,
+        cluster: Option<&Cluster>,
+    ) {
+        match (asker, cluster) {
+            (Asker::Here(Some(conn)), _) => s.send(*conn, Outbound::Text(msg.to_json())),
+            (Asker::Node(node), Some(cluster)) => cluster.relay(node.clone(), room, Some(peer), msg),
+            _ => {}
+        }
+    }
+
+    /// Shared rooms: a media request of participant `peer` (on node `from`) for this
+    /// node's media leg, which runs the room's media.
+    pub fn media_from(self: &Arc<Self>, from: &str, room: RoomId, peer: PeerId, request: MediaRequest) {
+        let Some(cluster) = &self.cluster else { return };
+        let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
+        match &request {
+            MediaRequest::Publish { .. } => cluster.host(&key, from),
+            MediaRequest::Unpublish => cluster.unhost(&key),
+            MediaRequest::Renegotiate { .. } => {}
+        }
+        let mut s = self.lock();
+        self.run_media(&mut s, Asker::Node(from.to_owned()), room, peer, request);
+        self.drop_overflowed(&mut s);
+    }
+
+    /// Shared rooms: a media request the cluster worker placed on this node.
+    pub fn media_here(self: &Arc<Self>, conn: Option<ConnId>, room: RoomId, peer: PeerId, request: MediaRequest) {
+        let mut s = self.lock();
+        self.run_media(&mut s, Asker::Here(conn), room, peer, request);
+        self.drop_overflowed(&mut s);
+    }
+
+    /// Shared rooms: the media of `moved` no longer runs where it did (its node died, or
+    /// this node lost the room's lease). Any session of theirs here ends; participants
+    /// here are told `media-moved` (their pages publish again and are placed anew), and
+    /// guests' nodes are told to tell theirs.
+    pub fn media_moved(self: &Arc<Self>, moved: Moved) {
+        let mut s = self.lock();
+        let keys = moved.here.iter().chain(moved.guests.iter().map(|(k, _)| k));
+        for key in keys {
+            s.media_sessions.unpublished(key);
+            if let Some(media) = &self.media {
+                media.hub.unpublish(key);
+            }
+        }
+        for key in &moved.here {
+            let (Some(room), Some(peer)) = (RoomId::parse(&key.room), PeerId::parse(&key.participant)) else {
+                continue;
+            };
+            tracing::info!(room = %room.tag(), participant = %peer, "media moved: publish again");
+            if let Some(conn) = s.hub.connection_of(&room, &peer) {
+                s.send(conn, Outbound::Text(ServerMessage::MediaMoved {}.to_json()));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            for (key, node) in moved.guests {
+                let (Some(room), Some(peer)) = (RoomId::parse(&key.room), PeerId::parse(&key.participant)) else {
+                    continue;
+                };
+                cluster.relay(node, &room, Some(&peer), ServerMessage::MediaMoved {});
+            }
+        }
+        self.drop_overflowed(&mut s);
+    }
+
+    /// Media sessions this node runs (its load figure for placement).
+    pub fn media_load(&self) -> Option<usize> {
+        self.media.as_ref().map(|_| self.lock().media_sessions.len())
+    }
+
+    /// A WHIP encoder's connection: its media stays on this node, whose media leg its
+    /// `PATCH` (trickle ICE) and `DELETE` talk to.
+    pub fn pin_media(&self, conn: ConnId) {
+        self.lock().pinned.insert(conn);
     }
 
     /// Connections whose outbox overflowed leave the hub now (their peers hear
@@ -322,6 +458,7 @@ impl AppState {
             let out = s.hub.disconnect(conn, Instant::now());
             s.clients.remove(&conn);
             s.hosts.remove(&conn);
+            s.pinned.remove(&conn);
             self.apply(s, out);
         }
     }
@@ -339,10 +476,15 @@ impl AppState {
         let (Some(room), Some(peer)) = (RoomId::parse(&offer.key.room), PeerId::parse(&offer.key.participant)) else {
             return;
         };
-        let text = ServerMessage::Offer { sdp: offer.sdp, tracks: offer.tracks }.to_json();
+        let msg = ServerMessage::Offer { sdp: offer.sdp, tracks: offer.tracks };
         let mut s = self.lock();
         if let Some(conn) = s.hub.connection_of(&room, &peer) {
-            s.send(conn, Outbound::Text(text));
+            s.send(conn, Outbound::Text(msg.to_json()));
+        } else if let Some(cluster) = &self.cluster {
+            // A guest: its WebSocket is on another node.
+            if let Some(node) = cluster.guest_node(&offer.key) {
+                cluster.relay(node, &room, Some(&peer), msg);
+            }
         }
         self.drop_overflowed(&mut s);
     }
@@ -371,7 +513,10 @@ impl AppState {
             s.send(conn, Outbound::Text(text.clone()));
         }
         if let Some(cluster) = &self.cluster {
-            for node in s.hub.remote_nodes(&room) {
+            // Other nodes with participants in the room, and those of its guests.
+            let mut nodes = s.hub.remote_nodes(&room);
+            nodes.extend(cluster.guest_nodes(&event.room));
+            for node in nodes {
                 cluster.relay(node, &room, None, ServerMessage::Detections(event.result.clone()));
             }
         }

@@ -591,7 +591,14 @@ impl Hub {
                     out.push(Output::Send { to: conn, msg: msg.clone() });
                 }
             }
-            ServerMessage::Signal { .. } => {
+            // Signals, and the replies of the node running this participant's media
+            // (`--redis` media placement), go to the one participant named.
+            ServerMessage::Signal { .. }
+            | ServerMessage::PublishAnswer { .. }
+            | ServerMessage::Offer { .. }
+            | ServerMessage::Answer { .. }
+            | ServerMessage::Error { .. }
+            | ServerMessage::MediaMoved {} => {
                 if let Some(conn) = to.and_then(|to| self.connection_of(room, to)) {
                     out.push(Output::Send { to: conn, msg });
                 }
@@ -1206,6 +1213,19 @@ mod tests {
         // A relay for someone not here goes nowhere.
         let stray = ServerMessage::Signal { from: a_info.id.clone(), data: json!({}) };
         assert!(nb.on_relay("node-a", &room, Some(&PeerId::random()), stray, now).is_empty());
+        // The media node's replies reach the participant named, and only it; a relayed
+        // reply without a participant goes nowhere.
+        for reply in [
+            ServerMessage::PublishAnswer { sdp: "v=0".into() },
+            ServerMessage::Answer { sdp: "v=0".into() },
+            ServerMessage::Offer { sdp: "v=0".into(), tracks: vec![] },
+            ServerMessage::error(ErrorCode::MediaUnavailable, "no"),
+            ServerMessage::MediaMoved {},
+        ] {
+            let out = nb.on_relay("node-a", &room, Some(&b_info.id), reply.clone(), now);
+            assert_eq!(out, vec![Output::Send { to: b, msg: reply.clone() }]);
+            assert!(nb.on_relay("node-a", &room, None, reply, now).is_empty());
+        }
 
         // b leaves: its seat is released and node a hears of it.
         let out = nb.disconnect(b, now);

@@ -153,6 +153,10 @@ pub enum ServerMessage {
     },
     /// Objects found in one frame of a published track (`docs/sync.md`).
     Detections(TrackDetections),
+    /// Shared rooms (`--redis`): the node that ran this participant's connection to the
+    /// server is gone (or gave the room up); publish again (a fresh `publish`) and the
+    /// room's media continues on a live node.
+    MediaMoved {},
     Error {
         code: ErrorCode,
         message: String,

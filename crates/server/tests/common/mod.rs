@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
+pub mod cluster;
 pub mod exchange;
 #[allow(unused_imports)] // only the WHIP/WHEP tests use them
 pub use exchange::*;
