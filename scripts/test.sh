@@ -29,6 +29,8 @@ command -v ip >/dev/null || missing+=(iproute2)
   || missing+=(python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-tools \
      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The multi-node browser test puts nginx in front of two nodes (tests/e2e/cluster.test.js).
+command -v nginx >/dev/null || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
