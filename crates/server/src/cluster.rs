@@ -274,13 +274,14 @@ impl Cluster {
         self.placement.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A guest's media (its WebSocket on node `from`) now runs here.
+    /// `key`'s media now runs here for its WebSocket on node `from` (maybe this one).
     pub fn host(&self, key: &ParticipantKey, from: &str) {
         self.placement().host(key, from);
     }
 
-    pub fn unhost(&self, key: &ParticipantKey) {
-        self.placement().unhost(key);
+    /// Whether node `from` may end `key`'s session here; if so, it is forgotten.
+    pub fn unhost(&self, key: &ParticipantKey, from: &str) -> bool {
+        self.placement().unhost(key, from)
     }
 
     /// The node of guest `key`, if its media runs here.

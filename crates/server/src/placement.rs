@@ -5,8 +5,10 @@
 //! room's lease. Each node keeps two tables:
 //! - **routes**: participants whose WebSocket is here → the node running their media
 //!   (this one or another); their `offer`/`answer`/unpublish follow the route.
-//! - **guests**: participants whose WebSocket is on another node but whose media runs
-//!   here → that node, where replies, server offers and detections are relayed.
+//! - **sessions**: participants whose media runs here → the node of their WebSocket
+//!   (this one, or another: a *guest*, to whose node replies, server offers and
+//!   detections are relayed). Only that node may end the session: a stale connection's
+//!   departure, elsewhere, after the participant resumed and published again, does not.
 //!
 //! Each heartbeat, a node renews the lease of every room whose media it runs and reads
 //! the holder of every room its participants' media runs elsewhere. A holder that is not
@@ -35,7 +37,7 @@ pub enum MediaRequest {
 pub struct Placement {
     node: String,
     routes: HashMap<ParticipantKey, String>,
-    guests: HashMap<ParticipantKey, String>,
+    sessions: HashMap<ParticipantKey, String>,
 }
 
 /// Whom to tell that their media moved, after a lease was read.
@@ -49,7 +51,7 @@ pub struct Moved {
 
 impl Placement {
     pub fn new(node: String) -> Self {
-        Placement { node, routes: HashMap::new(), guests: HashMap::new() }
+        Placement { node, routes: HashMap::new(), sessions: HashMap::new() }
     }
 
     pub fn node(&self) -> &str {
@@ -71,29 +73,38 @@ impl Placement {
         self.routes.remove(key)
     }
 
-    /// `key`'s media now runs here for node `from`.
+    /// `key` published here from node `from` (this one or another): its session is
+    /// that node's connection's.
     pub fn host(&mut self, key: &ParticipantKey, from: &str) {
-        self.guests.insert(key.clone(), from.to_owned());
+        self.sessions.insert(key.clone(), from.to_owned());
     }
 
-    pub fn unhost(&mut self, key: &ParticipantKey) -> Option<String> {
-        self.guests.remove(key)
+    /// Whether node `from` may end `key`'s session here (it published it, or no node
+    /// is known to have); if so, the session is forgotten.
+    pub fn unhost(&mut self, key: &ParticipantKey, from: &str) -> bool {
+        match self.sessions.get(key) {
+            Some(owner) if owner != from => false,
+            _ => {
+                self.sessions.remove(key);
+                true
+            }
+        }
     }
 
-    /// The node of guest `key` (its WebSocket), if its media runs here.
+    /// The node of guest `key` (its WebSocket is elsewhere), if its media runs here.
     pub fn guest_node(&self, key: &ParticipantKey) -> Option<&str> {
-        self.guests.get(key).map(String::as_str)
+        self.sessions.get(key).map(String::as_str).filter(|n| *n != self.node)
     }
 
     /// The nodes of `room`'s guests (detections are relayed to each once).
     pub fn guest_nodes(&self, room: &str) -> BTreeSet<String> {
-        self.guests.iter().filter(|(k, _)| k.room == room).map(|(_, n)| n.clone()).collect()
+        self.sessions.iter().filter(|(k, n)| k.room == room && **n != self.node).map(|(_, n)| n.clone()).collect()
     }
 
     /// Rooms whose media runs here (leases to renew), and rooms whose media this node's
     /// participants use elsewhere, with the node expected to hold each lease.
     pub fn leases(&self) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
-        let mut mine: BTreeSet<String> = self.guests.keys().map(|k| k.room.clone()).collect();
+        let mut mine: BTreeSet<String> = self.sessions.keys().map(|k| k.room.clone()).collect();
         let mut elsewhere: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (k, n) in &self.routes {
             if *n == self.node {
@@ -118,9 +129,11 @@ impl Placement {
             keep
         });
         if holder != self.node {
-            self.guests.retain(|k, n| {
+            let node = &self.node;
+            self.sessions.retain(|k, n| {
                 let keep = k.room != room;
-                if !keep {
+                // Participants here are among `moved.here` already (their routes).
+                if !keep && n != node {
                     moved.guests.push((k.clone(), n.clone()));
                 }
                 keep
@@ -146,6 +159,7 @@ mod tests {
         a.route(&key("r1", "p1"), "a");
         a.route(&key("r2", "p2"), "m");
         a.route(&key("r2", "p3"), "m");
+        a.host(&key("r1", "p1"), "a");
         a.host(&key("r3", "g1"), "b");
         a.host(&key("r3", "g2"), "c");
         a.host(&key("r3", "g3"), "b");
@@ -154,6 +168,8 @@ mod tests {
         assert_eq!(elsewhere.keys().collect::<Vec<_>>(), vec!["r2"]);
         assert_eq!(a.guest_nodes("r3").into_iter().collect::<Vec<_>>(), vec!["b", "c"]);
         assert_eq!(a.guest_node(&key("r3", "g2")), Some("c"));
+        assert_eq!(a.guest_node(&key("r1", "p1")), None, "its WebSocket is here");
+        assert!(a.guest_nodes("r1").is_empty());
         assert_eq!(a.route_of(&key("r2", "p2")), Some("m"));
 
         // The expected holders: nothing moves.
@@ -171,7 +187,7 @@ mod tests {
         assert_eq!(moved.guests.len(), 3);
         assert_eq!(a.guest_node(&key("r3", "g1")), None);
         // r1 runs here but its lease is another node's now: the participant here moves.
-        assert_eq!(a.lease_seen("r1", "m").here, vec![key("r1", "p1")]);
+        assert_eq!(a.lease_seen("r1", "m"), Moved { here: vec![key("r1", "p1")], guests: vec![] });
         assert_eq!(a.leases(), (BTreeSet::new(), BTreeMap::new()));
     }
 
@@ -182,7 +198,12 @@ mod tests {
         assert_eq!(a.unroute(&key("r", "p")).as_deref(), Some("m"));
         assert_eq!(a.unroute(&key("r", "p")), None);
         a.host(&key("r", "g"), "b");
-        assert_eq!(a.unhost(&key("r", "g")).as_deref(), Some("b"));
+        // It resumed on this node and published here: node b's stale departure is ignored.
+        a.host(&key("r", "g"), "a");
+        assert!(!a.unhost(&key("r", "g"), "b"));
         assert!(a.guest_nodes("r").is_empty());
+        assert!(a.unhost(&key("r", "g"), "a"));
+        // Unknown sessions may be ended by anyone (a no-op on the media leg).
+        assert!(a.unhost(&key("r", "x"), "b"));
     }
 }

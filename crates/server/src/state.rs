@@ -390,18 +390,36 @@ impl AppState {
     pub fn media_from(self: &Arc<Self>, from: &str, room: RoomId, peer: PeerId, request: MediaRequest) {
         let Some(cluster) = &self.cluster else { return };
         let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
-        match &request {
-            MediaRequest::Publish { .. } => cluster.host(&key, from),
-            MediaRequest::Unpublish => cluster.unhost(&key),
-            MediaRequest::Renegotiate { .. } => {}
+        if !Self::own_session(cluster, &key, from, &request) {
+            return tracing::debug!(participant = %peer, node = from, "a stale unpublish ignored");
         }
         let mut s = self.lock();
         self.run_media(&mut s, Asker::Node(from.to_owned()), room, peer, request);
         self.drop_overflowed(&mut s);
     }
 
+    /// Records who published `key` here (node `from`); says whether `request` may go on:
+    /// an unpublish only from the node that published the session — a stale connection's
+    /// departure elsewhere, after the participant resumed and published again, is not.
+    fn own_session(cluster: &Cluster, key: &ParticipantKey, from: &str, request: &MediaRequest) -> bool {
+        match request {
+            MediaRequest::Publish { .. } => {
+                cluster.host(key, from);
+                true
+            }
+            MediaRequest::Unpublish => cluster.unhost(key, from),
+            MediaRequest::Renegotiate { .. } => true,
+        }
+    }
+
     /// Shared rooms: a media request the cluster worker placed on this node.
     pub fn media_here(self: &Arc<Self>, conn: Option<ConnId>, room: RoomId, peer: PeerId, request: MediaRequest) {
+        if let Some(cluster) = &self.cluster {
+            let key = ParticipantKey { room: room.to_string(), participant: peer.to_string() };
+            if !Self::own_session(cluster, &key, &cluster.node, &request) {
+                return tracing::debug!(participant = %peer, "a stale unpublish ignored");
+            }
+        }
         let mut s = self.lock();
         self.run_media(&mut s, Asker::Here(conn), room, peer, request);
         self.drop_overflowed(&mut s);
