@@ -9,6 +9,7 @@ mod common;
 use common::cluster::*;
 use common::*;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn ids(peers: &Value) -> Vec<String> {
     peers.as_array().expect("peers").iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
@@ -225,4 +226,61 @@ async fn a_dead_nodes_participant_resumes_its_id_on_a_live_node() {
     let mut c = connect(node_a.addr).await;
     send(&mut c, json!({"type":"join","room":room})).await;
     assert_eq!(error_code(&recv(&mut c).await), "room-full");
+}
+
+/// Three nodes, one participant on each. When one node dies, each survivor hears
+/// `peer-left` for its participant only; a participant whose socket drops resumes on the
+/// third node and nobody hears it leave (only return); nothing else is said about anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_a_death_and_a_resume_say_exactly_who_left() {
+    let redis = Redis::start();
+    let room = "three-node-room";
+    let cap = ["--room-capacity", "4"];
+    let (node_a, node_b) = (Node::start(&redis, &cap).await, Node::start(&redis, &cap).await);
+    let mut node_c = Node::start(&redis, &cap).await;
+    let (mut a, mut b, mut c) = (connect(node_a.addr).await, connect(node_b.addr).await, connect(node_c.addr).await);
+    let a_joined = join(&mut a, room).await;
+    let a_id = a_joined["id"].as_str().unwrap().to_owned();
+    let b_id = join(&mut b, room).await["id"].as_str().unwrap().to_owned();
+    let c_id = join(&mut c, room).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(recv_type(&mut a, "peer-joined").await["peer"]["id"], b_id.as_str());
+    assert_eq!(recv_type(&mut a, "peer-joined").await["peer"]["id"], c_id.as_str());
+    assert_eq!(recv_type(&mut b, "peer-joined").await["peer"]["id"], c_id.as_str());
+
+    // Node c dies: a and b hear that c left, and nothing else.
+    node_c.kill();
+    for ws in [&mut a, &mut b] {
+        let v = recv(ws).await;
+        assert_eq!((&v["type"], &v["id"]), (&json!("peer-left"), &json!(c_id)), "{v}");
+    }
+    // A window of several heartbeats (presence TTL 1.5 s): any wrong `peer-left` from a
+    // sync would arrive in it. Then a signals b, which must be b's next message.
+    tokio::time::sleep(Duration::from_millis(3 * PRESENCE_TTL_MS.parse::<u64>().unwrap())).await;
+    send(&mut a, json!({"type":"signal","to":b_id,"data":{"n":1}})).await;
+    let v = recv(&mut b).await;
+    assert_eq!((&v["type"], &v["data"]["n"]), (&json!("signal"), &json!(1)), "{v}");
+
+    // a's socket drops and a resumes on node b at once: b hears a leave and return (or
+    // only return), never a second leave; a's signals keep reaching b.
+    drop(a);
+    let mut a2 = connect(node_b.addr).await;
+    let a2_joined = join_with(&mut a2, resume_msg(room, &a_joined)).await;
+    assert_eq!(a2_joined["id"], a_id.as_str(), "{a2_joined}");
+    assert_eq!(ids(&a2_joined["peers"]), vec![b_id.clone()]);
+    loop {
+        let v = recv(&mut b).await;
+        match v["type"].as_str() {
+            Some("peer-left") => assert_eq!(v["id"], a_id.as_str()),
+            Some("peer-joined") => {
+                assert_eq!(v["peer"]["id"], a_id.as_str());
+                break;
+            }
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(3 * PRESENCE_TTL_MS.parse::<u64>().unwrap())).await;
+    send(&mut a2, json!({"type":"signal","to":b_id,"data":{"n":2}})).await;
+    let v = recv(&mut b).await;
+    assert_eq!((&v["type"], &v["data"]["n"]), (&json!("signal"), &json!(2)), "{v}");
+    drop(node_a);
 }
