@@ -93,7 +93,11 @@ export class RoomView {
     call.addEventListener('peer-removed', (e) => this.#removeTile(e.detail.id));
     call.addEventListener('chat', (e) => this.#appendChat(e.detail));
     call.addEventListener('detections', (e) => this.store.add(e.detail));
-    call.addEventListener('publish', () => this.#renderPublish());
+    call.addEventListener('publish', () => {
+      this.#renderPublish();
+      // Via the server, remote tiles follow our connection to it.
+      for (const id of call.links.keys()) this.#renderPeer(id);
+    });
     call.addEventListener('keys', () => this.#renderKeys());
     for (const b of document.querySelectorAll('#ingest-panel button[data-copy]')) {
       b.addEventListener('click', () => this.#copy($(`#${b.dataset.copy}`).value, b.dataset.what));
@@ -382,12 +386,25 @@ export class RoomView {
         window.addEventListener('keydown', unmute, { once: true });
       });
     }
-    t.el.dataset.state = link.state;
+    const state = this.#peerState(link, stream);
+    t.el.dataset.state = state;
     t.el.dataset.video = stream.getVideoTracks().length ? 'on' : 'off';
     t.el.querySelector('.who').textContent = link.name || 'Guest';
     t.el.querySelector('.avatar').textContent = initials(link.name);
-    t.el.querySelector('.peer-state').textContent = PEER_STATE_TEXT[link.state] ?? link.state;
+    t.el.querySelector('.peer-state').textContent = PEER_STATE_TEXT[state] ?? state;
     this.#renderChatEnabled();
+  }
+
+  /**
+   * What a remote tile says about its participant's connection. Peer to peer: the link's
+   * state. Via the server the link is not what carries the media (and a WHIP encoder
+   * never opens one): connected once the server forwards its tracks, reconnecting while
+   * our own connection to the server is down.
+   */
+  #peerState(link, stream) {
+    if (!this.call.viaServer || link.state === 'closed') return link.state;
+    if (this.call.publishState === 'failed') return 'reconnecting';
+    return stream.getTracks().length ? 'connected' : 'connecting';
   }
 
   #renderLocal() {

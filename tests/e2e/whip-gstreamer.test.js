@@ -29,7 +29,8 @@ function remoteTile(page, name) {
       if (el.querySelector('.who')?.textContent !== name) continue;
       const v = el.querySelector('video');
       const listed = [...el.querySelectorAll('[data-testid=det-list] li')].map((li) => li.dataset.label);
-      return { id: el.dataset.peer, playing: v.videoWidth > 0 && !v.paused, listed };
+      const state = el.querySelector('.peer-state')?.textContent;
+      return { id: el.dataset.peer, playing: v.videoWidth > 0 && !v.paused, listed, state };
     }
     return null;
   }, name);
@@ -92,6 +93,9 @@ test('a GStreamer pipeline publishes through WHIP; the call lists the objects in
       { timeoutMs: 30_000, message: 'a bus box drawn on a displayed frame of the GStreamer video' },
     );
     assert.ok(drawn.boxes.length > 0);
+    // Its video arrives via the server (an encoder opens no peer-to-peer link): the tile
+    // says connected, not "connecting…".
+    assert.equal((await remoteTile(host, 'GStreamer')).state, 'connected');
     await screenshot(host, 'whip-gstreamer');
 
     // Closing its stdin: it DELETEs the session (200) and exits; the tile goes away.
