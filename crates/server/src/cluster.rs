@@ -417,6 +417,23 @@ impl Cluster {
                 })
                 .await;
         }
+        // Guests whose node died (its presence lapsed): their WebSockets are gone, so
+        // their sessions here end (a page that reconnects elsewhere publishes again).
+        let guest_nodes = self.placement().guest_nodes_all();
+        for node in guest_nodes {
+            let mut conn = self.conn.clone();
+            let key = format!("{NODE_PREFIX}{node}");
+            let Ok(alive) =
+                self.call(async move { redis::cmd("EXISTS").arg(key).query_async::<i64>(&mut conn).await }).await
+            else {
+                return;
+            };
+            if alive == 0 {
+                let gone = self.placement().drop_guests_of(&node);
+                tracing::info!(node = %node, sessions = gone.len(), "a node died: its participants' media sessions here end");
+                state.end_sessions(&gone);
+            }
+        }
         let (mine, elsewhere) = self.placement().leases();
         let rooms = mine.iter().map(|r| (r, true)).chain(elsewhere.keys().map(|r| (r, false)));
         let mut moved = Moved::default();

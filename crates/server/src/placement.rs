@@ -101,6 +101,26 @@ impl Placement {
         self.sessions.iter().filter(|(k, n)| k.room == room && **n != self.node).map(|(_, n)| n.clone()).collect()
     }
 
+    /// The other nodes whose participants' media runs here.
+    pub fn guest_nodes_all(&self) -> BTreeSet<String> {
+        self.sessions.values().filter(|n| **n != self.node).cloned().collect()
+    }
+
+    /// Node `node` died: its participants' sessions here are forgotten and returned, to be
+    /// ended (their pages publish again wherever they reconnect).
+    pub fn drop_guests_of(&mut self, node: &str) -> Vec<ParticipantKey> {
+        let mut gone = Vec::new();
+        self.sessions.retain(|k, n| {
+            let keep = n != node;
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        gone.sort();
+        gone
+    }
+
     /// Rooms whose media runs here (leases to renew), and rooms whose media this node's
     /// participants use elsewhere, with the node expected to hold each lease.
     pub fn leases(&self) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
@@ -205,5 +225,14 @@ mod tests {
         assert!(a.unhost(&key("r", "g"), "a"));
         // Unknown sessions may be ended by anyone (a no-op on the media leg).
         assert!(a.unhost(&key("r", "x"), "b"));
+        // Node b dies: its guests' sessions end; the others' stay.
+        a.host(&key("r", "g1"), "b");
+        a.host(&key("s", "g2"), "b");
+        a.host(&key("r", "g3"), "c");
+        a.host(&key("r", "p"), "a");
+        assert_eq!(a.guest_nodes_all().into_iter().collect::<Vec<_>>(), vec!["b", "c"]);
+        assert_eq!(a.drop_guests_of("b"), vec![key("r", "g1"), key("s", "g2")]);
+        assert_eq!(a.guest_nodes_all().into_iter().collect::<Vec<_>>(), vec!["c"]);
+        assert_eq!(a.guest_node(&key("r", "g3")), Some("c"));
     }
 }

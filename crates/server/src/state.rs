@@ -430,14 +430,9 @@ impl AppState {
     /// here are told `media-moved` (their pages publish again and are placed anew), and
     /// guests' nodes are told to tell theirs.
     pub fn media_moved(self: &Arc<Self>, moved: Moved) {
+        let keys: Vec<ParticipantKey> = moved.here.iter().chain(moved.guests.iter().map(|(k, _)| k)).cloned().collect();
+        self.end_sessions(&keys);
         let mut s = self.lock();
-        let keys = moved.here.iter().chain(moved.guests.iter().map(|(k, _)| k));
-        for key in keys {
-            s.media_sessions.unpublished(key);
-            if let Some(media) = &self.media {
-                media.hub.unpublish(key);
-            }
-        }
         for key in &moved.here {
             let (Some(room), Some(peer)) = (RoomId::parse(&key.room), PeerId::parse(&key.participant)) else {
                 continue;
@@ -456,6 +451,18 @@ impl AppState {
             }
         }
         self.drop_overflowed(&mut s);
+    }
+
+    /// Shared rooms: ends these sessions of this node's media leg (their participants'
+    /// node died).
+    pub fn end_sessions(&self, keys: &[ParticipantKey]) {
+        let mut s = self.lock();
+        for key in keys {
+            s.media_sessions.unpublished(key);
+            if let Some(media) = &self.media {
+                media.hub.unpublish(key);
+            }
+        }
     }
 
     /// Media sessions this node runs (its load figure for placement).

@@ -100,10 +100,11 @@ impl Member {
                         _ => {}
                     }
                 };
-                streaming.abort();
                 if !republish {
+                    // The WebSocket closed; like a page's, the media connection stays up.
                     return;
                 }
+                streaming.abort();
                 m.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -238,4 +239,34 @@ async fn a_rooms_media_runs_on_one_node_and_moves_when_that_node_dies() {
     assert_eq!(media_rooms(&[&nodes[survivor]]).await, vec![1], "the survivor runs the room's media");
     let seen = stays.detections.lock().unwrap().len();
     stays.detection_of(&newcomer.id, seen).await;
+}
+
+/// A node dies while its participant's media runs on another node (and the participant's
+/// media connection stays up, as a page's does): the media node ends that session once
+/// the dead node's presence lapsed, instead of forwarding for a participant nobody can
+/// reach any more (and counting it against the room and its load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_participants_lose_their_sessions_on_the_media_node() {
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = Arc::new(encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg"));
+    let redis = Redis::start();
+    let flags = ["--room-capacity", "4"];
+    let mut nodes = [Node::with_media(&redis, &flags).await, Node::with_media(&redis, &flags).await];
+    let room = "room-guests";
+    let m0 = Member::join(nodes[0].addr, room, 0, false, frames.clone()).await;
+    m0.client.clone().wait_for(Option::is_some).await.expect("m0 publishes");
+    let counts = media_rooms(&[&nodes[0], &nodes[1]]).await;
+    let holder = counts.iter().position(|&n| n == 1).unwrap_or_else(|| panic!("no media node: {counts:?}"));
+    let other = 1 - holder;
+    // m1 on the other node: a guest of the media node.
+    let m1 = Member::join(nodes[other].addr, room, 1, false, frames.clone()).await;
+    m0.receives(0, 1).await;
+    m1.receives(1, 0).await;
+    until_sessions(nodes[holder].addr, 2).await;
+
+    nodes[other].kill();
+    // m0 too was a guest when it joined the node that is not the media node.
+    let left = if other == 0 { 0 } else { 1 };
+    until_sessions(nodes[holder].addr, left).await;
+    drop((m0, m1));
 }
