@@ -30,7 +30,7 @@
 //!
 //! Every Redis command runs on one ordered worker, so a seat taken, the `peer-joined`
 //! relays that follow it and a later release keep their order, and so do a
-//! participant's media requests.
+//! participant's media requests. Relays queued one after another go out in one pipeline.
 
 use crate::placement::{MediaRequest, Moved, Placement};
 use crate::state::AppState;
@@ -60,6 +60,8 @@ const RESUME_KEY_ID: &str = "callsight:resume-key-id";
 const LEASE_PREFIX: &str = "callsight:media:";
 /// Each media node's load (media sessions it runs), for placement.
 const LOAD_KEY: &str = "callsight:load";
+/// At most this many relays go to Redis in one pipeline (one round trip).
+const MAX_PIPELINE: usize = 256;
 
 /// Work for the Redis worker.
 #[allow(clippy::large_enum_variant)] // `Seat` holds a hub `Output` (a `ServerMessage`): moved once per join or leave
@@ -313,7 +315,16 @@ impl Cluster {
     }
 
     async fn work(self: Arc<Self>, mut receiver: mpsc::Receiver<Command>, state: Arc<AppState>) {
-        while let Some(command) = receiver.recv().await {
+        // A command taken from the queue while gathering relays, to run next.
+        let mut next: Option<Command> = None;
+        loop {
+            let command = match next.take() {
+                Some(c) => c,
+                None => match receiver.recv().await {
+                    Some(c) => c,
+                    None => return,
+                },
+            };
             match command {
                 Command::Seat(Output::Reserve { conn, room, peer, capacity, resume }) => {
                     let result = if self.up() {
@@ -337,7 +348,22 @@ impl Cluster {
                         let _ = self.call(async move { invocation.invoke_async::<i64>(&mut conn).await }).await;
                     }
                 }
-                Command::Publish { node, payload } => self.publish(node, payload).await,
+                Command::Publish { node, payload } => {
+                    // Relays waiting behind this one go out in the same round trip (a
+                    // pipeline), in order; the first other command runs after them.
+                    let mut batch = vec![(node, payload)];
+                    while batch.len() < MAX_PIPELINE {
+                        match receiver.try_recv() {
+                            Ok(Command::Publish { node, payload }) => batch.push((node, payload)),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.publish_all(batch).await;
+                }
                 Command::Seat(_) => {}
                 Command::Sync => self.sync(&state).await,
                 Command::Media { conn, room, peer, request } => self.media(&state, conn, room, peer, request).await,
@@ -347,17 +373,24 @@ impl Cluster {
 
     /// Publishes a relay on node `node`'s channel.
     async fn publish(&self, node: String, payload: String) {
+        self.publish_all(vec![(node, payload)]).await;
+    }
+
+    /// Publishes relays (node, payload) in one pipeline: one round trip, in order.
+    async fn publish_all(&self, batch: Vec<(String, String)>) {
+        let n = batch.len() as u64;
         if !self.store_up.load(Ordering::Relaxed) {
-            self.metrics.relays_dropped.inc();
+            self.metrics.relays_dropped.inc_by(n);
             return;
         }
+        let mut pipe = redis::pipe();
+        for (node, payload) in batch {
+            pipe.cmd("PUBLISH").arg(format!("{RELAY_PREFIX}{node}")).arg(payload);
+        }
         let mut conn = self.conn.clone();
-        let channel = format!("{RELAY_PREFIX}{node}");
-        let sent = self
-            .call(async move { redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await })
-            .await;
+        let sent = self.call(async move { pipe.query_async::<Vec<i64>>(&mut conn).await }).await;
         let counter = if sent.is_ok() { &self.metrics.relays_sent } else { &self.metrics.relays_dropped };
-        counter.inc();
+        counter.inc_by(n);
     }
 
     /// Sends a participant's media request to the node running its room's media: a
