@@ -5,7 +5,8 @@
 //! - [`connections`]: connection caps in total and per client address; trusted proxies.
 //! - [`http`]: the axum router: embedded web client, `/api/config`, `/healthz`, `/ws`.
 //! - [`whip`]: WHIP ingest (`/whip/{room}`): an encoder publishes as a participant of its own.
-//! - [`sdpfrag`]: `application/trickle-ice-sdpfrag` bodies of WHIP `PATCH` (trickle ICE, ICE restarts).
+//! - [`ice_patch`]: `PATCH` on a WHIP or WHEP session: trickle ICE and ICE restarts.
+//! - [`sdpfrag`]: `application/trickle-ice-sdpfrag` bodies of those `PATCH`es.
 //! - [`whep`]: WHEP viewing (`/whep/{room}[/{participant}]`): a player receives one
 //!   participant's video, audio and detections, without joining the room.
 //! - [`ws`]: one task per WebSocket: frames in → [`callsight_signal::Hub`] → frames out, heartbeat.
@@ -34,6 +35,7 @@ pub mod detect_cmd;
 pub mod headers;
 pub mod http;
 pub mod ice;
+pub mod ice_patch;
 pub mod media_sessions;
 pub mod metrics;
 pub mod outbox;

@@ -15,6 +15,7 @@
 //! right (`--require-token`), else the room's view key (another key than the ingest key:
 //! a watch link never lets anyone publish).
 
+use crate::ice_patch::IceSession;
 use crate::state::AppState;
 use crate::whip::{bearer, ice_links, key_matches, new_session_id, refuse, unauthorised, Places};
 use axum::body::Bytes;
@@ -41,8 +42,8 @@ pub struct WhepArgs {
 
 /// The WHEP sessions of this server.
 pub struct Whep {
-    /// Media session keys by session id (the last segment of their `Location`).
-    sessions: Mutex<HashMap<String, ParticipantKey>>,
+    /// Media session keys and ICE sessions by session id (the last segment of their `Location`).
+    sessions: Mutex<HashMap<String, (ParticipantKey, IceSession)>>,
     places: Places,
 }
 
@@ -60,7 +61,7 @@ impl Whep {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ParticipantKey>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ParticipantKey, IceSession)>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -71,7 +72,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/whep/{room}/{participant}", post(view_participant).options(crate::whip::preflight))
         .route(
             "/whep/{room}/sessions/{session}",
-            axum::routing::delete(end).patch(crate::whip::patch_unsupported).options(crate::whip::preflight),
+            axum::routing::delete(end).patch(patch).options(crate::whip::preflight),
         )
         .layer(DefaultBodyLimit::max(state.whip.max_body_bytes()))
         .layer(axum::middleware::map_response(crate::whip::cors))
@@ -144,7 +145,8 @@ async fn view(
     };
     let host = crate::http::request_host(&headers);
     let ice = state.ice.for_participant(&key.participant, host.as_deref(), std::time::SystemTime::now());
-    whep.lock().insert(id.clone(), key.clone());
+    let ice_session = IceSession::new(offer);
+    whep.lock().insert(id.clone(), (key.clone(), ice_session.clone()));
     tracing::info!(room = %callsight_signal::redact::room_tag(&room), viewer = %id, "whep session started");
     let task_state = state.clone();
     let task_id = id.clone();
@@ -168,6 +170,7 @@ async fn view(
     if let Ok(v) = HeaderValue::from_str(&format!("/whep/{room}/sessions/{id}")) {
         h.insert(header::LOCATION, v);
     }
+    crate::ice_patch::advertise(h, &ice_session);
     for link in ice_links(&ice) {
         if let Ok(v) = HeaderValue::from_str(&link) {
             h.append(header::LINK, v);
@@ -213,15 +216,38 @@ async fn end(State(state): State<Arc<AppState>>, Path((room, id)): Path<(String,
     let key = {
         let mut sessions = state.whep.lock();
         match sessions.get(&id) {
-            Some(k) if k.room == room => sessions.remove(&id),
+            Some((k, _)) if k.room == room => sessions.remove(&id),
             _ => None,
         }
     };
     match (key, &state.media) {
-        (Some(key), Some(media)) => {
+        (Some((key, _)), Some(media)) => {
             media.hub.unpublish(&key);
             StatusCode::OK.into_response()
         }
         _ => refuse(StatusCode::NOT_FOUND, "no such WHEP session"),
     }
+}
+
+/// `PATCH /whep/{room}/sessions/{session}` ([`crate::ice_patch`]): the player trickles
+/// its candidates or restarts ICE, under WHIP's limits.
+async fn patch(
+    State(state): State<Arc<AppState>>,
+    Path((room, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let found = state.whep.lock().get(&id).filter(|(k, _)| k.room == room).cloned();
+    let Some((key, ice)) = found else {
+        return refuse(StatusCode::NOT_FOUND, "no such WHEP session");
+    };
+    let Some(media) = &state.media else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
+    };
+    let limits = state.whip.patch_limits();
+    let (response, patched) = crate::ice_patch::patch(&media.hub, key, &ice, limits, &headers, &body).await;
+    if let (Some(patched), Some((_, ice))) = (patched, state.whep.lock().get_mut(&id)) {
+        ice.record(patched);
+    }
+    response
 }

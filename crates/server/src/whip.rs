@@ -12,6 +12,7 @@
 //! JWT a browser would join with); without, the room's ingest key (HMAC of the room with
 //! the server's state-dir key, shown to the room's members in `joined`).
 
+use crate::ice_patch::IceSession;
 use crate::outbox::{outbox, Outbound, OutboxReceiver};
 use crate::state::{AppState, Media};
 use axum::body::Bytes;
@@ -66,14 +67,8 @@ struct Session {
     room: String,
     conn: ConnId,
     participant: String,
-    /// The offer its ICE session was made from (an ICE restart re-offers it, new credentials in).
-    offer: String,
-    /// The client's current ICE username fragment.
-    ufrag: String,
-    /// The entity-tag of the current ICE session (quoted), new on each ICE restart.
-    etag: String,
-    /// Candidates trickled into the current ICE session.
-    trickled: usize,
+    /// Its current ICE session (`PATCH`).
+    ice: IceSession,
 }
 
 /// The WHIP sessions of this server, and how they are authorised.
@@ -150,6 +145,14 @@ impl Whip {
         self.answer_timeout
     }
 
+    /// What a WHIP or WHEP `PATCH` is held to.
+    pub fn patch_limits(&self) -> crate::ice_patch::PatchLimits {
+        crate::ice_patch::PatchLimits {
+            max_candidates: self.max_trickle_candidates,
+            answer_timeout: self.answer_timeout,
+        }
+    }
+
     /// Tokens are required (`--require-token`): WHIP and WHEP take a room token, no key.
     pub fn require_token(&self) -> bool {
         self.require_token
@@ -223,14 +226,6 @@ pub(crate) async fn preflight() -> Response {
     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type, If-Match"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     h.insert("accept-post", HeaderValue::from_static("application/sdp"));
-    r
-}
-
-/// For WHEP: trickle ICE and ICE restarts are not supported (the answer carries every
-/// server candidate; the player's arrive in its offer or as peer-reflexive): `405`.
-pub(crate) async fn patch_unsupported() -> Response {
-    let mut r = (StatusCode::METHOD_NOT_ALLOWED, "trickle ICE and ICE restarts are not supported\n").into_response();
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
     r
 }
 
@@ -353,16 +348,8 @@ async fn publish(
     };
 
     let id = new_session_id();
-    let etag = new_etag();
-    let session = Session {
-        room: room.clone(),
-        conn,
-        participant: participant.to_string(),
-        offer: offer.to_owned(),
-        ufrag: first_value(offer, "a=ice-ufrag:").unwrap_or_default().to_owned(),
-        etag: etag.clone(),
-        trickled: 0,
-    };
+    let ice = IceSession::new(offer);
+    let session = Session { room: room.clone(), conn, participant: participant.to_string(), ice: ice.clone() };
     whip.lock().insert(id.clone(), session);
     let key = ParticipantKey { room: room.clone(), participant: participant.to_string() };
     tracing::info!(room = %callsight_signal::redact::room_tag(&room), %participant, "whip session started");
@@ -399,10 +386,7 @@ async fn publish(
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    h.insert("accept-patch", HeaderValue::from_static(TRICKLE_ICE_SDPFRAG));
+    crate::ice_patch::advertise(h, &ice);
     for link in ice_links(&ice_servers) {
         if let Ok(v) = HeaderValue::from_str(&link) {
             h.append(header::LINK, v);
@@ -430,45 +414,7 @@ async fn end(State(state): State<Arc<AppState>>, Path((room, id)): Path<(String,
     }
 }
 
-/// The media type of a `PATCH` body (RFC 8840).
-const TRICKLE_ICE_SDPFRAG: &str = "application/trickle-ice-sdpfrag";
-
-/// What a `PATCH` asks for, by its `If-Match` (RFC 9725 §4.3.1).
-#[derive(Debug, PartialEq, Eq)]
-enum PatchKind {
-    Trickle,
-    Restart,
-}
-
-/// `If-Match: *` restarts ICE; the current entity-tag trickles candidates into the current
-/// ICE session (or restarts it when the fragment brings other credentials, as RFC 9725
-/// §4.3.3 says). Missing: `428`; another tag (an older ICE session's): `412`.
-fn patch_kind(
-    if_match: Option<&str>,
-    etag: &str,
-    frag_ufrag: Option<&str>,
-    ufrag: &str,
-) -> Result<PatchKind, (StatusCode, &'static str)> {
-    let Some(tags) = if_match else {
-        return Err((
-            StatusCode::PRECONDITION_REQUIRED,
-            "If-Match is required: the session's ETag (trickle ICE) or * (ICE restart)",
-        ));
-    };
-    let tags: Vec<&str> = tags.split(',').map(str::trim).collect();
-    if tags.contains(&"*") {
-        return Ok(PatchKind::Restart);
-    }
-    if !tags.contains(&etag) {
-        return Err((StatusCode::PRECONDITION_FAILED, "If-Match does not name the current ICE session"));
-    }
-    Ok(if frag_ufrag.is_some_and(|u| u != ufrag) { PatchKind::Restart } else { PatchKind::Trickle })
-}
-
-/// `PATCH /whip/{room}/{session}` (RFC 9725 §4.3): trickle ICE (`204`, the candidates
-/// added) and ICE restarts (`200`, the server's new credentials and candidates as an
-/// `application/trickle-ice-sdpfrag`, the new `ETag`). A refused `PATCH` leaves the
-/// session as it was.
+/// `PATCH /whip/{room}/{session}` ([`crate::ice_patch`]): trickle ICE and ICE restarts.
 async fn patch(
     State(state): State<Arc<AppState>>,
     Path((room, id)): Path<(String, String)>,
@@ -476,114 +422,21 @@ async fn patch(
     body: Bytes,
 ) -> Response {
     let whip = &state.whip;
-    let Some((participant, offer, ufrag, etag, trickled)) = whip.lock().get(&id).and_then(|s| {
-        (s.room == room).then(|| (s.participant.clone(), s.offer.clone(), s.ufrag.clone(), s.etag.clone(), s.trickled))
-    }) else {
+    let Some((participant, ice)) =
+        whip.lock().get(&id).and_then(|s| (s.room == room).then(|| (s.participant.clone(), s.ice.clone())))
+    else {
         return refuse(StatusCode::NOT_FOUND, "no such WHIP session");
     };
     let Some(media) = &state.media else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(TRICKLE_ICE_SDPFRAG)) {
-        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("a PATCH body must be {TRICKLE_ICE_SDPFRAG}"));
-    }
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return refuse(StatusCode::BAD_REQUEST, "the fragment is not UTF-8 text");
-    };
-    let frag = match crate::sdpfrag::parse(text) {
-        Ok(f) => f,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed SDP fragment: {e}")),
-    };
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    let kind = match patch_kind(if_match, &etag, frag.ufrag.as_deref(), &ufrag) {
-        Ok(k) => k,
-        Err((status, why)) => return refuse(status, why),
-    };
-    let max = whip.max_trickle_candidates;
-    let taken = if kind == PatchKind::Restart { 0 } else { trickled };
-    if taken + frag.candidates.len() > max {
-        return refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("more than {max} trickled candidates in one ICE session (--max-whip-trickle-candidates)"),
-        );
-    }
     let key = ParticipantKey { room: room.clone(), participant };
-    match kind {
-        PatchKind::Trickle => match in_time(whip, media.hub.add_remote_candidates(key, frag.candidates)).await {
-            Ok(added) => {
-                if let Some(s) = whip.lock().get_mut(&id).filter(|s| s.etag == etag) {
-                    s.trickled += added;
-                }
-                StatusCode::NO_CONTENT.into_response()
-            }
-            Err(e) => patch_refusal(e),
-        },
-        PatchKind::Restart => {
-            let (Some(new_ufrag), Some(pwd)) = (frag.ufrag, frag.pwd) else {
-                return refuse(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "an ICE restart needs the new a=ice-ufrag and a=ice-pwd",
-                );
-            };
-            if new_ufrag == ufrag {
-                return refuse(StatusCode::UNPROCESSABLE_ENTITY, "an ICE restart needs a new a=ice-ufrag");
-            }
-            let restart = crate::sdpfrag::with_ice(&offer, &new_ufrag, &pwd, &frag.candidates);
-            let answer = match in_time(whip, media.hub.renegotiate(key, &restart)).await {
-                Ok(a) => a,
-                Err(e) => return patch_refusal(e),
-            };
-            let etag = new_etag();
-            if let Some(s) = whip.lock().get_mut(&id) {
-                (s.offer, s.ufrag, s.etag, s.trickled) = (restart, new_ufrag, etag.clone(), frag.candidates.len());
-            }
-            let mut r = (StatusCode::OK, crate::sdpfrag::frag_of(&answer)).into_response();
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TRICKLE_ICE_SDPFRAG));
-            if let Ok(v) = HeaderValue::from_str(&etag) {
-                h.insert(header::ETAG, v);
-            }
-            r
-        }
+    let (response, patched) =
+        crate::ice_patch::patch(&media.hub, key, &ice, whip.patch_limits(), &headers, &body).await;
+    if let (Some(patched), Some(s)) = (patched, whip.lock().get_mut(&id)) {
+        s.ice.record(patched);
     }
-}
-
-/// The media leg's reply within `--whip-answer-timeout` (else `Err(None)`).
-async fn in_time<T>(
-    whip: &Whip,
-    reply: impl std::future::Future<Output = Result<T, callsight_media::MediaError>>,
-) -> Result<T, Option<callsight_media::MediaError>> {
-    match tokio::time::timeout(whip.answer_timeout, reply).await {
-        Ok(r) => r.map_err(Some),
-        Err(_) => Err(None),
-    }
-}
-
-/// The status of a `PATCH` the media leg refused (or did not answer in time).
-fn patch_refusal(e: Option<callsight_media::MediaError>) -> Response {
-    use callsight_media::MediaError as E;
-    let Some(e) = e else {
-        return refuse(StatusCode::GATEWAY_TIMEOUT, "no answer from the media leg in time");
-    };
-    match e {
-        E::BadOffer(why) => refuse(StatusCode::BAD_REQUEST, why),
-        E::Rejected(why) if why == "no media session" => refuse(StatusCode::NOT_FOUND, "the session's media has ended"),
-        E::Rejected(why) => refuse(StatusCode::UNPROCESSABLE_ENTITY, why),
-        other => refuse(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
-    }
-}
-
-/// The first value of an SDP line starting with `prefix` (e.g. `a=ice-ufrag:`).
-fn first_value<'a>(sdp: &'a str, prefix: &str) -> Option<&'a str> {
-    sdp.lines().find_map(|l| l.strip_prefix(prefix))
-}
-
-/// A strong entity-tag for an ICE session: 96 random bits, quoted.
-fn new_etag() -> String {
-    let mut bytes = [0u8; 12];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    format!("\"{}\"", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    response
 }
 
 /// The next reply to this participant that answers its request (joined, answer, error).
@@ -710,18 +563,6 @@ m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 rtx/9
         // H.264 on an audio line does not count; a rejected (port 0) video line neither.
         let rejected = H264.replace("m=video 9", "m=video 0");
         assert!(check_codecs(&rejected).is_err());
-    }
-
-    #[test]
-    fn if_match_picks_trickle_or_restart_or_refuses() {
-        let kind = |if_match, frag_ufrag| patch_kind(if_match, "\"abc\"", frag_ufrag, "EsAw").map_err(|(s, _)| s);
-        assert_eq!(kind(None, None), Err(StatusCode::PRECONDITION_REQUIRED));
-        assert_eq!(kind(Some("\"old\""), None), Err(StatusCode::PRECONDITION_FAILED));
-        assert_eq!(kind(Some("abc"), None), Err(StatusCode::PRECONDITION_FAILED), "the tag is quoted");
-        assert_eq!(kind(Some("\"abc\""), None), Ok(PatchKind::Trickle));
-        assert_eq!(kind(Some("\"x\", \"abc\""), Some("EsAw")), Ok(PatchKind::Trickle));
-        assert_eq!(kind(Some("\"abc\""), Some("ysXw")), Ok(PatchKind::Restart), "new credentials restart ICE");
-        assert_eq!(kind(Some("*"), Some("ysXw")), Ok(PatchKind::Restart));
     }
 
     #[test]

@@ -208,8 +208,6 @@ async fn whep_players_receive_a_participants_media_and_detections() {
     assert_eq!(http(addr, "DELETE", &location, &[], b"").await.status, 404);
     assert_eq!(http(addr, "DELETE", &room_location, &[], b"").await.status, 200);
     until_sessions(addr, 1).await;
-    let patch = http(addr, "PATCH", &room_location, &[("Content-Type", "application/trickle-ice-sdpfrag")], b"").await;
-    assert_eq!(patch.status, 405);
     stream.abort();
     drop((viewer, room_viewer, other, newcomer));
 }
@@ -257,4 +255,81 @@ async fn whep_needs_a_room_token_with_the_subscribe_right_when_tokens_are_requir
     until_sessions(addr, 1).await;
     assert_eq!(http(addr, "DELETE", r.header("location").unwrap(), &[], b"").await.status, 200);
     until_sessions(addr, 0).await;
+}
+
+/// A `PATCH` of `frag` to a WHEP session with `If-Match: if_match`.
+async fn patch(addr: SocketAddr, location: &str, if_match: &str, frag: &str) -> Reply {
+    let headers = [("Content-Type", "application/trickle-ice-sdpfrag"), ("If-Match", if_match)];
+    http(addr, "PATCH", location, &headers, frag.as_bytes()).await
+}
+
+/// A player that trickles: its offer goes without candidates, and the answer's are
+/// withheld from it, so the only way to meet is the server's checks to the candidate the
+/// player `PATCH`ed. Then it restarts ICE by `PATCH` and keeps receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_players_trickle_candidates_by_patch_and_restart_ice() {
+    use callsight_server::sdpfrag::{frag_of, parse, with_ice};
+    let server = start_server(&["--no-stun", "--media-port", "0", "--max-whip-trickle-candidates", "2"]).await;
+    let addr = server.http_addr;
+    let room = "room-whep-trickle";
+    let mut member = connect(addr).await;
+    let joined = join(&mut member, room).await;
+    let (ingest_key, view_key) = (joined["ingest_key"].as_str().unwrap(), joined["view_key"].as_str().unwrap());
+    let pending = PendingClient::with_tracks(LOCALHOST, 1, false).await.expect("client socket");
+    let r = post_offer(addr, &format!("/whip/{room}?name=cam"), Some(ingest_key), pending.offer()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let whip_id = next_of(&mut member, "peer-joined", REPLY_DEADLINE).await["peer"]["id"].as_str().unwrap().to_owned();
+    let publisher = Arc::new(pending.connect(&r.body, Duration::from_secs(20)).await.expect("publisher connects"));
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = encode_loop(&photo, 320, 240, 30, 2.0, 400_000).expect("encode bus.jpg");
+    let p = publisher.clone();
+    let stream = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        for k in 0u32.. {
+            tick.tick().await;
+            p.send_frame(frames[k as usize % frames.len()].data.clone(), k * 3000, Some(SystemTime::now()));
+        }
+    });
+
+    let viewer = PendingClient::viewer(LOCALHOST, None).await.expect("client socket");
+    let (bare_offer, candidates) = split_candidates(viewer.offer());
+    let r = post_offer(addr, &format!("/whep/{room}/{whip_id}"), Some(view_key), &bare_offer).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").unwrap().to_owned();
+    let etag = r.header("etag").expect("an ETag for the ICE session").to_owned();
+    assert_eq!(r.header("accept-patch"), Some("application/trickle-ice-sdpfrag"));
+    let (answer, _) = split_candidates(&r.body);
+    let ufrag = bare_offer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).unwrap().to_owned();
+    let pwd = bare_offer.lines().find_map(|l| l.strip_prefix("a=ice-pwd:")).unwrap().to_owned();
+    let trickle = format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na={}\r\n", candidates[0]);
+    // WHIP's rules: a stale tag is 412, beyond --max-whip-trickle-candidates 422, another room 404.
+    assert_eq!(patch(addr, &location, "\"stale\"", &trickle).await.status, 412);
+    let three = format!("{trickle}a={c}\r\na={c}\r\n", c = candidates[0]);
+    assert_eq!(patch(addr, &location, &etag, &three).await.status, 422);
+    assert_eq!(patch(addr, &location.replacen(room, "room-whep-other", 1), &etag, &trickle).await.status, 404);
+    let r = patch(addr, &location, &etag, &trickle).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let client =
+        viewer.connect(&answer, Duration::from_secs(20)).await.expect("ICE + DTLS through the trickled candidate");
+    until("frames through the trickled candidate", client.received_watch(), || client.received().len() >= 10).await;
+
+    // ICE restart: new credentials both ways and a new ETag; frames keep coming.
+    let restart = client.ice_restart().await.expect("the player's restart offer");
+    let mut connected = client.ice_connected_watch();
+    let before = *connected.borrow_and_update();
+    let r = patch(addr, &location, "*", &frag_of(&restart)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.header("etag").expect("the new ICE session's ETag"), etag);
+    let frag = parse(&r.body).expect("the server's fragment parses");
+    let restarted = with_ice(&answer, &frag.ufrag.unwrap(), &frag.pwd.unwrap(), &frag.candidates);
+    client.accept_restart_answer(&restarted).await.expect("the player takes the server's new ICE");
+    tokio::time::timeout(WAIT, connected.wait_for(|n| *n > before)).await.expect("ICE connected again").unwrap();
+    let seen = client.take_received().len();
+    assert!(seen >= 10);
+    until("frames after the ICE restart", client.received_watch(), || client.received().len() >= 10).await;
+    assert_eq!(patch(addr, &location, &etag, &trickle).await.status, 412, "the old ICE session's tag");
+
+    assert_eq!(http(addr, "DELETE", &location, &[], b"").await.status, 200);
+    assert_eq!(patch(addr, &location, "*", &frag_of(&restart)).await.status, 404, "the session is gone");
+    stream.abort();
 }

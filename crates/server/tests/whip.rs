@@ -193,23 +193,6 @@ async fn whip_needs_a_room_token_when_tokens_are_required() {
     next_of(&mut member, "peer-left", REPLY_DEADLINE).await;
 }
 
-/// The offer or answer without its candidates, and the candidates (`candidate:…`).
-fn split_candidates(sdp: &str) -> (String, Vec<String>) {
-    let mut bare = String::new();
-    let mut candidates = Vec::new();
-    for line in sdp.lines() {
-        match line.strip_prefix("a=") {
-            Some(c) if c.starts_with("candidate:") => candidates.push(c.to_owned()),
-            Some("end-of-candidates") => {}
-            _ => {
-                bare.push_str(line);
-                bare.push_str("\r\n");
-            }
-        }
-    }
-    (bare, candidates)
-}
-
 /// Streams the bus photo (320×240 H.264, 30 fps) from `client` until aborted.
 fn stream_bus(client: Arc<Client>) -> tokio::task::JoinHandle<()> {
     let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));

@@ -84,3 +84,20 @@ pub async fn next_of(ws: &mut Ws, kind: &str, deadline: Duration) -> Value {
     .await
     .unwrap_or_else(|_| panic!("no {kind} in time"))
 }
+
+/// The offer or answer without its candidates, and the candidates (`candidate:…`).
+pub fn split_candidates(sdp: &str) -> (String, Vec<String>) {
+    let mut bare = String::new();
+    let mut candidates = Vec::new();
+    for line in sdp.lines() {
+        match line.strip_prefix("a=") {
+            Some(c) if c.starts_with("candidate:") => candidates.push(c.to_owned()),
+            Some("end-of-candidates") => {}
+            _ => {
+                bare.push_str(line);
+                bare.push_str("\r\n");
+            }
+        }
+    }
+    (bare, candidates)
+}
