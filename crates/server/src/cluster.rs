@@ -60,6 +60,8 @@ const RESUME_KEY_ID: &str = "callsight:resume-key-id";
 const LEASE_PREFIX: &str = "callsight:media:";
 /// Each media node's load (media sessions it runs), for placement.
 const LOAD_KEY: &str = "callsight:load";
+/// Each node's `--public-url`, for WHIP/WHEP redirects.
+const URLS_KEY: &str = "callsight:urls";
 /// At most this many relays go to Redis in one pipeline (one round trip).
 const MAX_PIPELINE: usize = 256;
 
@@ -116,6 +118,19 @@ pub struct ClusterConfig {
     pub queue: usize,
     /// How long a departed participant's id stays resumable (`--resume-grace`).
     pub resume_grace: Duration,
+    /// Where this node is reachable itself (`--public-url`).
+    pub public_url: Option<String>,
+}
+
+/// Where a room's media runs, for a WHIP or WHEP request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Located {
+    Here,
+    /// On node `node`, reachable at `url` (its `--public-url`) when it has one.
+    Elsewhere {
+        node: String,
+        url: Option<String>,
+    },
 }
 
 pub struct Cluster {
@@ -149,6 +164,7 @@ pub struct Cluster {
     lease_script: redis::Script,
     /// Who runs whose media (rooms placed by this node and guests it runs).
     placement: Mutex<Placement>,
+    public_url: Option<String>,
 }
 
 /// What `/metrics` and `/healthz` show of Redis.
@@ -198,6 +214,7 @@ impl Cluster {
             release_script: redis::Script::new(include_str!("cluster/release.lua")),
             place_script: redis::Script::new(include_str!("cluster/place.lua")),
             lease_script: redis::Script::new(include_str!("cluster/lease.lua")),
+            public_url: config.public_url.clone(),
         }))
     }
 
@@ -422,6 +439,25 @@ impl Cluster {
         }
     }
 
+    /// Where `room`'s media runs (placing it now if nobody runs it): a WHIP or WHEP
+    /// request belongs on that node.
+    pub async fn locate(&self, room: &RoomId) -> Located {
+        let node = self.place(room).await;
+        if node == self.node {
+            return Located::Here;
+        }
+        let mut conn = self.conn.clone();
+        let asked = node.clone();
+        let url =
+            self.call(async move {
+                redis::cmd("HGET").arg(URLS_KEY).arg(asked).query_async::<Option<String>>(&mut conn).await
+            })
+            .await
+            .ok()
+            .flatten();
+        Located::Elsewhere { node, url }
+    }
+
     /// The node that runs `room`'s media. While Redis is down, or when no node with a
     /// media leg is alive, this one (calls go on here; the lease sorts it out later).
     async fn place(&self, room: &RoomId) -> String {
@@ -447,6 +483,15 @@ impl Cluster {
             let _ = self
                 .call(async move {
                     redis::cmd("HSET").arg(LOAD_KEY).arg(node).arg(load).query_async::<i64>(&mut conn).await
+                })
+                .await;
+        }
+        if let Some(url) = self.public_url.clone() {
+            let mut conn = self.conn.clone();
+            let node = self.node.clone();
+            let _ =
+                self.call(async move {
+                    redis::cmd("HSET").arg(URLS_KEY).arg(node).arg(url).query_async::<i64>(&mut conn).await
                 })
                 .await;
         }

@@ -131,6 +131,12 @@ pub struct ServeArgs {
     /// (counted in `/healthz`) and joins refused.
     #[arg(long, env = "CALLSIGHT_REDIS_QUEUE", default_value_t = 10_000)]
     pub redis_queue: usize,
+    /// With `--redis`: the base URL at which this node itself is reachable (behind a load
+    /// balancer, each node's own address, e.g. https://node-2.example.org). A WHIP or WHEP
+    /// request reaching another node for a room whose media runs here is redirected
+    /// (307) to it.
+    #[arg(long, env = "CALLSIGHT_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
 
     /// TLS certificate chain (PEM). Browsers allow cameras only on https or localhost.
     #[arg(long, env = "CALLSIGHT_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
@@ -263,6 +269,7 @@ impl ServeArgs {
             timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
             queue: self.redis_queue,
             resume_grace: secs(self.resume_grace),
+            public_url: self.public_url.clone(),
         }
     }
 
@@ -356,6 +363,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(scale).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// `--public-url`: an absolute http(s) URL, kept without its trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let uri: axum::http::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.authority(), uri.query()) {
+        (Some("http" | "https"), Some(_), None) => Ok(s.trim_end_matches('/').to_owned()),
+        _ => Err("give an absolute http:// or https:// URL without a query, e.g. https://node-2.example.org".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +384,15 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         for bad in ["", "h", "1w", "-1s", "1.5h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn public_urls_are_absolute_http() {
+        assert_eq!(parse_public_url("https://node-2.example.org/").as_deref(), Ok("https://node-2.example.org"));
+        assert_eq!(parse_public_url("http://10.0.0.2:8080/calls").as_deref(), Ok("http://10.0.0.2:8080/calls"));
+        for bad in ["", "node-2.example.org", "/calls", "ftp://x", "https://x/?a=1"] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
         }
     }
 }

@@ -149,13 +149,20 @@ impl AppState {
         self.lock().hub.grant_for(room, Some(token))
     }
 
-    /// Whether `room` has members on this node; with `peer`, whether that one is among them.
+    /// Whether `room` has members on this node (or, with `--redis`, guests whose media
+    /// runs here); with `peer`, whether that one is among them.
     pub fn has_member(&self, room: &RoomId, peer: Option<&PeerId>) -> bool {
-        let s = self.lock();
-        match peer {
-            Some(p) => s.hub.connection_of(room, p).is_some(),
-            None => !s.hub.room_connections(room).is_empty(),
-        }
+        let here = {
+            let s = self.lock();
+            match peer {
+                Some(p) => s.hub.connection_of(room, p).is_some(),
+                None => !s.hub.room_connections(room).is_empty(),
+            }
+        };
+        here || self.cluster.as_ref().is_some_and(|c| match peer {
+            Some(p) => c.guest_node(&ParticipantKey { room: room.to_string(), participant: p.to_string() }).is_some(),
+            None => !c.guest_nodes(room.as_str()).is_empty(),
+        })
     }
 
     /// Whether `conn` stayed outside any room past the join timeout.

@@ -20,7 +20,7 @@ use crate::state::AppState;
 use crate::whip::{bearer, ice_links, key_matches, new_session_id, refuse, unauthorised, Places};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -81,19 +81,21 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 async fn view_room(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    view(state, room, None, headers, body).await
+    view(state, room, None, uri, headers, body).await
 }
 
 async fn view_participant(
     State(state): State<Arc<AppState>>,
     Path((room, participant)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    view(state, room, Some(participant), headers, body).await
+    view(state, room, Some(participant), uri, headers, body).await
 }
 
 /// Checks the request (content type, room, key or token, participant, codecs, places),
@@ -102,6 +104,7 @@ async fn view(
     state: Arc<AppState>,
     room: String,
     participant: Option<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -111,6 +114,9 @@ async fn view(
     };
     if let Some(refused) = unauthorised_viewer(&state, &room_id, bearer(&headers)) {
         return refused;
+    }
+    if let Some(redirect) = crate::whip::elsewhere(&state, &room_id, &uri).await {
+        return redirect;
     }
     let peer = match participant.as_deref().map(PeerId::parse) {
         Some(None) => return refuse(StatusCode::NOT_FOUND, "no such participant in this room"),

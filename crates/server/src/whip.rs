@@ -12,12 +12,13 @@
 //! JWT a browser would join with); without, the room's ingest key (HMAC of the room with
 //! the server's state-dir key, shown to the room's members in `joined`).
 
+use crate::cluster::Located;
 use crate::ice_patch::IceSession;
 use crate::outbox::{outbox, Outbound, OutboxReceiver};
 use crate::state::{AppState, Media};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -282,16 +283,40 @@ pub(crate) fn offer_request<'a>(
     Ok((media, offer, room))
 }
 
+/// With `--redis`, where a WHIP or WHEP request for `room` belongs: `None` when the
+/// room's media runs here (or Redis cannot say: calls go on here); else a `307` to the
+/// node that runs it (its `--public-url`, the same path and query), or `503` when that
+/// node has no public URL.
+pub(crate) async fn elsewhere(state: &AppState, room: &RoomId, uri: &Uri) -> Option<Response> {
+    let cluster = state.cluster.as_ref()?;
+    match cluster.locate(room).await {
+        Located::Here => None,
+        Located::Elsewhere { url: Some(url), .. } => {
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            let mut r = refuse(StatusCode::TEMPORARY_REDIRECT, "this room's media runs on another node");
+            if let Ok(v) = HeaderValue::from_str(&format!("{url}{path}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Some(r)
+        }
+        Located::Elsewhere { node, url: None } => Some(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this room's media runs on node {node}, which has no --public-url to redirect to"),
+        )),
+    }
+}
+
 /// `POST /whip/{room}`: the offer in, the answer and the session's `Location` out.
 async fn publish(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Query(query): Query<PublishQuery>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (media, offer, _) = match offer_request(&state, &room, &headers, &body) {
+    let (media, offer, room_id) = match offer_request(&state, &room, &headers, &body) {
         Ok(checked) => checked,
         Err((status, why)) => return refuse(status, why),
     };
@@ -308,6 +333,9 @@ async fn publish(
     };
     if let Err(why) = check_codecs(offer) {
         return refuse(StatusCode::NOT_ACCEPTABLE, why);
+    }
+    if let Some(redirect) = elsewhere(&state, &room_id, &uri).await {
+        return redirect;
     }
     let Some(place) = whip.places.reserve() else {
         return whip.places.refusal("WHIP");

@@ -270,3 +270,43 @@ async fn a_dead_nodes_participants_lose_their_sessions_on_the_media_node() {
     until_sessions(nodes[holder].addr, left).await;
     drop((m0, m1));
 }
+
+/// WHIP and WHEP requests that reach a node which does not run the room's media are
+/// redirected (307) to the node that does — its `--public-url`, the same path and
+/// query — and are served there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_and_whep_are_redirected_to_the_node_that_runs_the_rooms_media() {
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    let frames = Arc::new(encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg"));
+    let redis = Redis::start();
+    let urls = ["http://node-0.example:8443", "http://node-1.example:8443"];
+    let flags = |i: usize| ["--room-capacity", "4", "--public-url", urls[i]];
+    let nodes = [Node::with_media(&redis, &flags(0)).await, Node::with_media(&redis, &flags(1)).await];
+    let room = "room-whip-placed";
+    let m0 = Member::join(nodes[0].addr, room, 0, false, frames.clone()).await;
+    m0.client.clone().wait_for(Option::is_some).await.expect("m0 publishes");
+    let counts = media_rooms(&[&nodes[0], &nodes[1]]).await;
+    let holder = counts.iter().position(|&n| n == 1).unwrap_or_else(|| panic!("no media node: {counts:?}"));
+    let other = 1 - holder;
+    let mut member = connect(nodes[other].addr).await;
+    let joined = join(&mut member, room).await;
+    let (ingest_key, view_key) = (joined["ingest_key"].as_str().unwrap(), joined["view_key"].as_str().unwrap());
+
+    let pending = PendingClient::with_tracks(LOCALHOST, 1, false).await.expect("client socket");
+    let path = format!("/whip/{room}?name=cam");
+    let r = post_offer(nodes[other].addr, &path, Some(ingest_key), pending.offer()).await;
+    assert_eq!(r.status, 307, "{}", r.body);
+    assert_eq!(r.header("location"), Some(format!("{}{path}", urls[holder]).as_str()));
+    let r = post_offer(nodes[holder].addr, &path, Some(ingest_key), pending.offer()).await;
+    assert_eq!(r.status, 201, "served where the media runs: {}", r.body);
+    let cam = recv_type(&mut member, "peer-joined").await;
+    assert_eq!(cam["peer"]["name"], "cam");
+
+    let viewer = PendingClient::viewer(LOCALHOST, None).await.expect("client socket");
+    let path = format!("/whep/{room}/{}", m0.id);
+    let r = post_offer(nodes[other].addr, &path, Some(view_key), viewer.offer()).await;
+    assert_eq!(r.status, 307, "{}", r.body);
+    assert_eq!(r.header("location"), Some(format!("{}{path}", urls[holder]).as_str()));
+    let r = post_offer(nodes[holder].addr, &path, Some(view_key), viewer.offer()).await;
+    assert_eq!(r.status, 201, "served where the media runs: {}", r.body);
+}
