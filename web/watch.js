@@ -140,7 +140,12 @@ async function main() {
   if (secret) headers.Authorization = `Bearer ${secret}`;
   let r;
   try {
-    r = await fetch(endpoint, { method: 'POST', headers, body: pc.localDescription.sdp });
+    const post = { method: 'POST', headers, body: pc.localDescription.sdp };
+    r = await fetch(endpoint, post);
+    // Several nodes: the POST was redirected (307) to the node that runs the room's
+    // media, and the browser dropped the key on the way (a cross-origin redirect).
+    // Ask that node again, with the key.
+    if (r.status === 401 && r.redirected && secret) r = await fetch(r.url, post);
   } catch {
     setStatus('failed', 'The server cannot be reached.');
     return;
@@ -150,7 +155,8 @@ async function main() {
     pc.close();
     return;
   }
-  const location = r.headers.get('Location');
+  // Relative to the node that answered (it may be another than this page's).
+  const location = r.headers.get('Location') && new URL(r.headers.get('Location'), r.url).href;
   await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   // Leaving the page ends the session at once (else the server's idle timeout does).
   window.addEventListener('pagehide', () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, startServer } from './lib/server.js';
+import { REPO_ROOT, startServer, freePort } from './lib/server.js';
 import { startRedis, startNginx, cookieFor } from './lib/cluster.js';
 import { launchBrowser, newPerson, joinFromLobby, waitFor, ROOM_URL, videoStreams, serverLinkState, dumpConsole, screenshot } from './lib/browser.js';
 
@@ -37,7 +37,11 @@ test('two nodes behind nginx: one media node for the room, boxes on both pages, 
   t.after(() => fs.rmSync(stateDir, { recursive: true, force: true }));
   const args = ['--redis', redis.url, '--redis-presence-ttl-ms', '3000', '--state-dir', stateDir];
   args.push('--room-capacity', '4', '--max-detect-fps', '2', '--media-port', '0', ...DETECT_ARGS);
-  const nodes = await Promise.all([startServer({ args, timeoutMs: 120_000 }), startServer({ args, timeoutMs: 120_000 })]);
+  // Each node's own address is its --public-url (WHIP/WHEP redirects go there).
+  const ports = [await freePort(), await freePort()];
+  const nodes = await Promise.all(
+    ports.map((port) => startServer({ args: [...args, '--public-url', `http://127.0.0.1:${port}`], port, timeoutMs: 120_000 })),
+  );
   t.after(() => Promise.all(nodes.map((n) => n.stop())));
   const proxy = await startNginx(nodes.map((n) => n.port));
   t.after(proxy.stop);
@@ -76,6 +80,26 @@ test('two nodes behind nginx: one media node for the room, boxes on both pages, 
     assert.deepEqual([...rooms].sort(), [0, 1], `media rooms per node: ${rooms}`);
     const holder = rooms.indexOf(1);
     const survivor = nodes[1 - holder];
+
+    // The watch page opened on the node that does not run the room's media: its WHEP
+    // POST is redirected (307) to the one that does, which it then asks again with its
+    // key (the browser drops it on a cross-origin redirect), and it plays with boxes.
+    const link = await a.getByTestId('watch-link').inputValue();
+    const viewer = await newPerson(browser, survivor.url, 'W');
+    pages.push(viewer);
+    await viewer.goto(`${survivor.url}/watch/${new URL(link).pathname.split('/').pop()}${new URL(link).hash}`);
+    await waitFor(
+      async () => {
+        const s = await viewer.evaluate(() => {
+          const v = document.querySelector('#watch-video');
+          return { playing: v.videoWidth > 0 && !v.paused, drawn: window.callsight?.drawn() ?? null };
+        });
+        return s.playing && s.drawn?.boxes.some((x) => x.label === 'person');
+      },
+      { timeoutMs: 90_000, message: 'the watch page on the other node plays the room with boxes' },
+    );
+    await viewer.close();
+    pages.pop();
 
     // The media node dies (SIGKILL: no goodbye to Redis).
     for (const p of pages) await p.evaluate(() => (window.__before = window.callsight.publisherConnection()));

@@ -165,6 +165,8 @@ pub struct Cluster {
     /// Who runs whose media (rooms placed by this node and guests it runs).
     placement: Mutex<Placement>,
     public_url: Option<String>,
+    /// The other nodes' `--public-url` origins (`scheme://host[:port]`), read each heartbeat.
+    peer_origins: Mutex<Vec<String>>,
 }
 
 /// What `/metrics` and `/healthz` show of Redis.
@@ -215,6 +217,7 @@ impl Cluster {
             place_script: redis::Script::new(include_str!("cluster/place.lua")),
             lease_script: redis::Script::new(include_str!("cluster/lease.lua")),
             public_url: config.public_url.clone(),
+            peer_origins: Mutex::new(Vec::new()),
         }))
     }
 
@@ -439,6 +442,11 @@ impl Cluster {
         }
     }
 
+    /// The other nodes' public origins (for this node's `connect-src`).
+    pub fn peer_origins(&self) -> Vec<String> {
+        self.peer_origins.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Where `room`'s media runs (placing it now if nobody runs it): a WHIP or WHEP
     /// request belongs on that node.
     pub async fn locate(&self, room: &RoomId) -> Located {
@@ -485,6 +493,19 @@ impl Cluster {
                     redis::cmd("HSET").arg(LOAD_KEY).arg(node).arg(load).query_async::<i64>(&mut conn).await
                 })
                 .await;
+        }
+        let mut conn = self.conn.clone();
+        let urls =
+            self.call(async move {
+                redis::cmd("HGETALL").arg(URLS_KEY).query_async::<Vec<(String, String)>>(&mut conn).await
+            })
+            .await;
+        if let Ok(urls) = urls {
+            let mut origins: Vec<String> =
+                urls.iter().filter(|(n, _)| *n != self.node).filter_map(|(_, u)| origin_of(u)).collect();
+            origins.sort();
+            origins.dedup();
+            *self.peer_origins.lock().unwrap_or_else(|e| e.into_inner()) = origins;
         }
         if let Some(url) = self.public_url.clone() {
             let mut conn = self.conn.clone();
@@ -734,6 +755,14 @@ impl Cluster {
 
 fn room_key(room: &RoomId) -> String {
     format!("{ROOM_PREFIX}{room}")
+}
+
+/// `scheme://host[:port]` of an http(s) URL (nothing else from Redis reaches a header).
+fn origin_of(url: &str) -> Option<String> {
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str().filter(|s| *s == "http" || *s == "https")?;
+    let authority = uri.authority().filter(|a| !a.as_str().contains('@'))?;
+    Some(format!("{scheme}://{authority}"))
 }
 
 fn lease_key(room: &RoomId) -> String {

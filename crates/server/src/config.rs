@@ -367,7 +367,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn parse_public_url(s: &str) -> Result<String, String> {
     let uri: axum::http::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
     match (uri.scheme_str(), uri.authority(), uri.query()) {
-        (Some("http" | "https"), Some(_), None) => Ok(s.trim_end_matches('/').to_owned()),
+        (Some("http" | "https"), Some(a), None) if !a.as_str().contains('@') => Ok(s.trim_end_matches('/').to_owned()),
         _ => Err("give an absolute http:// or https:// URL without a query, e.g. https://node-2.example.org".into()),
     }
 }
@@ -391,7 +391,7 @@ mod tests {
     fn public_urls_are_absolute_http() {
         assert_eq!(parse_public_url("https://node-2.example.org/").as_deref(), Ok("https://node-2.example.org"));
         assert_eq!(parse_public_url("http://10.0.0.2:8080/calls").as_deref(), Ok("http://10.0.0.2:8080/calls"));
-        for bad in ["", "node-2.example.org", "/calls", "ftp://x", "https://x/?a=1"] {
+        for bad in ["", "node-2.example.org", "/calls", "ftp://x", "https://x/?a=1", "https://u:p@x"] {
             assert!(parse_public_url(bad).is_err(), "{bad}");
         }
     }

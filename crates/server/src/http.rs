@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 struct WebAssets;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let hsts = state.hsts;
+    let policy = crate::headers::Policy { hsts: state.hsts, cluster: state.cluster.clone() };
     Router::new()
         .route("/", get(index))
         .route("/r/{room}", get(index))
@@ -36,7 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::whep::routes(&state))
         .fallback(get(asset))
         .with_state(state)
-        .layer(axum::middleware::map_response_with_state(hsts, crate::headers::secure))
+        .layer(axum::middleware::map_response_with_state(policy, crate::headers::secure))
 }
 
 /// `/ws`: checks the page's origin and the client's connection cap, then upgrades.
