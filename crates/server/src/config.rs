@@ -121,8 +121,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLSIGHT_REDIS_URL")]
     pub redis: Option<String>,
     /// Milliseconds a node's presence in Redis lasts without a refresh (refreshed every
-    /// third of it): a node that dies stops holding seats after this long.
-    #[arg(long, env = "CALLSIGHT_REDIS_PRESENCE_TTL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(300..))]
+    /// third of it): a node that dies stops holding seats after this long, and the rooms
+    /// whose media it ran move to a live node (their media leases last as long).
+    #[arg(long, env = "CALLSIGHT_REDIS_PRESENCE_TTL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(300..))]
     pub redis_presence_ttl_ms: u64,
     /// Milliseconds one Redis command may take before the node counts Redis as down.
     #[arg(long, env = "CALLSIGHT_REDIS_TIMEOUT_MS", default_value_t = 2_000)]
