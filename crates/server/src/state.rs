@@ -13,7 +13,7 @@ use callsight_signal::{
     redact, ConnId, ErrorCode, Hub, MemoryRoomStore, Output, PeerId, PeerInfo, ResumeKey, RoomId, Seat, SeatRefusal,
     ServerMessage,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -72,8 +72,6 @@ struct Signaling {
     overflowed: Vec<ConnId>,
     /// The host name each connection's browser used to reach us (its STUN URL names it).
     hosts: HashMap<ConnId, String>,
-    /// Connections whose media stays on this node whatever the room's placement (WHIP).
-    pinned: HashSet<ConnId>,
 }
 
 /// Who asked for media work: a connection here (none for a departure), or a participant
@@ -108,7 +106,6 @@ impl AppState {
                 media_sessions: MediaSessions::new(args.media_session_caps()),
                 overflowed: Vec::new(),
                 hosts: HashMap::new(),
-                pinned: HashSet::new(),
             }),
             connections: ConnectionGate::new(args.connection_limits()),
             allowed_origins: args.allowed_origins.iter().map(|o| crate::http::normalise_origin(o)).collect(),
@@ -211,7 +208,6 @@ impl AppState {
         s.outboxes.remove(&conn);
         s.clients.remove(&conn);
         s.hosts.remove(&conn);
-        s.pinned.remove(&conn);
     }
 
     /// Carries out the hub's outputs. Media work is ordered per participant under the
@@ -270,8 +266,9 @@ impl AppState {
 
     /// Routes a participant's media request (`conn`: its connection here; none for an
     /// unpublish). With `--redis`, through the cluster worker, which places the room's
-    /// media on one node (this one or another, `placement`); without, or for a WHIP
-    /// encoder (pinned: its `PATCH` and `DELETE` talk to this node), to this node's media leg.
+    /// media on one node (this one or another, `placement`); without, to this node's
+    /// media leg. (A WHIP encoder is admitted only on the node that runs its room's
+    /// media, `whip::elsewhere`, so its publish stays here and its `PATCH`/`DELETE` find it.)
     fn media_request(
         self: &Arc<Self>,
         s: &mut Signaling,
@@ -280,8 +277,7 @@ impl AppState {
         peer: PeerId,
         request: MediaRequest,
     ) {
-        let pinned = conn.is_some_and(|c| s.pinned.contains(&c));
-        if let (Some(cluster), false) = (&self.cluster, pinned) {
+        if let Some(cluster) = &self.cluster {
             let Some(Command::Media { conn, room, peer, request }) =
                 cluster.submit(Command::Media { conn, room, peer, request })
             else {
@@ -477,12 +473,6 @@ impl AppState {
         self.media.as_ref().map(|_| self.lock().media_sessions.len())
     }
 
-    /// A WHIP encoder's connection: its media stays on this node, whose media leg its
-    /// `PATCH` (trickle ICE) and `DELETE` talk to.
-    pub fn pin_media(&self, conn: ConnId) {
-        self.lock().pinned.insert(conn);
-    }
-
     /// Connections whose outbox overflowed leave the hub now (their peers hear
     /// `peer-left` at once); their tasks end when their stalled write gives up.
     fn drop_overflowed(self: &Arc<Self>, s: &mut Signaling) {
@@ -490,7 +480,6 @@ impl AppState {
             let out = s.hub.disconnect(conn, Instant::now());
             s.clients.remove(&conn);
             s.hosts.remove(&conn);
-            s.pinned.remove(&conn);
             self.apply(s, out);
         }
     }

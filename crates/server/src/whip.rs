@@ -348,7 +348,6 @@ async fn publish(
     let mut closed = media.hub.closed_sessions();
     let (tx, mut rx) = outbox(state.max_outbox_bytes);
     let conn = state.connect(tx, client, host.clone());
-    state.pin_media(conn);
     let name = query.name.or_else(|| token.is_none().then(|| "WHIP".to_owned()));
     let join = Join { room: room.clone(), name, token, ..Join::default() };
     let admitted = async {

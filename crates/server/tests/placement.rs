@@ -190,6 +190,22 @@ async fn next_message(ws: &mut Ws) -> Value {
     .expect("a message in time")
 }
 
+/// The bus photo as ~4 s of 320×240 H.264 at 30 fps, looped by every member.
+fn bus_frames() -> Arc<Vec<EncodedFrame>> {
+    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg"))
+}
+
+/// Which of two nodes runs the room's media: exactly one must.
+async fn media_node(nodes: &[Node; 2]) -> usize {
+    let counts = media_rooms(&[&nodes[0], &nodes[1]]).await;
+    match counts[..] {
+        [1, 0] => 0,
+        [0, 1] => 1,
+        _ => panic!("the room's media should run on exactly one node: {counts:?}"),
+    }
+}
+
 /// How many rooms' media each node runs (`/healthz` `redis.media_rooms`).
 async fn media_rooms(nodes: &[&Node]) -> Vec<u64> {
     let mut counts = Vec::new();
@@ -201,8 +217,7 @@ async fn media_rooms(nodes: &[&Node]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rooms_media_runs_on_one_node_and_moves_when_that_node_dies() {
-    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
-    let frames = Arc::new(encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg"));
+    let frames = bus_frames();
     let redis = Redis::start();
     let flags = ["--max-detect-fps", "2", "--room-capacity", "4"];
     let mut nodes = [Node::with_media(&redis, &flags).await, Node::with_media(&redis, &flags).await];
@@ -214,12 +229,7 @@ async fn a_rooms_media_runs_on_one_node_and_moves_when_that_node_dies() {
     m0.receives(0, 1).await;
     m1.receives(1, 0).await;
     // One node runs the room's media (whichever placement chose); the other none.
-    let counts = media_rooms(&[&nodes[0], &nodes[1]]).await;
-    let holder = match counts[..] {
-        [1, 0] => 0,
-        [0, 1] => 1,
-        _ => panic!("the room's media should run on exactly one node: {counts:?}"),
-    };
+    let holder = media_node(&nodes).await;
     // Member 0's detections reach both, whichever node each is connected to.
     m0.detection_of(&m0.id, 0).await;
     m1.detection_of(&m0.id, 0).await;
@@ -247,16 +257,14 @@ async fn a_rooms_media_runs_on_one_node_and_moves_when_that_node_dies() {
 /// reach any more (and counting it against the room and its load).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_participants_lose_their_sessions_on_the_media_node() {
-    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
-    let frames = Arc::new(encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg"));
+    let frames = bus_frames();
     let redis = Redis::start();
     let flags = ["--room-capacity", "4"];
     let mut nodes = [Node::with_media(&redis, &flags).await, Node::with_media(&redis, &flags).await];
     let room = "room-guests";
     let m0 = Member::join(nodes[0].addr, room, 0, false, frames.clone()).await;
     m0.client.clone().wait_for(Option::is_some).await.expect("m0 publishes");
-    let counts = media_rooms(&[&nodes[0], &nodes[1]]).await;
-    let holder = counts.iter().position(|&n| n == 1).unwrap_or_else(|| panic!("no media node: {counts:?}"));
+    let holder = media_node(&nodes).await;
     let other = 1 - holder;
     // m1 on the other node: a guest of the media node.
     let m1 = Member::join(nodes[other].addr, room, 1, false, frames.clone()).await;
@@ -276,8 +284,7 @@ async fn a_dead_nodes_participants_lose_their_sessions_on_the_media_node() {
 /// query — and are served there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_and_whep_are_redirected_to_the_node_that_runs_the_rooms_media() {
-    let photo = load_test_photo("bus.jpg").unwrap_or_else(|e| panic!("{e}"));
-    let frames = Arc::new(encode_loop(&photo, 320, 240, 30, 4.0, 400_000).expect("encode bus.jpg"));
+    let frames = bus_frames();
     let redis = Redis::start();
     let urls = ["http://node-0.example:8443", "http://node-1.example:8443"];
     let flags = |i: usize| ["--room-capacity", "4", "--public-url", urls[i]];
@@ -285,8 +292,7 @@ async fn whip_and_whep_are_redirected_to_the_node_that_runs_the_rooms_media() {
     let room = "room-whip-placed";
     let m0 = Member::join(nodes[0].addr, room, 0, false, frames.clone()).await;
     m0.client.clone().wait_for(Option::is_some).await.expect("m0 publishes");
-    let counts = media_rooms(&[&nodes[0], &nodes[1]]).await;
-    let holder = counts.iter().position(|&n| n == 1).unwrap_or_else(|| panic!("no media node: {counts:?}"));
+    let holder = media_node(&nodes).await;
     let other = 1 - holder;
     let mut member = connect(nodes[other].addr).await;
     let joined = join(&mut member, room).await;
@@ -309,4 +315,38 @@ async fn whip_and_whep_are_redirected_to_the_node_that_runs_the_rooms_media() {
     assert_eq!(r.header("location"), Some(format!("{}{path}", urls[holder]).as_str()));
     let r = post_offer(nodes[holder].addr, &path, Some(view_key), viewer.offer()).await;
     assert_eq!(r.status, 201, "served where the media runs: {}", r.body);
+}
+
+/// A room whose only publisher is a WHIP encoder keeps its media on the encoder's node
+/// past the lease's lifetime (that node renews it), so a participant who joins later on
+/// another node is placed with the encoder and receives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_only_room_keeps_its_media_node() {
+    let frames = bus_frames();
+    let redis = Redis::start();
+    let urls = ["http://node-0.example:8443", "http://node-1.example:8443"];
+    let flags = |i: usize| ["--room-capacity", "4", "--public-url", urls[i]];
+    let nodes = [Node::with_media(&redis, &flags(0)).await, Node::with_media(&redis, &flags(1)).await];
+    let room = "room-whip-only";
+    let mut watcher = connect(nodes[0].addr).await;
+    let ingest_key = join(&mut watcher, room).await["ingest_key"].as_str().unwrap().to_owned();
+    let pending = PendingClient::with_tracks(LOCALHOST, 1, false).await.expect("client socket");
+    let path = format!("/whip/{room}?name=cam");
+    let mut r = post_offer(nodes[0].addr, &path, Some(&ingest_key), pending.offer()).await;
+    let holder = if r.status == 307 { 1 } else { 0 };
+    if holder == 1 {
+        r = post_offer(nodes[1].addr, &path, Some(&ingest_key), pending.offer()).await;
+    }
+    assert_eq!(r.status, 201, "{}", r.body);
+    let camera = Arc::new(pending.connect(&r.body, Duration::from_secs(20)).await.expect("the encoder connects"));
+    let streaming = stream(camera, 0, frames.clone());
+    // A window of several lease lifetimes (presence TTL 1.5 s): an unrenewed lease lapses.
+    tokio::time::sleep(Duration::from_millis(3 * PRESENCE_TTL_MS.parse::<u64>().unwrap())).await;
+    assert_eq!(media_rooms(&[&nodes[holder]]).await, vec![1], "the encoder's node still runs the room");
+
+    let other = 1 - holder;
+    let late = Member::join(nodes[other].addr, room, 1, false, frames.clone()).await;
+    late.receives(1, 0).await;
+    assert_eq!(media_rooms(&[&nodes[other]]).await, vec![0], "placed with the encoder");
+    streaming.abort();
 }
