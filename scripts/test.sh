@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/callsight-target}
 export CALLSIGHT_TEST_DATA=${CALLSIGHT_TEST_DATA:-$PWD/test-data}
+# One-shot builds: incremental caches would add gigabytes to the shared target dir and
+# buy nothing for a run that builds each crate once.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "system packages"
@@ -37,6 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+
+step "stale build outputs (scripts/prune-target.sh)"
+bash scripts/prune-target.sh "$CARGO_TARGET_DIR"
+df -h "$CARGO_TARGET_DIR" 2>/dev/null | tail -n1 || true
 
 step "test data and models' Python environment"
 bash scripts/fetch-test-data.sh
