@@ -64,10 +64,21 @@ struct Args {
     /// Send raw detections (no tracker).
     #[arg(long)]
     no_tracking: bool,
+    /// Publish each stream in three simulcast layers (¼, ½ and full size, rids q/h/f)
+    /// instead of one: the detector decodes the smallest layer at least as wide as its
+    /// input (MediaConfig::simulcast_detect_width).
+    #[arg(long)]
+    simulcast: bool,
     /// Photos (in the test data folder) the streams cycle through.
     #[arg(long, value_delimiter = ',', default_value = "bus.jpg,zidane.jpg")]
     photos: Vec<String>,
 }
+
+/// One loop of frames per layer (one layer without simulcast), smallest first.
+type Layered = Vec<Vec<EncodedFrame>>;
+
+/// Simulcast rids, smallest layer first.
+const RIDS: [&str; 3] = ["q", "h", "f"];
 
 /// Per stream: RTP timestamp → when it was handed to the client.
 type SendLog = Arc<Mutex<HashMap<u32, Instant>>>;
@@ -108,12 +119,18 @@ async fn main() -> Result<()> {
 
     // Per photo: (panning, still) 2-second loops starting with an IDR: replayed, they
     // stay valid streams.
-    let mut sources: Vec<(Vec<EncodedFrame>, Vec<EncodedFrame>)> = Vec::new();
+    // With --simulcast, one loop per layer (smallest first).
+    let layers: &[(u32, u32)] = if args.simulcast { &[(4, 150_000), (2, 500_000), (1, 1_500_000)] } else { &[(1, 1_500_000)] };
+    let mut sources: Vec<(Layered, Layered)> = Vec::new();
     for name in &args.photos {
         let photo = load_test_photo(name)?;
         let n = (args.stream.fps * 2.0) as usize;
-        let moving = encode_loop(&photo, args.stream.width, args.stream.height, n, 8.0, 1_500_000)?;
-        let still = encode_loop(&photo, args.stream.width, args.stream.height, n, 0.0, 1_500_000)?;
+        let (mut moving, mut still) = (Vec::new(), Vec::new());
+        for &(down, bps) in layers {
+            let (w, h) = (args.stream.width / down, args.stream.height / down);
+            moving.push(encode_loop(&photo, w, h, n, 8.0 / f64::from(down), bps)?);
+            still.push(encode_loop(&photo, w, h, n, 0.0, bps)?);
+        }
         sources.push((moving, still));
     }
     if sources.is_empty() {
@@ -136,7 +153,7 @@ async fn main() -> Result<()> {
     let hub = MediaHub::start(config, detector.clone()).await?;
     let workers = hub.stats().workers;
     eprintln!(
-        "detector: {} {} threads={} model={} input={:?}; workers={workers}; {}x{}@{} per stream; max_detect_fps={}; \
+        "detector: {} {} threads={} model={} input={:?}; workers={workers}; {}x{}@{} per stream{}; max_detect_fps={}; \
          motion gate {}, tracking {}, still share {}",
         info.backend,
         info.version,
@@ -146,6 +163,7 @@ async fn main() -> Result<()> {
         args.stream.width,
         args.stream.height,
         args.stream.fps,
+        if args.simulcast { " in simulcast layers q/h/f (¼, ½, full)" } else { "" },
         args.max_detect_fps,
         if args.no_motion_gate { "off" } else { "on" },
         if args.no_tracking { "off" } else { "on" },
@@ -194,7 +212,7 @@ async fn main() -> Result<()> {
 async fn run_k(
     hub: &MediaHub,
     args: &Args,
-    sources: &[(Vec<EncodedFrame>, Vec<EncodedFrame>)],
+    sources: &[(Layered, Layered)],
     k: usize,
     round: usize,
 ) -> Result<Row> {
@@ -205,7 +223,8 @@ async fn run_k(
     let mut keys = Vec::new();
     for i in 0..k {
         let key = ParticipantKey { room: format!("load-{round}"), participant: format!("p{i}") };
-        let pending = PendingClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await?;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let pending = if args.simulcast { PendingClient::simulcast(ip, &RIDS).await? } else { PendingClient::new(ip).await? };
         let answer = hub.publish(key.clone(), pending.offer()).await?;
         publishers.push(Arc::new(pending.connect(&answer, Duration::from_secs(10)).await?));
         keys.push(key);
@@ -238,7 +257,16 @@ async fn run_k(
                         l.retain(|t, _| t.wrapping_sub(min) < 600 * ticks);
                     }
                 }
-                p.send_frame(frames[n as usize % frames.len()].data.clone(), ts, stamp);
+                if frames.len() == 1 {
+                    p.send_frame(frames[0][n as usize % frames[0].len()].data.clone(), ts, stamp);
+                    continue;
+                }
+                // Each layer its own RTP clock, as browsers send them; the first (q) is
+                // the timeline the server maps them onto, so `ts` keys the results.
+                for (layer, (rid, frames)) in RIDS.iter().zip(&frames).enumerate() {
+                    let offset = (layer as u32).wrapping_mul(1_234_567_891);
+                    p.send_layer(rid, frames[n as usize % frames.len()].data.clone(), ts.wrapping_add(offset));
+                }
             }
         }));
     }
