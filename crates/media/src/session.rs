@@ -215,6 +215,8 @@ pub(crate) struct Session {
     offer_timeout: Duration,
     /// Mids the participant publishes on.
     published: Vec<Mid>,
+    /// Of those, the ones its offer sends in simulcast layers.
+    simulcast: Vec<Mid>,
     /// Forwarded video tracks that just opened here: their publishers are asked for a keyframe.
     keyframes_wanted: Vec<(TrackRef, Option<Rid>)>,
     max_offer_bytes: usize,
@@ -291,6 +293,7 @@ impl Session {
             now,
             offer_timeout: config.offer_timeout,
             published: Vec::new(),
+            simulcast: Vec::new(),
             keyframes_wanted: Vec::new(),
             max_offer_bytes: config.max_offer_bytes,
             sps_limits: config.sps_limits.clone(),
@@ -447,10 +450,15 @@ impl Session {
             // A receiving m-line of the participant's own offer: it publishes there.
             Event::MediaAdded(m) if m.direction.is_receiving() && self.may_publish && !self.is_forwarded(m.mid) => {
                 self.published.push(m.mid);
+                if m.simulcast.is_some() {
+                    // Known from the offer, before any frame: no REMB may ever cap it.
+                    self.simulcast.push(m.mid);
+                }
                 Some(SessionOutput::Published { mid: m.mid, kind: m.kind })
             }
             Event::MediaChanged(m) if !m.direction.is_receiving() && self.published.contains(&m.mid) => {
                 self.published.retain(|p| *p != m.mid);
+                self.simulcast.retain(|p| *p != m.mid);
                 Some(SessionOutput::Unpublished { mid: m.mid })
             }
             Event::MediaData(d) => self.media(d),
@@ -947,7 +955,8 @@ impl Session {
     /// A simulcast track is left alone: each subscriber gets the layer its downlink takes,
     /// and the publisher's own congestion control decides which layers it can send.
     pub(crate) fn limit_publisher(&mut self, mid: Mid, bitrate: Bitrate) -> bool {
-        if !self.published.contains(&mid) || self.video.get(&mid).is_some_and(|v| v.layers.is_simulcast()) {
+        let simulcast = self.simulcast.contains(&mid) || self.video.get(&mid).is_some_and(|v| v.layers.is_simulcast());
+        if !self.published.contains(&mid) || simulcast {
             return false;
         }
         match self.rtc.direct_api().stream_rx_by_mid(mid, None) {
@@ -1135,6 +1144,7 @@ mod tests {
                 received: Vec::new(),
                 keyframe_requests: 0,
                 published: Vec::new(),
+            simulcast: Vec::new(),
                 offers: Vec::new(),
                 repeated: 0,
                 remb: Vec::new(),

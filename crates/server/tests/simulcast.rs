@@ -173,6 +173,9 @@ async fn subscribers_get_the_layer_of_their_tile_on_one_timeline_and_the_detecto
         assert_ne!(d["width"].as_u64(), Some(1280), "the full layer is never decoded: {d}");
     }
     assert!(seen[first_h..].iter().all(on_h), "once on the 640×360 layer, the detector stays there");
+    // A simulcast publisher is never capped by REMB (its own congestion control picks
+    // the layers it can send; one slow downlink must not pause the big layer for all).
+    assert_eq!(publisher.client.feedback().remb, vec![], "no REMB to a simulcast publisher");
 
     // The small tile hidden: its video stops; shown again: it resumes.
     let mid = small.seen.lock().unwrap().video_mid.clone().unwrap();
