@@ -46,11 +46,15 @@ export async function launchBrowser({ fakeVideo, executable = CHROMIUM, extraArg
   return { browser, close };
 }
 
-/** A page in its own context (own storage, like a different person), logging its console on failure. */
-export async function newPerson(browser, baseURL, label) {
+/**
+ * A page in its own context (own storage, like a different person), logging its console
+ * on failure. `viewport` and `deviceScaleFactor` (devicePixelRatio) size its window.
+ */
+export async function newPerson(browser, baseURL, label, { viewport = { width: 1280, height: 800 }, deviceScaleFactor = 1 } = {}) {
   const context = await browser.newContext({
     baseURL,
-    viewport: { width: 1280, height: 800 },
+    viewport,
+    deviceScaleFactor,
     // Only for --tls-self-signed servers on 127.0.0.1.
     ignoreHTTPSErrors: baseURL.startsWith('https:'),
   });
