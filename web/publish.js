@@ -10,7 +10,8 @@
 // the server is the polite side, we ignore its offer while ours is outstanding).
 //
 // Simulcast: the camera goes out as three H.264 encodings (SIMULCAST: rids q, h, f at
-// ¼, ½ and full resolution, lowest first); the server forwards to each subscriber the
+// ¼, ½ and full resolution, lowest first; fewer for a small camera, see
+// simulcastEncodings); the server forwards to each subscriber the
 // layer that fits the tile it is shown in, which this page tells it for every video it
 // receives (`track-settings`, viewsize.js). A screen share is one encoding: switching
 // between camera and screen publishes again with the other layout.
@@ -26,13 +27,34 @@ const RETRY_MS = 3000;
 
 /**
  * The camera's simulcast encodings, lowest first: 320×180, 640×360 and 1280×720 for a
- * 1280×720 camera. Chromium sends fewer layers for small inputs (it drops the top ones).
+ * 1280×720 camera.
  */
 export const SIMULCAST = Object.freeze([
   Object.freeze({ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
   Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
   Object.freeze({ rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
 ]);
+
+/**
+ * The encodings for a camera of this size. Chromium encodes at most 3 simulcast layers
+ * from 960×540 pixels up, 2 from 480×270, 1 below (its simulcast layer limit), and
+ * drops the *top* encodings beyond that: a 640×480 camera given q, h, f would send only
+ * 160×120 and 320×240. So a smaller camera gets h and f (½, full), a tiny one a single
+ * encoding (null: no simulcast). Unknown size: all three.
+ */
+export function simulcastEncodings(width, height) {
+  const px = width > 0 && height > 0 ? width * height : Infinity;
+  if (px >= 960 * 540) return SIMULCAST.map((e) => ({ ...e }));
+  if (px >= 480 * 270) return SIMULCAST.slice(1).map((e) => ({ ...e }));
+  return null;
+}
+
+/** The layout a video track is published with: its rids ('' = one encoding). */
+function layoutOf(track, isScreen) {
+  if (!track || isScreen(track)) return '';
+  const { width, height } = track.getSettings?.() ?? {};
+  return (simulcastEncodings(width, height) ?? []).map((e) => e.rid).join(',');
+}
 
 /** H.264 entries the server decodes: constrained baseline, packetization-mode=1. */
 export function h264Codecs(capabilities) {
@@ -91,8 +113,8 @@ export class Publisher extends EventTarget {
     this.videoTrack = videoTrack;
     this.audioTrack = audioTrack;
     this.isScreen = isScreen;
-    /** The video sender's layout: true = SIMULCAST layers, false = one encoding. */
-    this.layered = false;
+    /** The video sender's layout: its rids, comma-separated ('' = one encoding). */
+    this.layout = '';
     /** What the server is told about how large each received video is shown. */
     this.viewSizes = new ViewSizes({ send: (m) => this.send(m) });
     this.pc = null;
@@ -143,10 +165,12 @@ export class Publisher extends EventTarget {
     });
     try {
       // The video m-line exists even without a camera, so the server always gets one.
-      const layered = track !== null && !this.isScreen(track);
-      this.layered = layered;
+      this.layout = layoutOf(track, this.isScreen);
       const init = { direction: track ? 'sendonly' : 'inactive' };
-      if (layered) init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      if (this.layout) {
+        const { width, height } = track.getSettings?.() ?? {};
+        init.sendEncodings = simulcastEncodings(width, height);
+      }
       const tr = pc.addTransceiver(track ?? 'video', init);
       this.sender = tr.sender;
       const prefs = h264Codecs(RTCRtpReceiver.getCapabilities('video'));
@@ -311,8 +335,8 @@ export class Publisher extends EventTarget {
   }
 
   async replaceTrack(track) {
-    // Camera ↔ screen changes the layout (layers or one encoding): publish again.
-    const sameLayout = track === null || !this.isScreen(track) === this.layered;
+    // Camera ↔ screen, or a camera of another size, changes the layers: publish again.
+    const sameLayout = track === null || layoutOf(track, this.isScreen) === this.layout;
     if (this.sender && this.sender.track !== null && sameLayout) await this.sender.replaceTrack(track);
     else if (!this.stopped) await this.start();
   }
