@@ -277,6 +277,30 @@ test('a 1280×720 camera goes out as 3 layers; a small and a large tile get diff
       timeoutMs: 20_000,
       message: 'the video to resume once shown',
     });
+
+    // 5. A screen share is one encoding (no rid); back on the camera, three layers again,
+    //    and the small page tells the new session its tile so it gets a small layer again.
+    await pub.getByTestId('share').click();
+    await pub.locator('#share[aria-pressed=true]').waitFor({ state: 'attached', timeout: 10_000 });
+    let shared = [];
+    await waitFor(
+      async () => {
+        shared = await outboundVideo(pub);
+        return shared.length === 1 && shared[0].rid === null && shared[0].bytes > 0;
+      },
+      { timeoutMs: 30_000, message: 'the screen share sent as one encoding' },
+    ).catch((err) => {
+      throw new Error(`${err.message}; last ${JSON.stringify(shared)}`);
+    });
+    process.stdout.write(`screen share: ${JSON.stringify(shared)}\n`);
+    await pub.getByTestId('share').click();
+    await pub.locator('#share[aria-pressed=false]').waitFor({ state: 'attached', timeout: 10_000 });
+    await waitFor(async () => (await outboundVideo(pub)).map((l) => l.rid).join() === 'f,h,q', {
+      timeoutMs: 30_000,
+      message: 'the camera sent as three layers again',
+    });
+    const again = await settle(small, 'small tile after the re-publish', (h) => h > 0 && h <= 360);
+    process.stdout.write(`after the re-publish: small ${again.width}×${again.height} on mid ${again.mid} (was ${gotSmall.mid})\n`);
   } catch (err) {
     dumpConsole(pages);
     for (const [i, p] of pages.entries()) {
