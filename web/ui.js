@@ -88,8 +88,11 @@ export class RoomView {
   #reportSize(key) {
     const t = key && key !== 'self' ? this.tiles.get(key) : null;
     if (!t) return;
+    // Picture-in-picture: shown in its own window, even while the page is hidden.
+    const pip = document.pictureInPictureElement === t.video ? t.pipWindow : null;
     const shown = document.visibilityState !== 'hidden';
-    const { width, height } = devicePixels(shown ? t.video.clientWidth : 0, shown ? t.video.clientHeight : 0, window.devicePixelRatio || 1);
+    const css = pip ?? (shown ? { width: t.video.clientWidth, height: t.video.clientHeight } : { width: 0, height: 0 });
+    const { width, height } = devicePixels(css.width, css.height, window.devicePixelRatio || 1);
     this.call.setViewSize(key, width, height);
   }
 
@@ -288,6 +291,18 @@ export class RoomView {
     if (!self) {
       this.#renderPeer(key);
       this.sizeObserver?.observe(video);
+      video.addEventListener('enterpictureinpicture', (e) => {
+        const t = this.tiles.get(key);
+        const win = e.pictureInPictureWindow;
+        if (!t || !win) return;
+        t.pipWindow = { width: win.width, height: win.height };
+        win.addEventListener('resize', () => {
+          t.pipWindow = { width: win.width, height: win.height };
+          this.#reportSize(key);
+        });
+        this.#reportSize(key);
+      });
+      video.addEventListener('leavepictureinpicture', () => this.#reportSize(key));
     }
   }
 
