@@ -135,7 +135,19 @@ function outboundVideo(page) {
         });
       }
     });
-    return out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+    out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+    return out;
+  });
+}
+
+/** What the page's congestion control (with the server's REMB) lets it send to the server, kbit/s. */
+function availableKbps(page) {
+  return page.evaluate(async () => {
+    let kbps = null;
+    (await window.callsight.publisherConnection()?.getStats())?.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.nominated && r.availableOutgoingBitrate) kbps = Math.round(r.availableOutgoingBitrate / 1000);
+    });
+    return kbps;
   });
 }
 
@@ -208,14 +220,14 @@ test('a 1280×720 camera goes out as 3 layers; a small and a large tile get diff
         prev = layers;
         const h = heights();
         // Bandwidth estimation starts low: the top layer comes once it has ramped up.
-        return growing.length === 3 && h.q === 180 && h.h === 360 && h.f === 720;
+        return growing.length === 3 && layers.every((l) => l.fps > 0) && h.q === 180 && h.h === 360 && h.f === 720;
       },
       { timeoutMs: 60_000, intervalMs: 1000, message: 'three layers sending at 180, 360 and 720 lines' },
-    ).catch((err) => {
-      throw new Error(`${err.message}; last ${JSON.stringify(layers)}`);
+    ).catch(async (err) => {
+      throw new Error(`${err.message}; last ${JSON.stringify(layers)}, available ${await availableKbps(pub)} kbit/s`);
     });
     assert.deepEqual(layers.map((l) => l.rid), ['f', 'h', 'q']);
-    process.stdout.write(`publisher layers at full size: ${JSON.stringify(layers)}\n`);
+    process.stdout.write(`publisher layers at full size: ${JSON.stringify(layers)}, available ${await availableKbps(pub)} kbit/s\n`);
 
     // 2. Different tiles, different layers. L pins the publisher's video (large, ×2 pixels).
     await large.locator(`.tile[data-peer="${pid}"] [data-testid=pin]`).click();
