@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
+use str0m::media::{
+    Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -62,7 +64,7 @@ pub struct Feedback {
 }
 
 enum ClientCmd {
-    Frame { mid: Mid, data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime> },
+    Frame { mid: Mid, rid: Option<Rid>, data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime> },
     Offer { sdp: String, reply: oneshot::Sender<Result<String, MediaError>> },
     Keyframe { mid: Mid },
     Remb { mid: Mid, bps: u64 },
@@ -110,6 +112,19 @@ impl PendingClient {
                 (0..video).map(|_| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)).collect();
             let audio = audio.then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
             (video, audio)
+        })
+        .await
+    }
+
+    /// Offers one send-only H.264 video track in simulcast layers `rids` (send each
+    /// layer's frames with [`Client::send_layer`]).
+    pub async fn simulcast(ip: IpAddr, rids: &[&str]) -> Result<PendingClient, MediaError> {
+        let mut layers = Simulcast::new();
+        for rid in rids {
+            layers.add_send_layer(SimulcastLayer::new(rid));
+        }
+        PendingClient::offering(ip, |change| {
+            (vec![change.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(layers))], None)
         })
         .await
     }
@@ -271,21 +286,29 @@ impl Client {
     /// `rtp_timestamp` (90 kHz), and with abs-capture-time when `capture_time` is given.
     pub fn send_frame(&self, data: Arc<[u8]>, rtp_timestamp: u32, capture_time: Option<SystemTime>) {
         if let Some(mid) = self.video.first() {
-            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, data, rtp_timestamp, capture_time });
+            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, rid: None, data, rtp_timestamp, capture_time });
+        }
+    }
+
+    /// Sends one access unit of simulcast layer `rid` on the first video track.
+    pub fn send_layer(&self, rid: &str, data: Arc<[u8]>, rtp_timestamp: u32) {
+        if let Some(mid) = self.video.first() {
+            let rid = Some(Rid::from(rid));
+            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, rid, data, rtp_timestamp, capture_time: None });
         }
     }
 
     /// Sends one access unit on video track `index` (in offer order).
     pub fn send_video(&self, index: usize, data: Arc<[u8]>, rtp_timestamp: u32) {
         if let Some(mid) = self.video.get(index) {
-            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, data, rtp_timestamp, capture_time: None });
+            let _ = self.cmd.send(ClientCmd::Frame { mid: *mid, rid: None, data, rtp_timestamp, capture_time: None });
         }
     }
 
     /// Sends one Opus packet (48 kHz RTP clock) on the audio track.
     pub fn send_audio(&self, data: Arc<[u8]>, rtp_timestamp: u32) {
         if let Some(mid) = self.audio {
-            let _ = self.cmd.send(ClientCmd::Frame { mid, data, rtp_timestamp, capture_time: None });
+            let _ = self.cmd.send(ClientCmd::Frame { mid, rid: None, data, rtp_timestamp, capture_time: None });
         }
     }
 
@@ -510,7 +533,7 @@ impl Loop {
 
     fn command(&mut self, cmd: ClientCmd) {
         match cmd {
-            ClientCmd::Frame { mid, data, rtp_timestamp, capture_time } => {
+            ClientCmd::Frame { mid, rid, data, rtp_timestamp, capture_time } => {
                 let rate =
                     if self.rtc.media(mid).is_some_and(|m| m.kind() == MediaKind::Audio) { 48_000 } else { 90_000 };
                 let Some(w) = self.rtc.writer(mid) else { return };
@@ -518,6 +541,10 @@ impl Loop {
                     w.payload_params().find(|p| matches!(p.spec().codec, Codec::H264 | Codec::Opus)).map(|p| p.pt())
                 else {
                     return;
+                };
+                let w = match rid {
+                    Some(rid) => w.rid(rid),
+                    None => w,
                 };
                 let w = match capture_time {
                     Some(t) => w.abs_capture_time(AbsCaptureTime { capture_time: t, clock_offset: None }),

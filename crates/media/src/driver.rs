@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::Input;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -76,6 +76,13 @@ pub(crate) enum Command {
     },
     Unpublish {
         key: ParticipantKey,
+    },
+    /// The tile one of the participant's received video tracks is shown in.
+    TrackSettings {
+        key: ParticipantKey,
+        mid: String,
+        width: u32,
+        height: u32,
     },
     Keyframe {
         session: u64,
@@ -235,10 +242,13 @@ impl Driver {
                     self.close(e, End::Closed("unpublished".into()));
                 }
             }
+            Command::TrackSettings { key, mid, width, height } => {
+                let _ = self.renegotiate(&key, |s| Ok::<_, MediaError>(s.track_settings(&mid, width, height)));
+            }
             Command::Keyframe { session, mid } => {
                 let Some(mut e) = self.take(session) else { return };
                 let now = Instant::now();
-                match contain(|| e.session.request_keyframe(mid, now)) {
+                match contain(|| e.session.request_keyframe(mid, None, now)) {
                     Ok(true) => Counters::inc(&self.counters.keyframe_requests),
                     Ok(false) => {}
                     Err(_) => return self.close(e, End::Panicked),
@@ -434,7 +444,8 @@ impl Driver {
     /// subscribers' downlinks allows it, never less than `min_publish_kbps`.
     fn limit_publishers(&mut self) {
         let mut tightest: HashMap<TrackRef, Bitrate> = HashMap::new();
-        for e in self.sessions.values() {
+        for e in self.sessions.values_mut() {
+            e.session.want_downlink();
             for (src, limit) in e.session.downlink_limits() {
                 tightest.entry(src).and_modify(|t| *t = t.min(limit)).or_insert(limit);
             }
@@ -456,7 +467,7 @@ impl Driver {
                 SessionOutput::Transmit(t) => self.sockets.send(t.source, t.destination, &t.contents),
                 SessionOutput::Media { mid, media } => self.media(e, mid, media),
                 SessionOutput::Published { mid, kind } => self.announce(e, mid, kind),
-                SessionOutput::KeyframeWanted(src) => self.keyframe_wanted(src),
+                SessionOutput::KeyframeWanted(src, rid) => self.keyframe_wanted(src, rid),
                 SessionOutput::Unpublished { mid } => self.unpublished(e, mid),
                 SessionOutput::Offer { sdp, tracks, repeated } => {
                     if repeated {
@@ -518,11 +529,11 @@ impl Driver {
     }
 
     /// A subscriber wants a keyframe: ask the publisher (rate-limited there).
-    fn keyframe_wanted(&mut self, src: TrackRef) {
+    fn keyframe_wanted(&mut self, src: TrackRef, rid: Option<Rid>) {
         let now = Instant::now();
         let counters = self.counters.clone();
         self.with_other(src.session, |s| {
-            let asked = s.request_keyframe(src.mid, now);
+            let asked = s.request_keyframe(src.mid, rid, now);
             if asked {
                 Counters::inc(&counters.keyframe_requests);
             }
@@ -536,7 +547,13 @@ impl Driver {
         for other in self.room_of(&e.session.key().room) {
             self.with_other(other, |s| s.forward(src, &media));
         }
-        if e.analyse && media.kind == MediaKind::Video && media.params.spec().codec == str0m::format::Codec::H264 {
+        // Of a simulcast track, only the layer the detector decodes.
+        let detected = media.layer.as_ref().is_none_or(|l| l.detect);
+        if e.analyse
+            && detected
+            && media.kind == MediaKind::Video
+            && media.params.spec().codec == str0m::format::Codec::H264
+        {
             self.video(e, mid, media.au);
         }
     }

@@ -107,7 +107,10 @@ impl TrackStages for DecodeThenDetect {
 impl MediaHub {
     /// Binds the UDP port, starts the driver task (on the current tokio runtime) and the
     /// detection workers (plain threads, so inference never blocks the runtime).
-    pub async fn start(config: MediaConfig, detector: Arc<Detector>) -> Result<MediaHub, MediaError> {
+    pub async fn start(mut config: MediaConfig, detector: Arc<Detector>) -> Result<MediaHub, MediaError> {
+        if config.simulcast_detect_width == 0 {
+            config.simulcast_detect_width = detector.info().input_size[0] as u32;
+        }
         if let (Some(t), Some(m)) = (&config.tracking, &config.motion) {
             if t.max_coast_ms <= m.recheck_ms {
                 return Err(MediaError::Config(format!(
@@ -234,6 +237,13 @@ impl MediaHub {
             sent.map_err(|_| MediaError::Stopped)?;
             rx.await.map_err(|_| MediaError::Stopped)?
         }
+    }
+
+    /// The tile the participant shows one of its received video tracks in (`mid` on its
+    /// connection; device pixels; 0×0 = hidden): it picks the simulcast layer sent, and a
+    /// hidden track is not sent. Unknown mids are ignored.
+    pub fn track_settings(&self, key: ParticipantKey, mid: &str, width: u32, height: u32) {
+        let _ = self.inner.cmd.send(Command::TrackSettings { key, mid: mid.to_owned(), width, height });
     }
 
     /// A renegotiation offer from the participant (it adds or stops its own tracks);

@@ -11,7 +11,10 @@
 //!   (`handle_input` / `poll_output`): what it publishes, what it subscribes to (added
 //!   and stopped by server offers, one at a time; the server is the polite side of
 //!   perfect negotiation), frame-level forwarding, keyframe requests both ways.
-//!   → types, capture, offer, contain.
+//!   → types, capture, offer, contain, simulcast, sps.
+//! - `simulcast`: a simulcast track's layers mapped onto one RTP timeline, the layer the
+//!   detector decodes, and each subscriber's layer (by tile size and downlink; switches on
+//!   keyframes). Sans-IO; a leaf.
 //! - `udp`: sockets; routes each datagram on the socket task (known session / new-session
 //!   STUN / junk) before anything is queued. → stats, error.
 //! - `driver`: the task that feeds routed datagrams, timeouts and commands to sessions
@@ -52,6 +55,7 @@ mod offer;
 mod queue;
 mod scheduler;
 mod session;
+mod simulcast;
 pub mod sps;
 mod stats;
 mod tracking;

@@ -27,13 +27,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::{Codec, PayloadParams};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::Transmit;
 use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
@@ -42,6 +43,8 @@ use crate::capture::CaptureClock;
 use crate::contain::contain;
 use crate::error::MediaError;
 use crate::offer::{answers, limit_video_lines, mlines, sending_lines, MLine};
+use crate::simulcast::{pick, Admit, Choice, LayerFrame, LayerInfo, Layers};
+use crate::sps::{check_access_unit, SpsLimits};
 use crate::types::{AccessUnit, MediaConfig, ParticipantKey, SubscribedTrack, ABS_CAPTURE_TIME_ID};
 
 /// Remote addresses one session accepts datagrams from at most (ICE candidates of one peer).
@@ -50,6 +53,13 @@ const MAX_REMOTES: usize = 8;
 /// What a forwarded Opus track takes of a downlink estimate before the video tracks share
 /// the rest (Opus at its usual rates plus headers).
 const AUDIO_SHARE: Bitrate = Bitrate::kbps(48);
+
+/// A forwarded video track whose publisher sent nothing for this long takes no share of
+/// its subscriber's downlink.
+const LIVE_FOR: Duration = Duration::from_secs(2);
+
+/// The downlink estimator probes up to this much more than the wanted layers' bitrates.
+const PROBE_HEADROOM: f64 = 1.5;
 
 /// A published track, named across sessions: the publishing session and its mid there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +77,8 @@ pub(crate) struct InMedia {
     /// Audio level (−dBov) and voice activity the publisher sent, if any.
     pub audio_level: Option<(i8, bool)>,
     pub au: AccessUnit,
+    /// A simulcast layer's frame (`time` is then on the track's reference timeline).
+    pub layer: Option<LayerFrame>,
 }
 
 /// What a session wants done next.
@@ -79,8 +91,9 @@ pub(crate) enum SessionOutput {
     Published { mid: Mid, kind: MediaKind },
     /// One frame of a published track.
     Media { mid: Mid, media: InMedia },
-    /// The participant asks for a keyframe of a track it receives.
-    KeyframeWanted(TrackRef),
+    /// The participant asks for a keyframe of a track it receives (of this simulcast
+    /// layer; `None`: the track's only one, or the one the detector decodes).
+    KeyframeWanted(TrackRef, Option<Rid>),
     /// The participant stopped publishing a track (its m-line stopped or turned away
     /// from sending in a renegotiation).
     Unpublished { mid: Mid },
@@ -113,6 +126,18 @@ struct TrackOut {
     /// The publisher's participant id (the stream id the subscriber sees in `msid`).
     stream_id: String,
     state: OutState,
+    /// The tile it is shown in (device pixels; `track-settings`); `None` = not told.
+    tile: Option<(u32, u32)>,
+    /// The simulcast layer forwarded.
+    choice: Choice,
+    /// Not forwarded while its tile is hidden (non-simulcast video); a keyframe is asked
+    /// for when it shows again.
+    paused: bool,
+    /// When its publisher last sent a frame (a track that sends nothing takes no share
+    /// of the downlink).
+    last_frame: Option<Instant>,
+    /// Its simulcast layers, as of its latest frame.
+    layers: Option<Arc<[LayerInfo]>>,
 }
 
 /// A WHEP viewer: receives one participant's tracks on the receiving m-lines of its own
@@ -143,7 +168,22 @@ struct Outstanding {
 
 struct VideoIn {
     clock: CaptureClock,
-    last_keyframe_request: Option<Instant>,
+    /// When a keyframe was last asked for, per simulcast layer (`None`: no rid).
+    last_keyframe_request: Vec<(Option<Rid>, Instant)>,
+    layers: Layers,
+    /// The layer the detector decoded last.
+    detected: Option<Rid>,
+}
+
+impl VideoIn {
+    fn new() -> Self {
+        VideoIn {
+            clock: CaptureClock::default(),
+            last_keyframe_request: Vec::new(),
+            layers: Layers::new(),
+            detected: None,
+        }
+    }
 }
 
 /// The answer to a publish offer and the session it created.
@@ -176,8 +216,12 @@ pub(crate) struct Session {
     /// Mids the participant publishes on.
     published: Vec<Mid>,
     /// Forwarded video tracks that just opened here: their publishers are asked for a keyframe.
-    keyframes_wanted: Vec<TrackRef>,
+    keyframes_wanted: Vec<(TrackRef, Option<Rid>)>,
     max_offer_bytes: usize,
+    /// For the sizes of simulcast layers (SPS of their keyframes).
+    sps_limits: SpsLimits,
+    /// The detector's input width: it decodes the smallest simulcast layer this wide.
+    detect_width: u32,
     max_tracks_per_publish: usize,
     /// Set for a WHEP viewer session (see [`Session::accept_viewer`]).
     viewer: Option<Viewer>,
@@ -249,6 +293,8 @@ impl Session {
             published: Vec::new(),
             keyframes_wanted: Vec::new(),
             max_offer_bytes: config.max_offer_bytes,
+            sps_limits: config.sps_limits.clone(),
+            detect_width: config.simulcast_detect_width,
             max_tracks_per_publish: config.max_tracks_per_publish,
             viewer: None,
             downlink: None,
@@ -335,8 +381,8 @@ impl Session {
 
     /// The next thing to do; call until it returns `Timeout` or `Closed`.
     pub(crate) fn poll_output(&mut self) -> SessionOutput {
-        if let Some(src) = self.keyframes_wanted.pop() {
-            return SessionOutput::KeyframeWanted(src);
+        if let Some((src, rid)) = self.keyframes_wanted.pop() {
+            return SessionOutput::KeyframeWanted(src, rid);
         }
         loop {
             let out = match self.rtc.poll_output() {
@@ -371,7 +417,7 @@ impl Session {
                 self.connected = true;
                 if self.viewer.is_some() {
                     // What it was given before it could receive: start it at a keyframe.
-                    self.keyframes_wanted.extend(self.open_video());
+                    self.keyframes_wanted.extend(self.open_video().into_iter().map(|t| (t, None)));
                 }
                 None
             }
@@ -412,7 +458,7 @@ impl Session {
                 .tracks_out
                 .iter()
                 .find(|t| t.state == OutState::Open(r.mid))
-                .map(|t| SessionOutput::KeyframeWanted(t.source)),
+                .map(|t| SessionOutput::KeyframeWanted(t.source, t.choice.current())),
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 self.downlink = Some(estimate);
                 None
@@ -437,6 +483,7 @@ impl Session {
 
     fn media(&mut self, d: MediaData) -> Option<SessionOutput> {
         let kind = self.rtc.media(d.mid).map(|m| m.kind())?;
+        let keyframe = d.rid.is_some() && d.is_keyframe();
         let mut au = AccessUnit {
             data: d.data,
             rtp_timestamp: d.time.numer() as u32,
@@ -445,18 +492,46 @@ impl Session {
             arrival: d.network_time,
             discontinuity: !d.contiguous,
         };
+        let mut time = d.time;
+        let mut layer = None;
         if kind == MediaKind::Video && d.params.spec().codec == Codec::H264 {
-            let track = self
-                .video
-                .entry(d.mid)
-                .or_insert_with(|| VideoIn { clock: CaptureClock::default(), last_keyframe_request: None });
+            let track = self.video.entry(d.mid).or_insert_with(VideoIn::new);
+            if let Some(rid) = d.rid {
+                let size = keyframe
+                    .then(|| check_access_unit(&au.data, &self.sps_limits).ok().flatten())
+                    .flatten()
+                    .map(|i| (i.width, i.height));
+                let sender = d.last_sender_info.map(|i| (i.ntp_time, i.rtp_time.numer() as u32));
+                let (mapped, frame) = track.layers.frame(
+                    rid,
+                    d.time.numer(),
+                    sender,
+                    size,
+                    keyframe,
+                    au.data.len(),
+                    self.detect_width,
+                    self.now,
+                )?;
+                time = MediaTime::new(mapped, d.time.frequency());
+                au.rtp_time = mapped;
+                au.rtp_timestamp = mapped as u32;
+                if frame.detect && track.detected != Some(rid) {
+                    // The detector moves to this layer: its decoder starts over at a keyframe.
+                    track.detected = Some(rid);
+                    au.discontinuity = true;
+                    if !keyframe {
+                        self.keyframes_wanted.push((TrackRef { session: self.id, mid: d.mid }, Some(rid)));
+                    }
+                }
+                layer = Some(frame);
+            }
             let stamp = d.ext_vals.abs_capture_time.map(|a| a.capture_time);
-            au.capture_time = track.clock.frame(d.time.numer(), stamp);
+            au.capture_time = track.clock.frame(time.numer(), stamp);
         }
         // The publisher's audio level (RFC 6464) goes on with its packets: subscribers show
         // who is talking from it.
         let audio_level = d.ext_vals.audio_level.map(|l| (l, d.ext_vals.voice_activity.unwrap_or(false)));
-        let media = InMedia { kind, params: d.params, time: d.time, audio_level, au };
+        let media = InMedia { kind, params: d.params, time, audio_level, au, layer };
         Some(SessionOutput::Media { mid: d.mid, media })
     }
 
@@ -471,7 +546,17 @@ impl Session {
                 return;
             }
         }
-        self.tracks_out.push(TrackOut { source, kind, stream_id: stream_id.to_owned(), state: OutState::ToOpen });
+        self.tracks_out.push(TrackOut {
+            source,
+            kind,
+            stream_id: stream_id.to_owned(),
+            state: OutState::ToOpen,
+            tile: None,
+            choice: Choice::default(),
+            paused: false,
+            last_frame: None,
+            layers: None,
+        });
         self.assign();
     }
 
@@ -509,7 +594,7 @@ impl Session {
             let t = &mut self.tracks_out[i];
             t.state = OutState::Open(*mid);
             if t.kind == MediaKind::Video && self.connected {
-                self.keyframes_wanted.push(t.source);
+                self.keyframes_wanted.push((t.source, None));
             }
         }
     }
@@ -556,7 +641,8 @@ impl Session {
     }
 
     /// Mids of the forwarded tracks that are negotiated (media flows).
-    pub(crate) fn forwarding(&self) -> impl Iterator<Item = (TrackRef, Mid)> + '_ {
+    #[cfg(test)]
+    fn forwarding(&self) -> impl Iterator<Item = (TrackRef, Mid)> + '_ {
         self.tracks_out.iter().filter_map(|t| match t.state {
             OutState::Open(m) => Some((t.source, m)),
             _ => None,
@@ -673,7 +759,7 @@ impl Session {
                         t.state = OutState::Open(m);
                         // A new subscriber can only start decoding at a keyframe.
                         if t.kind == MediaKind::Video {
-                            self.keyframes_wanted.push(t.source);
+                            self.keyframes_wanted.push((t.source, None));
                         }
                     }
                 }
@@ -687,10 +773,57 @@ impl Session {
         }
     }
 
-    /// Writes one frame of `source` to this participant, RTP time unchanged. False when
-    /// the track is not forwarded here (yet) or str0m refused the frame.
+    /// Writes one frame of `source` to this participant, RTP time unchanged (of a
+    /// simulcast track: the layer chosen for this participant, on the track's reference
+    /// timeline). False when nothing was written and nothing else is to be sent: the
+    /// track is not forwarded here (yet), its tile is hidden, the frame is of another
+    /// layer, or str0m refused it.
     pub(crate) fn forward(&mut self, source: TrackRef, media: &InMedia) -> bool {
-        let Some(mid) = self.forwarding().find(|(s, _)| *s == source).map(|(_, m)| m) else { return false };
+        let Some(i) = self.tracks_out.iter().position(|t| t.source == source && matches!(t.state, OutState::Open(_)))
+        else {
+            return false;
+        };
+        let OutState::Open(mid) = self.tracks_out[i].state else { return false };
+        if media.kind == MediaKind::Video {
+            let limit = self.video_limit(mid).map(|b| b.as_u64());
+            let now = self.now;
+            let t = &mut self.tracks_out[i];
+            t.last_frame = Some(now);
+            if let Some(frame) = &media.layer {
+                if !t.layers.as_ref().is_some_and(|l| Arc::ptr_eq(l, &frame.layers)) {
+                    t.layers = Some(frame.layers.clone());
+                }
+            }
+            let hidden = t.tile.is_some_and(|(w, h)| w == 0 || h == 0);
+            let write = match &media.layer {
+                Some(frame) => match t.choice.admit(frame, t.tile, limit) {
+                    Admit::Write => true,
+                    Admit::Drop => false,
+                    Admit::DropAskKeyframe(rid) => {
+                        self.keyframes_wanted.push((source, Some(rid)));
+                        return true;
+                    }
+                    Admit::WriteAskKeyframe(rid) => {
+                        self.keyframes_wanted.push((source, Some(rid)));
+                        true
+                    }
+                },
+                None if hidden => {
+                    t.paused = true;
+                    false
+                }
+                None if t.paused => {
+                    // Shown again: it starts at a keyframe.
+                    t.paused = false;
+                    self.keyframes_wanted.push((source, None));
+                    true
+                }
+                None => true,
+            };
+            if !write {
+                return false;
+            }
+        }
         let Some(writer) = self.rtc.writer(mid) else { return false };
         let Some(pt) = writer.match_params(media.params) else { return false };
         let writer = match media.audio_level {
@@ -706,11 +839,29 @@ impl Session {
         }
     }
 
-    /// Asks the publisher of `mid` for a keyframe (PLI, else FIR), at most once per
-    /// `keyframe_interval`. True when a request was queued (poll the output to send it).
-    pub(crate) fn request_keyframe(&mut self, mid: Mid, now: Instant) -> bool {
+    /// The tile a forwarded video track is shown in (`mid` on this participant's
+    /// connection; device pixels, 0×0 = hidden): it picks the simulcast layer, and a hidden
+    /// track is not forwarded. False when no forwarded track has that mid.
+    pub(crate) fn track_settings(&mut self, mid: &str, width: u32, height: u32) -> bool {
+        let Some(t) = self.tracks_out.iter_mut().find(|t| match t.state {
+            OutState::Negotiating(m) | OutState::Open(m) => &*m == mid,
+            _ => false,
+        }) else {
+            return false;
+        };
+        t.tile = Some((width, height));
+        true
+    }
+
+    /// Asks the publisher of `mid` for a keyframe (PLI, else FIR) of layer `rid` (`None`:
+    /// of a simulcast track, the layer the detector decodes), at most once per
+    /// `keyframe_interval` and layer. True when a request was queued (poll the output to
+    /// send it).
+    pub(crate) fn request_keyframe(&mut self, mid: Mid, rid: Option<Rid>, now: Instant) -> bool {
         let Some(track) = self.video.get_mut(&mid) else { return false };
-        if track.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < self.keyframe_interval) {
+        let rid = rid.or_else(|| track.layers.detect_rid());
+        let last = track.last_keyframe_request.iter().find(|(r, _)| *r == rid).map(|(_, t)| *t);
+        if last.is_some_and(|t| now.saturating_duration_since(t) < self.keyframe_interval) {
             return false;
         }
         let Some(mut w) = self.rtc.writer(mid) else { return false };
@@ -719,9 +870,10 @@ impl Session {
         } else {
             KeyframeRequestKind::Fir
         };
-        match w.request_keyframe(None, kind) {
+        match w.request_keyframe(rid, kind) {
             Ok(()) => {
-                track.last_keyframe_request = Some(now);
+                track.last_keyframe_request.retain(|(r, _)| *r != rid);
+                track.last_keyframe_request.push((rid, now));
                 true
             }
             Err(e) => {
@@ -733,37 +885,69 @@ impl Session {
 
     /// What this participant's downlink allows each forwarded video track: its REMB for
     /// the track, and its estimated downlink (less [`AUDIO_SHARE`] per forwarded audio
-    /// track) shared equally among the forwarded video tracks; the smaller of the two
-    /// when both are known. Tracks with neither are left out.
+    /// track) shared equally among the forwarded video tracks that are shown (a hidden
+    /// tile's track is not sent); the smaller of the two when both are known. Tracks with
+    /// neither, and hidden ones, are left out.
     pub(crate) fn downlink_limits(&self) -> Vec<(TrackRef, Bitrate)> {
-        let open = |kind: MediaKind| {
-            self.tracks_out.iter().filter(move |t| t.kind == kind).filter_map(|t| match t.state {
-                OutState::Open(m) => Some((t.source, m)),
+        self.open_shown_video().filter_map(|(source, mid)| Some((source, self.video_limit(mid)?))).collect()
+    }
+
+    /// Forwarded, negotiated video tracks whose tile is not hidden and whose publisher
+    /// sent a frame within [`LIVE_FOR`].
+    fn open_shown_video(&self) -> impl Iterator<Item = (TrackRef, Mid)> + '_ {
+        let live = |t: &&TrackOut| t.last_frame.is_some_and(|at| self.now.saturating_duration_since(at) <= LIVE_FOR);
+        self.tracks_out.iter().filter(|t| t.kind == MediaKind::Video).filter(live).filter_map(|t| {
+            match (t.state, t.tile) {
+                (_, Some((0, _) | (_, 0))) => None,
+                (OutState::Open(m), _) => Some((t.source, m)),
                 _ => None,
+            }
+        })
+    }
+
+    /// Tells the downlink estimator what this participant's tiles would take (the layer
+    /// each simulcast track's tile fits, with headroom), so it probes up to that when it
+    /// sends less: without probing, an estimate made while a small layer flows never grows
+    /// enough for a bigger one.
+    pub(crate) fn want_downlink(&mut self) {
+        let want: f64 = self
+            .tracks_out
+            .iter()
+            .filter(|t| t.kind == MediaKind::Video && matches!(t.state, OutState::Open(_)))
+            .filter_map(|t| {
+                let layers = t.layers.as_ref()?;
+                let rid = pick(layers, t.tile, None, None)?;
+                layers.iter().find(|l| l.rid == rid).map(|l| l.bps as f64 * PROBE_HEADROOM)
             })
-        };
-        let videos = open(MediaKind::Video).count();
-        let audio = AUDIO_SHARE.as_f64() * open(MediaKind::Audio).count() as f64;
+            .sum();
+        if want > 0.0 && self.downlink.is_some() {
+            self.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::from(want));
+        }
+    }
+
+    /// [`Session::downlink_limits`] of the forwarded video track on `mid`.
+    fn video_limit(&self, mid: Mid) -> Option<Bitrate> {
+        let videos = self.open_shown_video().count();
+        let audios =
+            self.tracks_out.iter().filter(|t| t.kind == MediaKind::Audio && matches!(t.state, OutState::Open(_)));
+        let audio = AUDIO_SHARE.as_f64() * audios.count() as f64;
         let share = self.downlink.filter(|_| videos > 0).map(|d| {
             // Never nothing: a tiny estimate still leaves each track a little.
             Bitrate::from(((d.as_f64() - audio) / videos as f64).max(AUDIO_SHARE.as_f64()))
         });
-        open(MediaKind::Video)
-            .filter_map(|(source, mid)| {
-                let remb = self.remb_in.get(&mid).copied();
-                let limit = match (remb, share) {
-                    (Some(r), Some(s)) => r.min(s),
-                    (r, s) => r.or(s)?,
-                };
-                Some((source, limit))
-            })
-            .collect()
+        let remb = self.remb_in.get(&mid).copied();
+        match (remb, share) {
+            (Some(r), Some(s)) => Some(r.min(s)),
+            (r, s) => r.or(s),
+        }
     }
 
     /// Tells the participant (by REMB on its track `mid`) to send at most `bitrate`
     /// there: what its subscribers' downlinks allow. False when it does not publish `mid`.
+    /// A simulcast track is left alone: each subscriber gets the layer its downlink takes,
+    /// and the publisher's own congestion control decides which layers it can send.
     pub(crate) fn limit_publisher(&mut self, mid: Mid, bitrate: Bitrate) -> bool {
-        if !self.published.contains(&mid) {
+        if !self.published.contains(&mid) || self.video.get(&mid).is_some_and(|v| v.layers.is_simulcast()) {
             return false;
         }
         match self.rtc.direct_api().stream_rx_by_mid(mid, None) {
@@ -1005,7 +1189,7 @@ mod tests {
                                     self.media.push((src.session, mid, media.au.rtp_timestamp));
                                     forwards.push((src, media));
                                 }
-                                SessionOutput::KeyframeWanted(src) => self.wanted.push(src),
+                                SessionOutput::KeyframeWanted(src, _) => self.wanted.push(src),
                                 SessionOutput::Offer { sdp, tracks, repeated } => {
                                     leg.repeated += usize::from(repeated);
                                     leg.offers.push(sdp);
@@ -1153,8 +1337,8 @@ mod tests {
         assert_eq!(got, sent, "every frame, with the publisher's RTP timestamps (across the wrap)");
 
         let now = net.now;
-        assert!(net.legs[a].server.request_keyframe(mid, now));
-        assert!(!net.legs[a].server.request_keyframe(mid, now), "rate-limited within keyframe_interval");
+        assert!(net.legs[a].server.request_keyframe(mid, None, now));
+        assert!(!net.legs[a].server.request_keyframe(mid, None, now), "rate-limited within keyframe_interval");
         net.run(5);
         assert_eq!(net.legs[a].keyframe_requests, 1, "the PLI reached the publisher");
         assert!(net.legs[a].offers.is_empty(), "a publish-only session never renegotiates");

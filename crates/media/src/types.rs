@@ -92,6 +92,9 @@ pub struct MediaConfig {
     /// A frame waiting longer than this is served before any other (no track starves
     /// behind tracks whose picture keeps changing).
     pub max_detect_wait: Duration,
+    /// Of a simulcast track the detector decodes the smallest layer at least this wide
+    /// (0 = the detector's input width: e.g. the 640×360 layer for a 416-wide network).
+    pub simulcast_detect_width: u32,
 }
 
 impl Default for MediaConfig {
@@ -124,6 +127,7 @@ impl Default for MediaConfig {
             // survive a still scene (checked by `MediaHub::start`).
             motion: Some(MotionConfig::default()),
             max_detect_wait: Duration::from_millis(500),
+            simulcast_detect_width: 0,
         }
     }
 }

@@ -430,7 +430,9 @@ impl Cluster {
                 self.placement().route(&key, &node);
                 node
             }
-            MediaRequest::Renegotiate { .. } => self.placement().route_of(&key).unwrap_or(&self.node).to_owned(),
+            MediaRequest::Renegotiate { .. } | MediaRequest::TrackSettings { .. } => {
+                self.placement().route_of(&key).unwrap_or(&self.node).to_owned()
+            }
             MediaRequest::Unpublish => self.placement().unroute(&key).unwrap_or_else(|| self.node.clone()),
         };
         if node == self.node {

@@ -227,6 +227,11 @@ pub struct ServeArgs {
     /// subscribers' downlinks, in kbit/s.
     #[arg(long, env = "CALLSIGHT_MIN_PUBLISH_KBPS", default_value_t = 150)]
     pub min_publish_kbps: u64,
+    /// Of a simulcast track, the detector decodes the smallest layer at least this many
+    /// pixels wide (the largest when none is); 0 = the network's input width (416 for the
+    /// default model: a 1280×720 camera is detected on its 640×360 layer).
+    #[arg(long, env = "CALLSIGHT_SIMULCAST_DETECT_WIDTH", default_value_t = 0)]
+    pub simulcast_detect_width: u32,
     /// Largest coded video picture accepted from a publisher, in pixels (checked in each
     /// H.264 SPS before the decoder sees it; default 2560×1440).
     #[arg(long, env = "CALLSIGHT_MAX_VIDEO_PIXELS", default_value_t = callsight_media::sps::DEFAULT_MAX_VIDEO_PIXELS)]
@@ -319,6 +324,7 @@ impl ServeArgs {
             offer_timeout: Duration::from_millis(self.offer_timeout_ms),
             downlink_bwe_start_kbps: self.downlink_bwe_start_kbps,
             min_publish_kbps: self.min_publish_kbps,
+            simulcast_detect_width: self.simulcast_detect_width,
             sps_limits: callsight_media::sps::SpsLimits {
                 max_video_pixels: self.max_video_pixels,
                 max_ref_frames: self.max_ref_frames,

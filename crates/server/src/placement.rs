@@ -30,6 +30,8 @@ pub enum MediaRequest {
     Publish { sdp: String, subscribe: bool, analyse: bool, receive_only: bool, client: IpAddr },
     /// `offer` (`offer: true`) or `answer` on the published connection.
     Renegotiate { sdp: String, offer: bool },
+    /// `track-settings`: the tile a received video track is shown in.
+    TrackSettings { mid: String, width: u32, height: u32 },
     /// The participant left.
     Unpublish,
 }

@@ -237,6 +237,9 @@ impl AppState {
                 Output::Renegotiate { conn, room, peer, sdp, offer } => {
                     self.media_request(s, Some(conn), room, peer, MediaRequest::Renegotiate { sdp, offer });
                 }
+                Output::TrackSettings { room, peer, mid, width, height } => {
+                    self.media_request(s, None, room, peer, MediaRequest::TrackSettings { mid, width, height });
+                }
                 output @ (Output::Reserve { .. } | Output::Release { .. }) => {
                     let refused = match &self.cluster {
                         Some(cluster) => cluster.submit(Command::Seat(output)),
@@ -284,7 +287,11 @@ impl AppState {
                 return;
             };
             // The queue is full. A publish or renegotiation is refused; a departure is
-            // carried out here (its session elsewhere ends with its ICE timeout).
+            // carried out here (its session elsewhere ends with its ICE timeout); a tile
+            // size is a hint, dropped (the page sends it again when the tile changes).
+            if matches!(request, MediaRequest::TrackSettings { .. }) {
+                return;
+            }
             if !matches!(request, MediaRequest::Unpublish) {
                 let msg = ServerMessage::error(ErrorCode::MediaUnavailable, "too many requests waiting for Redis");
                 return Self::reply(s, &Asker::Here(conn), &room, &peer, msg, None);
@@ -368,6 +375,7 @@ impl AppState {
                 s.media_sessions.unpublished(&key);
                 media.hub.unpublish(&key);
             }
+            MediaRequest::TrackSettings { mid, width, height } => media.hub.track_settings(key, &mid, width, height),
         }
     }
 
@@ -411,7 +419,7 @@ impl AppState {
                 true
             }
             MediaRequest::Unpublish => cluster.unhost(key, from),
-            MediaRequest::Renegotiate { .. } => true,
+            MediaRequest::Renegotiate { .. } | MediaRequest::TrackSettings { .. } => true,
         }
     }
 

@@ -6,7 +6,10 @@ use crate::admission::{Admission, Grant, Open};
 use crate::ids::{PeerId, RoomId};
 use crate::limits::{Limits, RateLimiter};
 use crate::names::clean_name;
-use crate::protocol::{parse_client, ClientMessage, ErrorCode, Join, PeerInfo, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{
+    parse_client, ClientMessage, ErrorCode, Join, PeerInfo, ServerMessage, MAX_MID_CHARS, MAX_TILE_PIXELS,
+    PROTOCOL_VERSION,
+};
 use crate::resume::{Departures, ResumeKey};
 use crate::rooms::{JoinError, RoomStore};
 use std::collections::{BTreeSet, HashMap};
@@ -51,6 +54,15 @@ pub enum Output {
         sdp: String,
         /// True: `sdp` is the participant's offer; false: its answer.
         offer: bool,
+    },
+    /// The tile one of the participant's received video tracks is shown in (checked:
+    /// `mid` at most [`MAX_MID_CHARS`], sizes at most [`MAX_TILE_PIXELS`]).
+    TrackSettings {
+        room: RoomId,
+        peer: PeerId,
+        mid: String,
+        width: u32,
+        height: u32,
     },
     /// The participant is gone: free its media sessions.
     Unpublish {
@@ -357,6 +369,18 @@ impl Hub {
             },
             Ok(ClientMessage::Offer { sdp }) => self.renegotiate(conn, sdp, true, &mut out),
             Ok(ClientMessage::Answer { sdp }) => self.renegotiate(conn, sdp, false, &mut out),
+            Ok(ClientMessage::TrackSettings { mid, width, height }) => match self.membership(conn) {
+                _ if mid.is_empty() || mid.chars().count() > MAX_MID_CHARS => {
+                    out.push(reply(conn, ErrorCode::BadMessage, format!("mid: 1 to {MAX_MID_CHARS} characters")))
+                }
+                _ if width > MAX_TILE_PIXELS || height > MAX_TILE_PIXELS => out.push(reply(
+                    conn,
+                    ErrorCode::BadMessage,
+                    format!("width and height: at most {MAX_TILE_PIXELS} pixels"),
+                )),
+                Some((room, peer)) => out.push(Output::TrackSettings { room, peer, mid, width, height }),
+                None => out.push(reply(conn, ErrorCode::NotJoined, "join a room and publish first")),
+            },
         }
         out
     }
@@ -1084,6 +1108,33 @@ mod tests {
                 receive_only: false
             }]
         );
+    }
+
+    #[test]
+    fn track_settings_reach_the_media_leg_and_bad_ones_are_refused() {
+        let now = Instant::now();
+        let mut h = hub(Limits::default());
+        let c = h.connect(now);
+        let code = |out: &[Output]| match out {
+            [Output::Send { msg: ServerMessage::Error { code, .. }, .. }] => Some(*code),
+            _ => None,
+        };
+        let out = h.on_message(c, r#"{"type":"track-settings","mid":"1","width":640,"height":360}"#, now);
+        assert_eq!(code(&out), Some(ErrorCode::NotJoined), "{out:?}");
+        let (id, _, _) = join(&mut h, c, "room-0008", now);
+        let out = h.on_message(c, r#"{"type":"track-settings","mid":"1","width":640,"height":360}"#, now);
+        let room = RoomId::parse("room-0008").unwrap();
+        assert_eq!(out, vec![Output::TrackSettings { room, peer: id, mid: "1".into(), width: 640, height: 360 }]);
+        for bad in [
+            r#"{"type":"track-settings","mid":"","width":1,"height":1}"#,
+            r#"{"type":"track-settings","mid":"12345678901234567","width":1,"height":1}"#,
+            r#"{"type":"track-settings","mid":"1","width":16385,"height":1}"#,
+            r#"{"type":"track-settings","mid":"1","width":-1,"height":1}"#,
+            r#"{"type":"track-settings","mid":"1","width":1}"#,
+        ] {
+            let out = h.on_message(c, bad, now);
+            assert_eq!(code(&out), Some(ErrorCode::BadMessage), "{bad}: {out:?}");
+        }
     }
 
     /// Admits only the token "good", naming the participant and withholding publish.

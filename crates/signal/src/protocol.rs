@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const PROTOCOL_VERSION: u32 = 1;
+/// `track-settings`: a mid is at most this long (str0m's mids are 16 bytes).
+pub const MAX_MID_CHARS: usize = 16;
+/// `track-settings`: a tile is at most this many device pixels wide or high.
+pub const MAX_TILE_PIXELS: u32 = 16_384;
 
 /// What a browser sends.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -43,6 +47,14 @@ pub enum ClientMessage {
     /// The answer to the server's last `offer`.
     Answer {
         sdp: String,
+    },
+    /// The tile a received video track is shown in: `mid` on the participant's connection
+    /// to the server, `width`×`height` in device pixels (0×0 = not shown). The server
+    /// sends the simulcast layer that fits, and nothing while it is not shown.
+    TrackSettings {
+        mid: String,
+        width: u32,
+        height: u32,
     },
 }
 
