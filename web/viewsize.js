@@ -6,16 +6,18 @@
 // it has been stable for DEBOUNCE_MS, and only when it differs from what this server
 // session was last told by more than MIN_CHANGE (or goes to or from 0×0). After every
 // server offer (a new session, or tracks that came or went) all current sizes are sent
-// again. Messages are paced by a token bucket (BURST, PER_SEC): the server accepts only
-// a few per second per socket; what waits keeps only its newest value per mid.
+// again. Messages are paced by a token bucket (BURST, PER_SEC) so resizing never eats
+// the socket's message budget (--rate-per-sec, shared with everything else): a room of
+// 16 (15 videos) is told at once, later changes at most 4/s; what waits keeps only its
+// newest value per mid.
 //
 // Pure logic (timers injected), no DOM: ui.js measures the tiles, publish.js knows the
 // mids of the session.
 
 export const DEBOUNCE_MS = 250;
 export const MIN_CHANGE = 0.1;
-export const BURST = 4;
-export const PER_SEC = 2;
+export const BURST = 16;
+export const PER_SEC = 4;
 export const MAX_SIDE = 8192;
 
 /** Device-pixel size of a CSS box: integers in 0..=MAX_SIDE, 0×0 when either side is 0. */

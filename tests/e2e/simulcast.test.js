@@ -85,7 +85,9 @@ test('view sizes: device pixels, settled, only real changes, paced, all again af
   const burst = sent.length - before;
   assert.ok(burst <= BURST + Math.ceil((20 * DEBOUNCE_MS * PER_SEC) / 1000), `sent ${burst}`);
   time.advance(5000);
-  assert.deepEqual(sent.at(-1), { type: 'track-settings', mid: '3', width: 1050, height: 1050 });
+  // The server ends within 10 % of the final size.
+  assert.equal(sent.at(-1).mid, '3');
+  assert.ok(!sizeChanged(sent.at(-1), { width: 1050, height: 1050 }), JSON.stringify(sent.at(-1)));
   // A server offer (maybe a fresh session): every known size again.
   const n = sent.length;
   time.advance(10_000);
