@@ -5,7 +5,8 @@
 //   call.js       the session in a room: media, signaling, peers, server leg
 //   signaling.js  WebSocket client with reconnect + backoff
 //   peer.js       one RTCPeerConnection per remote peer (perfect negotiation, chat, ICE restart)
-//   publish.js    send-only connection to the server for detection (H.264, abs-capture-time)
+//   publish.js    the connection to the server: publish (H.264 simulcast, abs-capture-time), subscribe
+//   viewsize.js   how large each received video is shown, told to the server (track-settings)
 //   lobby.js      pre-join lobby: preview, devices, name, the analysis choice
 //   grants.js     what a join link's access token allows (read, not checked)
 //   overlay.js    detection buffer + frame-synced canvas overlay (docs/sync.md)
@@ -171,6 +172,18 @@ function exposeTestHooks(call, view) {
      */
     drawn() {
       return view.drawn();
+    },
+    /**
+     * The newest `detections` result received for a participant: {track, rtp, capture,
+     * width, height, count} (width/height: the frame the server detected on), or null.
+     */
+    latestDetection(participant) {
+      const r = view.store.latest(participant);
+      return r ? { track: r.track, rtp: r.rtp, capture: r.capture, width: r.width, height: r.height, count: r.detections.length } : null;
+    },
+    /** What this page last told the server about each received video: {mid: {participant, width, height}}. */
+    trackSettings() {
+      return call.publisher.viewSizes.snapshot();
     },
     clockOffsets() {
       return Object.fromEntries([...call.links].map(([id, l]) => [id, l.clockOffsetMs]));

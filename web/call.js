@@ -85,6 +85,7 @@ export class Call extends EventTarget {
       iceServers: () => this.iceServers,
       videoTrack: () => this.currentVideoTrack(),
       audioTrack: () => this.localStream?.getAudioTracks()[0] ?? null,
+      isScreen: (track) => track !== null && track === this.screenTrack,
     });
     this.publisher.addEventListener('state', (e) => {
       this.publishState = e.detail;
@@ -150,6 +151,18 @@ export class Call extends EventTarget {
   remoteStream(id) {
     if (this.viaServer) return this.publisher.streamOf(id) ?? new MediaStream();
     return this.links.get(id)?.remoteStream ?? new MediaStream();
+  }
+
+  /**
+   * How large participant `id`'s video is shown, in device pixels (0×0: not shown). Via
+   * the server this picks the simulcast layer it forwards (`track-settings`).
+   */
+  setViewSize(id, width, height) {
+    this.publisher.setViewSize(id, width, height);
+  }
+
+  forgetViewSize(id) {
+    this.publisher.forgetViewSize(id);
   }
 
   /** Applies the topology rule (topology.js) and starts or stops the server connection. */

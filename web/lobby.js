@@ -43,7 +43,8 @@ export function whereMediaGoes({ mediaEnabled, analyse }) {
   return `${p2p} ${server} Your video is not analysed (nobody gets boxes for it). You still see boxes on the videos of people who allowed analysis.`;
 }
 
-const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
+// HD: the camera is sent as simulcast layers (publish.js), so a small tile costs no more.
+const VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 const AUDIO = { echoCancellation: true, noiseSuppression: true };
 
 export class Lobby {

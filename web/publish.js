@@ -9,12 +9,52 @@
 // `offer {sdp, tracks}` as others' tracks come and go; we answer (perfect negotiation:
 // the server is the polite side, we ignore its offer while ours is outstanding).
 //
+// Simulcast: the camera goes out as three H.264 encodings (SIMULCAST: rids q, h, f at
+// ¼, ½ and full resolution, lowest first; fewer for a small camera, see
+// simulcastEncodings); the server forwards to each subscriber the
+// layer that fits the tile it is shown in, which this page tells it for every video it
+// receives (`track-settings`, viewsize.js). A screen share is one encoding: switching
+// between camera and screen publishes again with the other layout.
+//
 // Events: state {detail: 'publishing'|'connecting'|'failed'|'stopped'|'unavailable'|'forbidden'}
 //         remote {detail: participant ids whose received stream changed}
+
+import { ViewSizes } from './viewsize.js';
 
 const ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 const GATHER_TIMEOUT_MS = 3000;
 const RETRY_MS = 3000;
+
+/**
+ * The camera's simulcast encodings, lowest first: 320×180, 640×360 and 1280×720 for a
+ * 1280×720 camera.
+ */
+export const SIMULCAST = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
+]);
+
+/**
+ * The encodings for a camera of this size. Chromium encodes at most 3 simulcast layers
+ * from 960×540 pixels up, 2 from 480×270, 1 below (its simulcast layer limit), and
+ * drops the *top* encodings beyond that: a 640×480 camera given q, h, f would send only
+ * 160×120 and 320×240. So a smaller camera gets h and f (½, full), a tiny one a single
+ * encoding (null: no simulcast). Unknown size: all three.
+ */
+export function simulcastEncodings(width, height) {
+  const px = width > 0 && height > 0 ? width * height : Infinity;
+  if (px >= 960 * 540) return SIMULCAST.map((e) => ({ ...e }));
+  if (px >= 480 * 270) return SIMULCAST.slice(1).map((e) => ({ ...e }));
+  return null;
+}
+
+/** The layout a video track is published with: its rids ('' = one encoding). */
+function layoutOf(track, isScreen) {
+  if (!track || isScreen(track)) return '';
+  const { width, height } = track.getSettings?.() ?? {};
+  return (simulcastEncodings(width, height) ?? []).map((e) => e.rid).join(',');
+}
 
 /** H.264 entries the server decodes: constrained baseline, packetization-mode=1. */
 export function h264Codecs(capabilities) {
@@ -63,13 +103,20 @@ export class Publisher extends EventTarget {
    * @param {() => MediaStreamTrack|null} o.videoTrack the video to publish now
    * @param {() => MediaStreamTrack|null} [o.audioTrack] the microphone, sent when subscribing
    * @param {() => RTCIceServer[]} [o.iceServers] this participant's ICE servers (from `joined`)
+   * @param {(track: MediaStreamTrack) => boolean} [o.isScreen] the track is a screen
+   *   share (sent as one encoding; a camera is sent as SIMULCAST layers)
    */
-  constructor({ send, videoTrack, audioTrack = () => null, iceServers = () => [] }) {
+  constructor({ send, videoTrack, audioTrack = () => null, iceServers = () => [], isScreen = () => false }) {
     super();
     this.send = send;
     this.iceServers = iceServers;
     this.videoTrack = videoTrack;
     this.audioTrack = audioTrack;
+    this.isScreen = isScreen;
+    /** The video sender's layout: its rids, comma-separated ('' = one encoding). */
+    this.layout = '';
+    /** What the server is told about how large each received video is shown. */
+    this.viewSizes = new ViewSizes({ send: (m) => this.send(m) });
     this.pc = null;
     this.sender = null;
     this.audioSender = null;
@@ -118,7 +165,13 @@ export class Publisher extends EventTarget {
     });
     try {
       // The video m-line exists even without a camera, so the server always gets one.
-      const tr = pc.addTransceiver(track ?? 'video', { direction: track ? 'sendonly' : 'inactive' });
+      this.layout = layoutOf(track, this.isScreen);
+      const init = { direction: track ? 'sendonly' : 'inactive' };
+      if (this.layout) {
+        const { width, height } = track.getSettings?.() ?? {};
+        init.sendEncodings = simulcastEncodings(width, height);
+      }
+      const tr = pc.addTransceiver(track ?? 'video', init);
       this.sender = tr.sender;
       const prefs = h264Codecs(RTCRtpReceiver.getCapabilities('video'));
       if (prefs.length === 0) throw new Error('this browser offers no H.264 (packetization-mode=1)');
@@ -197,6 +250,33 @@ export class Publisher extends EventTarget {
     }
     this.send({ type: 'answer', sdp: pc.localDescription.sdp });
     this.#prune();
+    // After the answer (the server knows the mids then): every tile's size, again.
+    this.viewSizes.setMids(this.#shownMids());
+  }
+
+  /** mid → the participant shown from it, for every received video (null: not shown). */
+  #shownMids() {
+    const out = new Map();
+    for (const t of this.pc?.getTransceivers() ?? []) {
+      const info = this.tracks.get(t.mid);
+      if (!info || info.kind !== 'video' || t.stopped || t.currentDirection === 'stopped') continue;
+      const shown = this.streams.get(info.participant)?.getTracks().includes(t.receiver.track);
+      out.set(t.mid, shown ? info.participant : null);
+    }
+    return out;
+  }
+
+  /**
+   * How large `participant`'s video is shown here, in device pixels (0×0: not shown).
+   * Told to the server once settled, for the simulcast layer it forwards.
+   */
+  setViewSize(participant, width, height) {
+    this.viewSizes.measure(participant, width, height);
+  }
+
+  /** `participant`'s tile is gone. */
+  forgetViewSize(participant) {
+    this.viewSizes.forget(participant);
   }
 
   /** A track arrived on m-line `mid`: into its publisher's stream. */
@@ -255,7 +335,9 @@ export class Publisher extends EventTarget {
   }
 
   async replaceTrack(track) {
-    if (this.sender && this.sender.track !== null) await this.sender.replaceTrack(track);
+    // Camera ↔ screen, or a camera of another size, changes the layers: publish again.
+    const sameLayout = track === null || layoutOf(track, this.isScreen) === this.layout;
+    if (this.sender && this.sender.track !== null && sameLayout) await this.sender.replaceTrack(track);
     else if (!this.stopped) await this.start();
   }
 
@@ -276,6 +358,7 @@ export class Publisher extends EventTarget {
   }
 
   #closePc() {
+    this.viewSizes.reset();
     if (this.pc) {
       this.pc.close();
       this.pc = null;

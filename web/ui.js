@@ -4,6 +4,7 @@
 import { DetectionStore, OverlaySettings, TileOverlay } from './overlay.js';
 import { SyncController } from './sync.js';
 import { DelayLine, delayLineSupported } from './delay.js';
+import { devicePixels } from './viewsize.js';
 
 const STATUS_TEXT = {
   connecting: 'Connecting…',
@@ -73,6 +74,26 @@ export class RoomView {
     this.tilesEl = $('#tiles');
     this.pinned = null; // the tile key shown large
     this.page = 0;
+    // How large each remote video is shown (paged out or hidden: 0×0), for the
+    // simulcast layer the server forwards (Call.setViewSize → `track-settings`).
+    this.sizeObserver =
+      typeof ResizeObserver === 'function'
+        ? new ResizeObserver((entries) => {
+            for (const e of entries) this.#reportSize(e.target.closest('.tile')?.dataset.peer);
+          })
+        : null;
+  }
+
+  /** Tells the Call how large a remote tile's video is shown now (device pixels). */
+  #reportSize(key) {
+    const t = key && key !== 'self' ? this.tiles.get(key) : null;
+    if (!t) return;
+    // Picture-in-picture: shown in its own window, even while the page is hidden.
+    const pip = document.pictureInPictureElement === t.video ? t.pipWindow : null;
+    const shown = document.visibilityState !== 'hidden';
+    const css = pip ?? (shown ? { width: t.video.clientWidth, height: t.video.clientHeight } : { width: 0, height: 0 });
+    const { width, height } = devicePixels(css.width, css.height, window.devicePixelRatio || 1);
+    this.call.setViewSize(key, width, height);
   }
 
   mount() {
@@ -80,6 +101,10 @@ export class RoomView {
     $('#page-prev').addEventListener('click', () => this.#showPage(this.page - 1));
     $('#page-next').addEventListener('click', () => this.#showPage(this.page + 1));
     setInterval(() => this.#renderSpeaking(), SPEAKING_EVERY_MS);
+    // A hidden page (minimised, other tab) shows no video: none needs forwarding.
+    document.addEventListener('visibilitychange', () => {
+      for (const key of this.tiles.keys()) this.#reportSize(key);
+    });
     showView('room');
     document.title = `Callsight · ${call.room.slice(0, 6)}…`;
     this.#addTile('self', { self: true });
@@ -263,7 +288,22 @@ export class RoomView {
     if (self) this.tilesEl.prepend(el);
     else this.tilesEl.append(el);
     this.#layout();
-    if (!self) this.#renderPeer(key);
+    if (!self) {
+      this.#renderPeer(key);
+      this.sizeObserver?.observe(video);
+      video.addEventListener('enterpictureinpicture', (e) => {
+        const t = this.tiles.get(key);
+        const win = e.pictureInPictureWindow;
+        if (!t || !win) return;
+        t.pipWindow = { width: win.width, height: win.height };
+        win.addEventListener('resize', () => {
+          t.pipWindow = { width: win.width, height: win.height };
+          this.#reportSize(key);
+        });
+        this.#reportSize(key);
+      });
+      video.addEventListener('leavepictureinpicture', () => this.#reportSize(key));
+    }
   }
 
   // The actuator that holds this tile's video back: the self-view's delay line, or the
@@ -358,6 +398,8 @@ export class RoomView {
     const t = this.tiles.get(key);
     if (!t) return;
     t.overlay?.stop();
+    this.sizeObserver?.unobserve(t.video);
+    this.call.forgetViewSize(key);
     t.video.srcObject = null;
     t.el.remove();
     this.tiles.delete(key);

@@ -46,11 +46,15 @@ export async function launchBrowser({ fakeVideo, executable = CHROMIUM, extraArg
   return { browser, close };
 }
 
-/** A page in its own context (own storage, like a different person), logging its console on failure. */
-export async function newPerson(browser, baseURL, label) {
+/**
+ * A page in its own context (own storage, like a different person), logging its console
+ * on failure. `viewport` and `deviceScaleFactor` (devicePixelRatio) size its window.
+ */
+export async function newPerson(browser, baseURL, label, { viewport = { width: 1280, height: 800 }, deviceScaleFactor = 1 } = {}) {
   const context = await browser.newContext({
     baseURL,
-    viewport: { width: 1280, height: 800 },
+    viewport,
+    deviceScaleFactor,
     // Only for --tls-self-signed servers on 127.0.0.1.
     ignoreHTTPSErrors: baseURL.startsWith('https:'),
   });
@@ -189,7 +193,8 @@ export async function mediaConfig(server) {
 /**
  * The page's video streams: `inbound` = framesDecoded of each inbound video stream of its
  * connection to the server; `outbound` = bytesSent of each outbound video stream over all
- * its connections (`where`: 'server' or 'peer').
+ * its connections (`where`: 'server' or 'peer'). A stream is one sending m-line: the
+ * simulcast layers of a camera (one outbound-rtp per rid) count as one, bytes summed.
  */
 export function videoStreams(page) {
   return page.evaluate(async () => {
@@ -198,11 +203,15 @@ export function videoStreams(page) {
     const outbound = [];
     const pcs = [...window.callsight.peerConnections().values()].map((pc) => ['peer', pc]);
     if (server) pcs.push(['server', server]);
-    for (const [where, pc] of pcs) {
+    for (const [i, [where, pc]] of pcs.entries()) {
       (await pc.getStats()).forEach((r) => {
         if (r.kind !== 'video') return;
         if (r.type === 'inbound-rtp' && where === 'server') inbound.push(r.framesDecoded ?? 0);
-        if (r.type === 'outbound-rtp') outbound.push({ where, id: r.id, bytes: r.bytesSent ?? 0 });
+        if (r.type !== 'outbound-rtp') return;
+        const id = r.mid !== undefined ? `${where}${i}:${r.mid}` : r.id;
+        const same = outbound.find((o) => o.id === id);
+        if (same) same.bytes += r.bytesSent ?? 0;
+        else outbound.push({ where, id, bytes: r.bytesSent ?? 0 });
       });
     }
     return { inbound, outbound };
