@@ -1144,7 +1144,6 @@ mod tests {
                 received: Vec::new(),
                 keyframe_requests: 0,
                 published: Vec::new(),
-            simulcast: Vec::new(),
                 offers: Vec::new(),
                 repeated: 0,
                 remb: Vec::new(),

@@ -120,7 +120,8 @@ async fn main() -> Result<()> {
     // Per photo: (panning, still) 2-second loops starting with an IDR: replayed, they
     // stay valid streams.
     // With --simulcast, one loop per layer (smallest first).
-    let layers: &[(u32, u32)] = if args.simulcast { &[(4, 150_000), (2, 500_000), (1, 1_500_000)] } else { &[(1, 1_500_000)] };
+    let layers: &[(u32, u32)] =
+        if args.simulcast { &[(4, 150_000), (2, 500_000), (1, 1_500_000)] } else { &[(1, 1_500_000)] };
     let mut sources: Vec<(Layered, Layered)> = Vec::new();
     for name in &args.photos {
         let photo = load_test_photo(name)?;
@@ -209,13 +210,7 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run_k(
-    hub: &MediaHub,
-    args: &Args,
-    sources: &[(Layered, Layered)],
-    k: usize,
-    round: usize,
-) -> Result<Row> {
+async fn run_k(hub: &MediaHub, args: &Args, sources: &[(Layered, Layered)], k: usize, round: usize) -> Result<Row> {
     // Streams 0..still show a still picture.
     let still = ((k as f64 * args.still.clamp(0.0, 1.0)).floor() as usize).min(k);
     let mut events = hub.events();
@@ -224,7 +219,8 @@ async fn run_k(
     for i in 0..k {
         let key = ParticipantKey { room: format!("load-{round}"), participant: format!("p{i}") };
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let pending = if args.simulcast { PendingClient::simulcast(ip, &RIDS).await? } else { PendingClient::new(ip).await? };
+        let pending =
+            if args.simulcast { PendingClient::simulcast(ip, &RIDS).await? } else { PendingClient::new(ip).await? };
         let answer = hub.publish(key.clone(), pending.offer()).await?;
         publishers.push(Arc::new(pending.connect(&answer, Duration::from_secs(10)).await?));
         keys.push(key);
