@@ -123,6 +123,11 @@ impl Harness {
                     let held = (room.clone(), peer.clone());
                     assert_eq!(self.membership.get(conn), Some(&held), "publish under a foreign identity");
                 }
+                Output::TrackSettings { room, peer, .. } => {
+                    let Cause::Message(from) = cause else { panic!("track settings without a message: {o:?}") };
+                    let held = (room.clone(), peer.clone());
+                    assert_eq!(self.membership.get(&from), Some(&held), "track settings under a foreign identity");
+                }
                 Output::Unpublish { room, peer } => {
                     let held = (room.clone(), peer.clone());
                     match &cause {
