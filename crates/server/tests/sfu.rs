@@ -21,8 +21,6 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// Generous: three encoders, decoders and a detector share two loaded cores.
-const WAIT: Duration = Duration::from_secs(90);
 
 /// RTP timestamp bases far apart, so each received frame names its publisher.
 fn video_ts(i: usize, n: u32) -> u32 {
@@ -139,17 +137,6 @@ async fn joined(addr: std::net::SocketAddr, msg: Value) -> (Ws, String) {
     let mut ws = connect(addr).await;
     let id = join_with(&mut ws, msg).await["id"].as_str().unwrap().to_owned();
     (ws, id)
-}
-
-/// Waits (bounded) until `done` holds, re-checking whenever `rx` changes.
-async fn until(what: &str, mut rx: watch::Receiver<u64>, mut done: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !done() {
-            rx.changed().await.expect("still running");
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out: {what}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const WAIT: Duration = Duration::from_secs(90);
 /// The layers: rid, size, RTP offset (each layer its own clock), bitrate.
 const LAYERS: [(&str, u32, u32, u32, u32); 3] =
     [("q", 320, 180, 1_000_000_000, 150_000), ("h", 640, 360, 3_000_000_123, 500_000), ("f", 1280, 720, 17, 1_500_000)];
@@ -79,16 +78,6 @@ async fn participant(addr: std::net::SocketAddr, room: &str, pending: PendingCli
         }
     });
     Participant { client, seen, changed, to_server, _task: task }
-}
-
-async fn until(what: &str, mut rx: watch::Receiver<u64>, mut done: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !done() {
-            rx.changed().await.expect("still running");
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out: {what}"));
 }
 
 /// The size in the SPS of the newest received video keyframe, and its RTP timestamp.

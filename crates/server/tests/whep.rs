@@ -21,17 +21,6 @@ use str0m::media::MediaKind;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Waits (bounded) until `done` holds, re-checking whenever `rx` changes.
-async fn until(what: &str, mut rx: tokio::sync::watch::Receiver<u64>, done: impl Fn() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !done() {
-            rx.changed().await.expect("the client runs");
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out: {what}"));
-}
-
 /// A WHEP player posts its offer and connects with the answer; returns it and its `Location`.
 async fn watch(addr: SocketAddr, path: &str, key: &str) -> (Client, String) {
     let pending = PendingClient::viewer(LOCALHOST, Some("detections")).await.expect("client socket");

@@ -13,6 +13,18 @@ use tokio_tungstenite::tungstenite::Message;
 /// Generous: encoders, decoders and the detector share two loaded cores.
 pub const WAIT: Duration = Duration::from_secs(90);
 
+/// Waits (at most [`WAIT`]) until `done` holds, re-checking whenever `rx` changes (a
+/// client's or a signaling task's change counter).
+pub async fn until(what: &str, mut rx: tokio::sync::watch::Receiver<u64>, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            rx.changed().await.expect("still running");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {what}"));
+}
+
 /// One HTTP/1.1 exchange: (status, headers with lower-case names, body).
 pub struct Reply {
     pub status: u16,
