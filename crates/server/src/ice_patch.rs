@@ -91,10 +91,11 @@ fn patch_kind(
     Ok(if frag_ufrag.is_some_and(|u| u != ufrag) { PatchKind::Restart } else { PatchKind::Trickle })
 }
 
-/// Carries out a `PATCH` of session `key` (its ICE session `ice`) on the media leg: the
-/// response, and what changed (nothing when refused).
+/// Carries out a `PATCH` of session `key` (its ICE session `ice`) on the media leg
+/// (`None`: the server runs without one, 503): the response, and what changed (nothing
+/// when refused).
 pub async fn patch(
-    media: &MediaHub,
+    media: Option<&MediaHub>,
     key: ParticipantKey,
     ice: &IceSession,
     limits: PatchLimits,
@@ -102,6 +103,9 @@ pub async fn patch(
     body: &[u8],
 ) -> (Response, Option<Patched>) {
     let refuse = |status, why: String| (crate::whip::refuse(status, why), None);
+    let Some(media) = media else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)".into());
+    };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(TRICKLE_ICE_SDPFRAG)) {
         return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("a PATCH body must be {TRICKLE_ICE_SDPFRAG}"));

@@ -247,11 +247,8 @@ async fn patch(
     let Some((key, ice)) = found else {
         return refuse(StatusCode::NOT_FOUND, "no such WHEP session");
     };
-    let Some(media) = &state.media else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
-    };
-    let limits = state.whip.patch_limits();
-    let (response, patched) = crate::ice_patch::patch(&media.hub, key, &ice, limits, &headers, &body).await;
+    let (media, limits) = (state.media.as_ref().map(|m| &m.hub), state.whip.patch_limits());
+    let (response, patched) = crate::ice_patch::patch(media, key, &ice, limits, &headers, &body).await;
     if let (Some(patched), Some((_, ice))) = (patched, state.whep.lock().get_mut(&id)) {
         ice.record(patched);
     }

@@ -454,12 +454,9 @@ async fn patch(
     else {
         return refuse(StatusCode::NOT_FOUND, "no such WHIP session");
     };
-    let Some(media) = &state.media else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this server runs without the media leg (--no-media)");
-    };
     let key = ParticipantKey { room: room.clone(), participant };
-    let (response, patched) =
-        crate::ice_patch::patch(&media.hub, key, &ice, whip.patch_limits(), &headers, &body).await;
+    let media = state.media.as_ref().map(|m| &m.hub);
+    let (response, patched) = crate::ice_patch::patch(media, key, &ice, whip.patch_limits(), &headers, &body).await;
     if let (Some(patched), Some(s)) = (patched, whip.lock().get_mut(&id)) {
         s.ice.record(patched);
     }
