@@ -176,11 +176,11 @@ struct VideoIn {
 }
 
 impl VideoIn {
-    fn new() -> Self {
+    fn new(detect_width: u32) -> Self {
         VideoIn {
             clock: CaptureClock::default(),
             last_keyframe_request: Vec::new(),
-            layers: Layers::new(),
+            layers: Layers::new(detect_width),
             detected: None,
         }
     }
@@ -503,23 +503,15 @@ impl Session {
         let mut time = d.time;
         let mut layer = None;
         if kind == MediaKind::Video && d.params.spec().codec == Codec::H264 {
-            let track = self.video.entry(d.mid).or_insert_with(VideoIn::new);
+            let track = self.video.entry(d.mid).or_insert_with(|| VideoIn::new(self.detect_width));
             if let Some(rid) = d.rid {
                 let size = keyframe
                     .then(|| check_access_unit(&au.data, &self.sps_limits).ok().flatten())
                     .flatten()
                     .map(|i| (i.width, i.height));
                 let sender = d.last_sender_info.map(|i| (i.ntp_time, i.rtp_time.numer() as u32));
-                let (mapped, frame) = track.layers.frame(
-                    rid,
-                    d.time.numer(),
-                    sender,
-                    size,
-                    keyframe,
-                    au.data.len(),
-                    self.detect_width,
-                    self.now,
-                )?;
+                let (mapped, frame) =
+                    track.layers.frame(rid, d.time.numer(), sender, size, keyframe, au.data.len(), self.now)?;
                 time = MediaTime::new(mapped, d.time.frequency());
                 au.rtp_time = mapped;
                 au.rtp_timestamp = mapped as u32;

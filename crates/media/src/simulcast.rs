@@ -65,6 +65,8 @@ pub(crate) struct Layers {
     view: Arc<[LayerInfo]>,
     /// The layer the detector decodes.
     detect: Option<Rid>,
+    /// The detector's input width: the smallest layer at least this wide is decoded.
+    detect_width: u32,
 }
 
 /// One frame's place among the layers.
@@ -89,8 +91,8 @@ fn unwrap_near(t: u32, near: u64) -> u64 {
 }
 
 impl Layers {
-    pub(crate) fn new() -> Self {
-        Layers { layers: Vec::new(), recent: VecDeque::new(), view: Arc::from(Vec::new()), detect: None }
+    pub(crate) fn new(detect_width: u32) -> Self {
+        Layers { layers: Vec::new(), recent: VecDeque::new(), view: Arc::from(Vec::new()), detect: None, detect_width }
     }
 
     /// Frames with a rid came: the track is sent in layers.
@@ -106,8 +108,7 @@ impl Layers {
     /// A frame of layer `rid` at extended RTP time `ext`, with the latest sender report
     /// of its stream, its size when it is a keyframe with an SPS, and its length.
     /// Returns the frame's time on the reference timeline, `None` while the layer is not
-    /// mapped yet (or is one too many). `detect_width`: the detector's input width; the
-    /// smallest layer at least that wide is decoded.
+    /// mapped yet (or is one too many).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn frame(
         &mut self,
@@ -117,7 +118,6 @@ impl Layers {
         size: Option<(u32, u32)>,
         keyframe: bool,
         bytes: usize,
-        detect_width: u32,
         now: Instant,
     ) -> Option<(u64, LayerFrame)> {
         let i = match self.layers.iter().position(|l| l.rid == rid) {
@@ -175,7 +175,7 @@ impl Layers {
             gone == self.view.iter().any(|v| v.rid == l.rid)
         });
         if changed {
-            self.rebuild(detect_width, now);
+            self.rebuild(now);
         }
         let frame = LayerFrame { rid, keyframe, detect: self.detect == Some(rid), layers: self.view.clone() };
         Some((mapped, frame))
@@ -213,7 +213,7 @@ impl Layers {
         }
     }
 
-    fn rebuild(&mut self, detect_width: u32, now: Instant) {
+    fn rebuild(&mut self, now: Instant) {
         let mut view: Vec<LayerInfo> = self
             .layers
             .iter()
@@ -221,7 +221,7 @@ impl Layers {
             .filter_map(|l| l.size.map(|(width, height)| LayerInfo { rid: l.rid, width, height, bps: l.bps }))
             .collect();
         view.sort_by_key(|l| (l.height, l.width));
-        self.detect = view.iter().find(|l| l.width >= detect_width).or(view.last()).map(|l| l.rid);
+        self.detect = view.iter().find(|l| l.width >= self.detect_width).or(view.last()).map(|l| l.rid);
         tracing::trace!(layers = ?view, detect = ?self.detect, "simulcast layers");
         self.view = Arc::from(view);
     }
@@ -326,7 +326,7 @@ mod tests {
         let offsets: [u32; 3] = [1_000, 4_294_000_000, 77_777];
         let sizes = [(320, 180), (640, 360), (1280, 720)];
         let rids = [Rid::from("q"), Rid::from("h"), Rid::from("f")];
-        let mut layers = Layers::new();
+        let mut layers = Layers::new(W);
         let mut out = Vec::new();
         for n in 0..frames {
             let mut row = [None; 3];
@@ -337,7 +337,7 @@ mod tests {
                 // SR instant: frame n's capture + 3 ms (rtp advanced by 270 ticks).
                 let sender = (n % 30 == 0).then(|| sr(n * 100 / 3 + 3, rtp.wrapping_add(270))).flatten();
                 let size = (n % 30 == 0).then_some(sizes[k]);
-                let r = layers.frame(rids[k], ext, sender, size, n % 30 == 0, 1000, W, at(t0, n * 33));
+                let r = layers.frame(rids[k], ext, sender, size, n % 30 == 0, 1000, at(t0, n * 33));
                 row[k] = r.map(|(t, _)| t);
             }
             out.push(row);
@@ -361,10 +361,10 @@ mod tests {
     #[test]
     fn a_layer_without_sender_reports_is_not_mapped() {
         let t0 = Instant::now();
-        let mut layers = Layers::new();
-        let q = layers.frame(Rid::from("q"), 10, None, Some((320, 180)), true, 10, W, t0);
+        let mut layers = Layers::new(W);
+        let q = layers.frame(Rid::from("q"), 10, None, Some((320, 180)), true, 10, t0);
         assert_eq!(q.map(|(t, _)| t), Some(10));
-        let h = layers.frame(Rid::from("h"), 999, None, Some((640, 360)), true, 10, W, t0);
+        let h = layers.frame(Rid::from("h"), 999, None, Some((640, 360)), true, 10, t0);
         assert!(h.is_none());
     }
 
@@ -375,10 +375,9 @@ mod tests {
         // Only q and f go on; a second and more later, h is gone.
         let mut last = None;
         for n in 5..50u64 {
-            let q = layers.frame(Rid::from("q"), 1_000 + n * 3000, None, None, false, 100, W, at(t0, n * 33));
-            last = layers
-                .frame(Rid::from("f"), 77_777 + n * 3000, None, None, false, 100, W, at(t0, n * 33))
-                .map(|(_, f)| f);
+            let q = layers.frame(Rid::from("q"), 1_000 + n * 3000, None, None, false, 100, at(t0, n * 33));
+            last =
+                layers.frame(Rid::from("f"), 77_777 + n * 3000, None, None, false, 100, at(t0, n * 33)).map(|(_, f)| f);
             assert!(q.is_some());
         }
         let f = last.unwrap();
