@@ -58,6 +58,33 @@ pub fn thread_cpu_seconds(tid: i64) -> Option<f64> {
     stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
 }
 
+/// CPU time (user + system) of every live thread of this process whose name (`comm`, at
+/// most 15 bytes) `wanted` accepts, by thread id, in seconds: take it before and after a
+/// window and subtract per thread to get what one stage of a pipeline cost.
+pub fn named_threads_cpu_seconds(wanted: impl Fn(&str) -> bool) -> std::collections::HashMap<i64, f64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i64>().ok()) else { continue };
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
+        if wanted(comm.trim_end()) {
+            if let Some(secs) = thread_cpu_seconds(tid) {
+                out.insert(tid, secs);
+            }
+        }
+    }
+    out
+}
+
+/// CPU seconds spent between two [`named_threads_cpu_seconds`] readings (a thread first
+/// seen in `after` counts from zero).
+pub fn cpu_seconds_between(
+    before: &std::collections::HashMap<i64, f64>,
+    after: &std::collections::HashMap<i64, f64>,
+) -> f64 {
+    after.iter().map(|(tid, b)| b - before.get(tid).copied().unwrap_or(0.0)).sum()
+}
+
 fn stat_cpu_seconds(path: &str) -> Option<f64> {
     parse_stat_cpu_seconds(&std::fs::read_to_string(path).ok()?)
 }
@@ -102,6 +129,32 @@ mod tests {
             assert!(rss_kib(Process::Pid(std::process::id())).is_some());
             assert!(cpu_seconds().is_some());
             assert!(process_cpu_seconds(Process::Pid(std::process::id())).is_some());
+            // A named thread that burns CPU is found by its name, and only it.
+            let worker = std::thread::Builder::new()
+                .name("measure-spin".into())
+                .spawn(|| {
+                    let start = std::time::Instant::now();
+                    let mut x = 0u64;
+                    while start.elapsed() < std::time::Duration::from_millis(300) {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                    std::thread::park();
+                    x
+                })
+                .unwrap();
+            let before = named_threads_cpu_seconds(|n| n == "no-such-thread");
+            assert!(before.is_empty());
+            let mut spun = 0.0;
+            for _ in 0..100 {
+                spun = cpu_seconds_between(&before, &named_threads_cpu_seconds(|n| n == "measure-spin"));
+                if spun >= 0.1 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert!(spun >= 0.1, "the spinning thread's CPU: {spun}");
+            worker.thread().unpark();
+            worker.join().unwrap();
         }
     }
 }

@@ -5,6 +5,12 @@
 //! cost of forwarding (ICE/DTLS/SRTP, depacketise, packetise, RTCP); decoding and
 //! detection, when on, run on their own threads and count in the process CPU only.
 //!
+//! With `--simulcast` every participant publishes two layers (h at half size, f at full
+//! size, as the web client sends a 640×480 camera), subscribers say their tile size
+//! (`--tile`) and the detector decodes the layer `--simulcast-detect-width` picks. The
+//! *server CPU* column sums the threads that are the server's (the hub, the decoders
+//! `h264-*`, the detection workers `detect-*`), apart from the clients in this process.
+//!
 //! Per room size it reports forwarded tracks, frames/s and packets/s out of the hub,
 //! hub-thread CPU per forwarded track, delay from the publisher handing a frame to its
 //! str0m client to a subscriber's client having it whole (p50/p99), and frame loss.
@@ -18,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use callsight_media::client::{Client, PendingClient};
-use callsight_media::synth::EncodedFrame;
 use callsight_media::{MediaConfig, MediaHub, ParticipantKey};
 use callsight_vision::{Detector, DetectorConfig};
 use clap::Parser;
@@ -29,8 +34,10 @@ mod bench_util;
 #[path = "common/room_load.rs"]
 mod room_load;
 use callsight_measure::percentile;
-use callsight_measure::proc::{cpu_seconds, mib, rss_kib, thread_cpu_seconds, Process};
-use room_load::{base, encode_sources, last_sent, start_publishing, RoomArgs};
+use callsight_measure::proc::{
+    cpu_seconds, cpu_seconds_between, mib, named_threads_cpu_seconds, rss_kib, thread_cpu_seconds, Process,
+};
+use room_load::{base, encode_layered_sources, encode_sources, last_sent, start_publishing, RoomArgs, Source};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rooms of N publishing + subscribing str0m participants through a MediaHub")]
@@ -47,6 +54,28 @@ struct Args {
     /// paced subscriber leg would only queue (browsers adapt to the REMB instead).
     #[arg(long, default_value_t = 0)]
     downlink_bwe_start_kbps: u64,
+    /// Publish two simulcast layers (h: half size, f: full size) instead of one stream.
+    #[arg(long)]
+    simulcast: bool,
+    /// With --simulcast: the tile every subscriber shows each video in, WIDTHxHEIGHT
+    /// (device pixels; sent as track-settings), e.g. 320x240 for a 16-person grid.
+    /// Unset: the subscribers say nothing and get the largest layer.
+    #[arg(long, value_parser = parse_tile)]
+    tile: Option<(u32, u32)>,
+    /// The detector decodes the smallest layer at least this wide
+    /// (MediaConfig::simulcast_detect_width; 0 = the network input's width).
+    #[arg(long, default_value_t = 0)]
+    simulcast_detect_width: u32,
+}
+
+fn parse_tile(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
+    Ok((w.parse().map_err(|e| format!("{e}"))?, h.parse().map_err(|e| format!("{e}"))?))
+}
+
+/// Threads of the server side in this process (see the module doc).
+fn server_thread(name: &str) -> bool {
+    name == "sfu-hub" || name.starts_with("h264-") || name.starts_with("detect-")
 }
 
 type Clients = Arc<Mutex<HashMap<ParticipantKey, Arc<Client>>>>;
@@ -57,6 +86,8 @@ struct Row {
     frames_out: f64,
     packets_out: f64,
     hub_cpu_pct: f64,
+    server_cpu_pct: f64,
+    results_per_camera: f64,
     us_per_track: f64,
     process_cpu_pct: f64,
     p50: f64,
@@ -71,13 +102,18 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let detector = Arc::new(Detector::load(&DetectorConfig::default()).context("loading the detector")?);
-    let sources = encode_sources(&args.room)?;
+    let sources: Vec<Source> = if args.simulcast {
+        encode_layered_sources(&args.room)?
+    } else {
+        encode_sources(&args.room)?.into_iter().map(Source::Single).collect()
+    };
     let config = MediaConfig {
         udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         max_detect_fps: args.max_detect_fps,
         max_sessions: 64,
         media_queue: 8192,
         downlink_bwe_start_kbps: args.downlink_bwe_start_kbps,
+        simulcast_detect_width: args.simulcast_detect_width,
         ..MediaConfig::default()
     };
     // The hub on its own thread: its CPU time is the forwarding cost.
@@ -130,19 +166,27 @@ fn main() -> Result<()> {
     }
     println!();
     println!(
-        "| N | detection | forwarded video tracks | frames/s out | packets/s out | hub thread CPU % | hub CPU µs per forwarded frame | process CPU % | delay p50 ms | delay p99 ms | loss % | RSS MiB |"
+        "| N | publish | detection | forwarded video tracks | frames/s out | packets/s out | hub thread CPU % | hub CPU µs per forwarded frame | results/s per camera | server CPU % (hub + decoders + detection) | process CPU % | delay p50 ms | delay p99 ms | loss % | RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let publish = match (args.simulcast, args.tile) {
+        (false, _) => "one stream".to_string(),
+        (true, None) => "simulcast h+f, no tile".to_string(),
+        (true, Some((w, h))) => format!("simulcast h+f, tiles {w}×{h}"),
+    };
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} |",
             r.n,
+            publish,
             if args.detect { format!("on ({} fps)", args.max_detect_fps) } else { "off".into() },
             r.tracks,
             r.frames_out,
             r.packets_out,
             r.hub_cpu_pct,
             r.us_per_track,
+            r.results_per_camera,
+            r.server_cpu_pct,
             r.process_cpu_pct,
             r.p50,
             r.p99,
@@ -157,7 +201,7 @@ async fn run_room(
     hub: &MediaHub,
     hub_tid: i64,
     args: &Args,
-    sources: &[Arc<Vec<EncodedFrame>>],
+    sources: &[Source],
     clients: &Clients,
     n: usize,
     round: usize,
@@ -166,7 +210,12 @@ async fn run_room(
     let key = |i: usize| ParticipantKey { room: room.clone(), participant: format!("p{i}") };
     let mut people = Vec::new();
     for i in 0..n {
-        let pending = PendingClient::with_tracks(IpAddr::V4(Ipv4Addr::LOCALHOST), 1, false).await?;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let pending = if args.simulcast {
+            PendingClient::simulcast(ip, &["h", "f"]).await?
+        } else {
+            PendingClient::with_tracks(ip, 1, false).await?
+        };
         let answer = hub.publish_and_subscribe(key(i), pending.offer(), args.detect).await?;
         let client = Arc::new(pending.connect(&answer, Duration::from_secs(20)).await?);
         clients.lock().unwrap().insert(key(i), client.clone());
@@ -174,10 +223,30 @@ async fn run_room(
     }
     // Every publisher at --fps; the send instant of each frame is kept.
     let (sent, streams) = start_publishing(&people, sources, args.room.stream.fps);
+    if let Some((w, h)) = args.tile {
+        // Every subscriber's tiles, once its connection carries all the others' videos.
+        let until = Instant::now() + Duration::from_secs_f64(args.room.warmup.max(10.0));
+        for (i, c) in people.iter().enumerate() {
+            loop {
+                let videos: Vec<_> =
+                    c.receiving().await.into_iter().filter(|(_, kind)| *kind == MediaKind::Video).collect();
+                if videos.len() >= n - 1 || Instant::now() > until {
+                    for (mid, _) in videos {
+                        hub.track_settings(key(i), &mid.to_string(), w, h);
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
     tokio::time::sleep(Duration::from_secs_f64(args.room.warmup)).await;
     for c in &people {
         c.take_received();
     }
+    let mut events = hub.events();
+    let mut results = 0usize;
+    let server0 = named_threads_cpu_seconds(server_thread);
     let (cpu0, hub0, t0) = (cpu_seconds(), thread_cpu_seconds(hub_tid), Instant::now());
     let first_k = last_sent(&sent);
     let stats0 = hub.stats();
@@ -188,9 +257,17 @@ async fn run_room(
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         collect(&people, &sent, n, &mut delays, &mut received, &mut bytes);
+        loop {
+            match events.try_recv() {
+                Ok(ev) if ev.room == room => results += 1,
+                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, hub1) = (cpu_seconds(), thread_cpu_seconds(hub_tid));
+    let server = cpu_seconds_between(&server0, &named_threads_cpu_seconds(server_thread));
     let last_k = last_sent(&sent);
     for s in &streams {
         s.abort();
@@ -208,6 +285,8 @@ async fn run_room(
         frames_out,
         packets_out,
         hub_cpu_pct: 100.0 * hub_cpu / elapsed,
+        server_cpu_pct: 100.0 * server / elapsed,
+        results_per_camera: results as f64 / elapsed / n as f64,
         us_per_track: 1e6 * hub_cpu / received.max(1) as f64,
         process_cpu_pct: 100.0 * cpu1.zip(cpu0).map_or(f64::NAN, |(b, a)| b - a) / elapsed,
         p50: percentile(&mut delays, 50.0).unwrap_or(f64::NAN),

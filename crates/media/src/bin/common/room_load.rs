@@ -54,11 +54,39 @@ pub fn encode_sources(args: &RoomArgs) -> Result<Vec<Arc<Vec<EncodedFrame>>>> {
     Ok(sources)
 }
 
+/// What one publisher sends: one stream, or simulcast layers (rid, loop), each layer's
+/// frame `k` the same picture at the same RTP timestamp.
+#[derive(Clone)]
+#[allow(dead_code)] // janus-load publishes single streams only
+pub enum Source {
+    Single(Arc<Vec<EncodedFrame>>),
+    Layers(Vec<(&'static str, Arc<Vec<EncodedFrame>>)>),
+}
+
+/// Simulcast layers as a browser sends a 640×480 camera (web/publish.js: two layers at
+/// that size): rid `h` at half size, `f` at full size; one pair of loops per photo.
+#[allow(dead_code)] // sfu-load's only
+pub fn encode_layered_sources(args: &RoomArgs) -> Result<Vec<Source>> {
+    let (w, h, fps) = (args.stream.width, args.stream.height, args.stream.fps);
+    let mut sources = Vec::new();
+    for name in &args.photos {
+        let photo = load_test_photo(name)?;
+        let n = (fps * 2.0) as usize;
+        let half = encode_loop(&photo, w / 2, h / 2, n, 4.0, args.bitrate / 3)?;
+        let full = encode_loop(&photo, w, h, n, 8.0, args.bitrate)?;
+        sources.push(Source::Layers(vec![("h", Arc::new(half)), ("f", Arc::new(full))]));
+    }
+    if sources.is_empty() {
+        bail!("no photos given");
+    }
+    Ok(sources)
+}
+
 /// Every publisher sends its source (`sources[i % len]`) at `fps` until its task is
 /// aborted; the send instant of each frame goes into the returned map.
 pub fn start_publishing(
     publishers: &[Arc<Client>],
-    sources: &[Arc<Vec<EncodedFrame>>],
+    sources: &[Source],
     fps: f64,
 ) -> (Sent, Vec<tokio::task::JoinHandle<()>>) {
     let sent: Sent = Arc::default();
@@ -74,7 +102,14 @@ pub fn start_publishing(
                     tick.tick().await;
                     let ts = base(i).wrapping_add(k.wrapping_mul(3000));
                     sent.lock().unwrap().insert((i, k), Instant::now());
-                    c.send_video(0, frames[k as usize % frames.len()].data.clone(), ts);
+                    match &frames {
+                        Source::Single(frames) => c.send_video(0, frames[k as usize % frames.len()].data.clone(), ts),
+                        Source::Layers(layers) => {
+                            for (rid, frames) in layers {
+                                c.send_layer(rid, frames[k as usize % frames.len()].data.clone(), ts);
+                            }
+                        }
+                    }
                 }
             })
         })

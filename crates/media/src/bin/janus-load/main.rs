@@ -31,7 +31,7 @@ mod janus;
 #[path = "../common/room_load.rs"]
 mod room_load;
 use janus::JanusProcess;
-use room_load::{encode_sources, last_sent, start_publishing, RoomArgs};
+use room_load::{encode_sources, last_sent, start_publishing, RoomArgs, Source};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rooms of N publishing + subscribing str0m participants through Janus's VideoRoom")]
@@ -191,7 +191,8 @@ async fn run_room(
         .iter()
         .map(|frames| frames.iter().enumerate().map(|(k, f)| (frame_key(&f.data), k as u32)).collect())
         .collect();
-    let (sent, streams) = start_publishing(&publishers, sources, args.room.stream.fps);
+    let single: Vec<Source> = sources.iter().map(|s| Source::Single(s.clone())).collect();
+    let (sent, streams) = start_publishing(&publishers, &single, args.room.stream.fps);
     tokio::time::sleep(Duration::from_secs_f64(args.room.warmup)).await;
     for s in &subscribers {
         s.client.take_received();
