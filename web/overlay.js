@@ -224,7 +224,7 @@ export class OverlaySettings extends EventTarget {
     this.threshold = 0.4;
     this.classes = null; // Set of lower-case labels, or null = all
     this.hidden = new Set(); // participants whose boxes are switched off
-    this.hold = true; // hold video back until its detections are in (sync.js)
+    this.hold = false; // hold video back until its detections are in (sync.js); off: tracked boxes move with the picture instead (README, "Overlay quality")
     this.predict = true; // move tracked boxes to each frame's capture time (track.js)
   }
 

@@ -205,7 +205,10 @@ test('detections of both videos appear on both pages, synced to the frames', asy
       );
     }
 
-    // Let the 1 Hz hold controllers settle, then measure ≥ 100 drawn frames per view.
+    // The hold is off by default (tracked boxes move with the picture instead); turn it
+    // on, let the 1 Hz hold controllers settle, then measure ≥ 100 drawn frames per view.
+    assert.equal(await a.getByTestId('sync-hold').isChecked(), false, 'the hold is off by default');
+    await a.getByTestId('sync-hold').check();
     const peerOfA = ids.b;
     await holdSettled(a, 'self');
     await holdSettled(a, peerOfA);
