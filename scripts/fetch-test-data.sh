@@ -34,7 +34,19 @@ stamp="$VENV/.callsight-pins"
 want="onnxruntime==$ONNXRUNTIME_VERSION pillow==$PILLOW_VERSION numpy==$NUMPY_VERSION"
 if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   log "creating $VENV with $want"
-  "$PY" -m venv "$VENV"
+  if ! "$PY" -m venv --clear "$VENV"; then
+    # Seen once in CI: ensurepip failing inside the new venv (a full disk was the cause
+    # then). Say what the disk holds, and try the system's own Python before giving up.
+    df -h "$ROOT" >&2 || true
+    rm -rf "$VENV"
+    if [[ -x /usr/bin/python3 && "$(command -v "$PY")" != /usr/bin/python3 ]]; then
+      log "creating the venv with $PY failed; trying /usr/bin/python3"
+      /usr/bin/python3 -m venv "$VENV"
+    else
+      log "creating the venv with $PY failed (see above)"
+      exit 1
+    fi
+  fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check $want
   echo "$want" >"$stamp"
 fi
