@@ -3,7 +3,7 @@
 //! the same connection, through an in-process `MediaHub` over UDP on 127.0.0.1. The hub
 //! runs on its own thread (a current-thread runtime), so that thread's CPU time is the
 //! cost of forwarding (ICE/DTLS/SRTP, depacketise, packetise, RTCP); decoding and
-//! detection, when on, run on their own threads and count in the process CPU only.
+//! detection, when on, run on their own threads and count in the server CPU below.
 //!
 //! With `--simulcast` every participant publishes two layers (h at half size, f at full
 //! size, as the web client sends a 640×480 camera), subscribers say their tile size
@@ -34,9 +34,7 @@ mod bench_util;
 #[path = "common/room_load.rs"]
 mod room_load;
 use callsight_measure::percentile;
-use callsight_measure::proc::{
-    cpu_seconds, cpu_seconds_between, mib, named_threads_cpu_seconds, rss_kib, thread_cpu_seconds, Process,
-};
+use callsight_measure::proc::{cpu_seconds, cpu_seconds_between, mib, named_threads_cpu_seconds, rss_kib, Process};
 use room_load::{base, encode_layered_sources, encode_sources, last_sent, start_publishing, RoomArgs, Source};
 
 #[derive(Parser, Debug)]
@@ -73,9 +71,16 @@ fn parse_tile(s: &str) -> Result<(u32, u32), String> {
     Ok((w.parse().map_err(|e| format!("{e}"))?, h.parse().map_err(|e| format!("{e}"))?))
 }
 
+/// The hub's thread: its CPU is the forwarding cost.
+const HUB_THREAD: &str = "sfu-hub";
+
+fn hub_thread(name: &str) -> bool {
+    name == HUB_THREAD
+}
+
 /// Threads of the server side in this process (see the module doc).
 fn server_thread(name: &str) -> bool {
-    name == "sfu-hub" || name.starts_with("h264-") || name.starts_with("detect-")
+    hub_thread(name) || name.starts_with("h264-") || name.starts_with("detect-")
 }
 
 type Clients = Arc<Mutex<HashMap<ParticipantKey, Arc<Client>>>>;
@@ -118,18 +123,14 @@ fn main() -> Result<()> {
     };
     // The hub on its own thread: its CPU time is the forwarding cost.
     let (hub_tx, hub_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("sfu-hub".into()).spawn(move || {
+    std::thread::Builder::new().name(HUB_THREAD.into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("hub runtime");
         rt.block_on(async move {
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() } as i64;
-            let hub = MediaHub::start(config, detector).await;
-            let _ = hub_tx.send((hub, tid));
+            let _ = hub_tx.send(MediaHub::start(config, detector).await);
             std::future::pending::<()>().await;
         });
     })?;
-    let (hub, hub_tid) = hub_rx.recv()?;
-    let hub = hub?;
+    let hub = hub_rx.recv()??;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // Server offers → the participant's client → its answer back to the hub.
@@ -162,7 +163,7 @@ fn main() -> Result<()> {
     });
     let mut rows = Vec::new();
     for (round, &n) in args.room.rooms.iter().enumerate() {
-        rows.push(rt.block_on(run_room(&hub, hub_tid, &args, &sources, &clients, n, round))?);
+        rows.push(rt.block_on(run_room(&hub, &args, &sources, &clients, n, round))?);
     }
     println!();
     println!(
@@ -199,7 +200,6 @@ fn main() -> Result<()> {
 
 async fn run_room(
     hub: &MediaHub,
-    hub_tid: i64,
     args: &Args,
     sources: &[Source],
     clients: &Clients,
@@ -246,8 +246,8 @@ async fn run_room(
     }
     let mut events = hub.events();
     let mut results = 0usize;
-    let server0 = named_threads_cpu_seconds(server_thread);
-    let (cpu0, hub0, t0) = (cpu_seconds(), thread_cpu_seconds(hub_tid), Instant::now());
+    let (hub0, server0) = (named_threads_cpu_seconds(hub_thread), named_threads_cpu_seconds(server_thread));
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let first_k = last_sent(&sent);
     let stats0 = hub.stats();
     let mut delays = Vec::new();
@@ -266,7 +266,8 @@ async fn run_room(
         }
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (cpu1, hub1) = (cpu_seconds(), thread_cpu_seconds(hub_tid));
+    let cpu1 = cpu_seconds();
+    let hub_cpu = cpu_seconds_between(&hub0, &named_threads_cpu_seconds(hub_thread));
     let server = cpu_seconds_between(&server0, &named_threads_cpu_seconds(server_thread));
     let last_k = last_sent(&sent);
     for s in &streams {
@@ -278,7 +279,6 @@ async fn run_room(
     let frames_out = received as f64 / elapsed;
     // RTP packets of ≤1200 payload bytes per frame (str0m's H.264 packetiser, FU-A).
     let packets_out = (bytes as f64 / 1150.0).max(received as f64) / elapsed;
-    let hub_cpu = hub1.zip(hub0).map_or(f64::NAN, |(b, a)| b - a);
     let row = Row {
         n,
         tracks,

@@ -40,18 +40,18 @@ pub fn base(i: usize) -> u32 {
     (i as u32).wrapping_mul(200_000_000)
 }
 
+/// `encode` applied to every photo of `--photos`, in order (at least one).
+fn per_photo<T>(args: &RoomArgs, encode: impl Fn(&image::RgbImage) -> Result<T>) -> Result<Vec<T>> {
+    if args.photos.is_empty() {
+        bail!("no photos given");
+    }
+    args.photos.iter().map(|name| encode(&load_test_photo(name)?)).collect()
+}
+
 /// One encoded loop (two seconds, slight pan) per photo.
 pub fn encode_sources(args: &RoomArgs) -> Result<Vec<Arc<Vec<EncodedFrame>>>> {
     let (w, h, fps) = (args.stream.width, args.stream.height, args.stream.fps);
-    let mut sources = Vec::new();
-    for name in &args.photos {
-        let photo = load_test_photo(name)?;
-        sources.push(Arc::new(encode_loop(&photo, w, h, (fps * 2.0) as usize, 8.0, args.bitrate)?));
-    }
-    if sources.is_empty() {
-        bail!("no photos given");
-    }
-    Ok(sources)
+    per_photo(args, |photo| Ok(Arc::new(encode_loop(photo, w, h, (fps * 2.0) as usize, 8.0, args.bitrate)?)))
 }
 
 /// What one publisher sends: one stream, or simulcast layers (rid, loop), each layer's
@@ -67,19 +67,12 @@ pub enum Source {
 /// that size): rid `h` at half size, `f` at full size; one pair of loops per photo.
 #[allow(dead_code)] // sfu-load's only
 pub fn encode_layered_sources(args: &RoomArgs) -> Result<Vec<Source>> {
-    let (w, h, fps) = (args.stream.width, args.stream.height, args.stream.fps);
-    let mut sources = Vec::new();
-    for name in &args.photos {
-        let photo = load_test_photo(name)?;
-        let n = (fps * 2.0) as usize;
-        let half = encode_loop(&photo, w / 2, h / 2, n, 4.0, args.bitrate / 3)?;
-        let full = encode_loop(&photo, w, h, n, 8.0, args.bitrate)?;
-        sources.push(Source::Layers(vec![("h", Arc::new(half)), ("f", Arc::new(full))]));
-    }
-    if sources.is_empty() {
-        bail!("no photos given");
-    }
-    Ok(sources)
+    let (w, h, n) = (args.stream.width, args.stream.height, (args.stream.fps * 2.0) as usize);
+    per_photo(args, |photo| {
+        let half = encode_loop(photo, w / 2, h / 2, n, 4.0, args.bitrate / 3)?;
+        let full = encode_loop(photo, w, h, n, 8.0, args.bitrate)?;
+        Ok(Source::Layers(vec![("h", Arc::new(half)), ("f", Arc::new(full))]))
+    })
 }
 
 /// Every publisher sends its source (`sources[i % len]`) at `fps` until its task is
