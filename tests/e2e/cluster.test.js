@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, startServer, freePort } from './lib/server.js';
 import { startRedis, startNginx, cookieFor } from './lib/cluster.js';
-import { launchBrowser, newPerson, joinFromLobby, waitFor, ROOM_URL, videoStreams, serverLinkState, dumpConsole, screenshot } from './lib/browser.js';
+import { launchBrowser, newPerson, joinFromLobby, waitFor, ROOM_URL, videoStreams, reportPages, screenshot } from './lib/browser.js';
 
 const TEST_DATA = process.env.CALLSIGHT_TEST_DATA || path.join(REPO_ROOT, 'test-data');
 const PERSON_Y4M = path.join(TEST_DATA, 'person.y4m');
@@ -133,11 +133,7 @@ test('two nodes behind nginx: one media node for the room, boxes on both pages, 
     assert.equal((await health(survivor)).connections, 2, 'both pages are connected to the survivor');
     await screenshot(a, 'cluster-after-failover-a');
   } catch (err) {
-    dumpConsole(pages);
-    for (const [i, p] of pages.entries()) {
-      const state = await serverLinkState(p).catch((e) => `unavailable: ${e.message}`);
-      process.stderr.write(`page ${'AB'[i]} server link: ${JSON.stringify(state)}\n`);
-    }
+    await reportPages(pages, 'AB');
     for (const [i, n] of nodes.entries()) process.stderr.write(`node ${i} log (last 60 lines):\n${n.logs.slice(-60).join('\n')}\n`);
     process.stderr.write(`nginx: ${proxy.logs.join('')}\n`);
     throw err;

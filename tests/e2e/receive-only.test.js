@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer, serverBinary } from './lib/server.js';
-import { launchBrowser, newPerson, joinFromLobby, waitFor, videoStreams, serverLinkState, dumpConsole } from './lib/browser.js';
+import { launchBrowser, newPerson, joinFromLobby, waitFor, videoStreams, reportFailure } from './lib/browser.js';
 
 /** This process's environment without CALLSIGHT_TOKEN_SECRET (the file is the secret). */
 function withoutSecretEnv() {
@@ -93,12 +93,7 @@ test('a --no-publish invitation: no camera or microphone, the others decoded via
     const h = await (await fetch(`${server.url}/healthz`)).json();
     assert.equal(h.media.stats.sessions, 3, JSON.stringify(h.media.stats));
   } catch (err) {
-    dumpConsole(pages);
-    for (const [i, p] of pages.entries()) {
-      const state = await serverLinkState(p).catch((e) => `unavailable: ${e.message}`);
-      process.stderr.write(`page ${'ABC'[i]} server link: ${JSON.stringify(state)}\n`);
-    }
-    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    await reportFailure(pages, 'ABC', server);
     throw err;
   }
 });

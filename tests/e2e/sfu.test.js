@@ -20,9 +20,8 @@ import {
   waitFor,
   framesDecoded,
   videoStreams,
-  serverLinkState,
   screenshot,
-  dumpConsole,
+  reportFailure,
 } from './lib/browser.js';
 
 const TEST_DATA = process.env.CALLSIGHT_TEST_DATA || path.join(REPO_ROOT, 'test-data');
@@ -39,16 +38,6 @@ async function sendingVideo(page) {
   await page.waitForTimeout(1500); // measurement window for a rate, not a wait for an event
   const second = (await videoStreams(page)).outbound;
   return second.filter((s) => s.bytes > (first.find((f) => f.id === s.id && f.where === s.where)?.bytes ?? 0));
-}
-
-/** On failure: each page's console and server connection, then the server's log. */
-async function reportFailure(pages, server) {
-  dumpConsole(pages);
-  for (const [i, p] of pages.entries()) {
-    const state = await serverLinkState(p).catch((e) => `unavailable: ${e.message}`);
-    process.stderr.write(`page ${'ABCD'[i]} server link: ${JSON.stringify(state)}\n`);
-  }
-  process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
 }
 
 test('a room of four via the server: one upload each, everyone decodes everyone, boxes on every tile', async (t) => {
@@ -122,7 +111,7 @@ test('a room of four via the server: one upload each, everyone decodes everyone,
     const h = await health(server);
     assert.equal(h.media.stats.sessions, 4, JSON.stringify(h.media.stats));
   } catch (err) {
-    await reportFailure(pages, server);
+    await reportFailure(pages, 'ABCD', server);
     throw err;
   }
 });
@@ -163,7 +152,7 @@ test('a 1:1 room without analysis stays peer to peer; a third person moves it vi
     assert.equal(stats.decoders, 0, JSON.stringify(stats));
     await screenshot(b, 'sfu-switch-b');
   } catch (err) {
-    await reportFailure(pages, server);
+    await reportFailure(pages, 'ABCD', server);
     throw err;
   }
 });
@@ -221,7 +210,7 @@ test('two hosts that cannot reach each other fall back to the server by themselv
     assert.equal((await health(server)).media.stats.sessions, 2);
     await screenshot(b, 'sfu-netns-b');
   } catch (err) {
-    await reportFailure(pages, server);
+    await reportFailure(pages, 'ABCD', server);
     throw err;
   }
 });

@@ -14,9 +14,8 @@ import {
   joinFromLobby,
   ROOM_URL,
   waitFor,
-  serverLinkState,
   screenshot,
-  dumpConsole,
+  reportFailure,
 } from './lib/browser.js';
 
 const DETECT_ARGS = (process.env.E2E_DETECT_ARGS ?? '').split(/\s+/).filter(Boolean);
@@ -330,12 +329,7 @@ test('a 1280×720 camera goes out as 3 layers; a small and a large tile get diff
     const again = await settle(small, 'small tile after the re-publish', (h) => h > 0 && h <= 360);
     process.stdout.write(`after the re-publish: small ${again.width}×${again.height} on mid ${again.mid} (was ${gotSmall.mid})\n`);
   } catch (err) {
-    dumpConsole(pages);
-    for (const [i, p] of pages.entries()) {
-      const state = await serverLinkState(p).catch((e) => `unavailable: ${e.message}`);
-      process.stderr.write(`page ${'PSL'[i]} server link: ${JSON.stringify(state)}\n`);
-    }
-    process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+    await reportFailure(pages, 'PSL', server);
     throw err;
   }
 });

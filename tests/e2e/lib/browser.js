@@ -132,6 +132,24 @@ export function dumpConsole(pages) {
   for (const p of pages) for (const l of p.consoleLines ?? []) process.stderr.write(`${l}\n`);
 }
 
+/**
+ * On failure: each page's console and the state of its connection to the server
+ * (`labels[i]` names page i).
+ */
+export async function reportPages(pages, labels) {
+  dumpConsole(pages);
+  for (const [i, p] of pages.entries()) {
+    const state = await serverLinkState(p).catch((e) => `unavailable: ${e.message}`);
+    process.stderr.write(`page ${labels[i]} server link: ${JSON.stringify(state)}\n`);
+  }
+}
+
+/** On failure: [reportPages], then the last 80 lines of the server's log. */
+export async function reportFailure(pages, labels, server) {
+  await reportPages(pages, labels);
+  process.stderr.write(`server log (last 80 lines):\n${server.logs.slice(-80).join('\n')}\n`);
+}
+
 /** The 22-character room link the landing page's "New call" leads to. */
 export const ROOM_URL = /\/r\/([A-Za-z0-9_-]{22})$/;
 
